@@ -1,0 +1,31 @@
+# The two commands of the README: `make demo` and `make test` do all the set-up themselves.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test bench bench-quick serve clean
+
+$(STAMP): pyproject.toml scripts/find_python.sh scripts/setup_system.sh
+	@bash scripts/setup_system.sh
+	@python=$$(bash scripts/find_python.sh) || exit 1; \
+	  echo "using $$python"; \
+	  [ -x $(PY) ] || $$python -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[xarray,test]'
+	$(PY) -m swiftzarr_batch.server install
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(PY) -m swiftzarr_batch.server run -- $(PY) examples/seed_walkthrough.py
+
+test: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+serve: setup
+	$(PY) -m swiftzarr_batch.cli serve
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

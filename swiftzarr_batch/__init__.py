@@ -1,0 +1,38 @@
+"""zarr arrays and xarray datasets on OpenStack Swift, written, read and copied in parallel."""
+
+from swiftzarr_batch.auth import Token, acquire_token
+from swiftzarr_batch.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ConflictError,
+    IntegrityError,
+    InvalidNameError,
+    PermissionDeniedError,
+    ReadOnlyError,
+    ServerError,
+    SwiftHTTPError,
+    SwiftZarrError,
+    TokenExpiredError,
+)
+from swiftzarr_batch.retry import RetryPolicy
+from swiftzarr_batch.store import SwiftStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthenticationError",
+    "ConfigurationError",
+    "ConflictError",
+    "IntegrityError",
+    "InvalidNameError",
+    "PermissionDeniedError",
+    "ReadOnlyError",
+    "RetryPolicy",
+    "ServerError",
+    "SwiftHTTPError",
+    "SwiftStore",
+    "SwiftZarrError",
+    "Token",
+    "TokenExpiredError",
+    "acquire_token",
+]

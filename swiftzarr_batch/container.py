@@ -1,0 +1,175 @@
+"""Object operations on one Swift container, in Swift's terms (names, listings, bulk delete).
+
+The store (zarr's view: keys relative to a prefix, Buffers) and the copy tools both build on
+this; it knows Swift's API shapes but not HTTP status meanings (``status`` does) nor retries
+(``transport`` does).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
+from urllib.parse import quote
+
+from swiftzarr_batch.errors import SwiftHTTPError
+from swiftzarr_batch.names import quote_path
+from swiftzarr_batch.status import NOT_FOUND, PRECONDITION_FAILED, RANGE_NOT_SATISFIABLE
+from swiftzarr_batch.transport import Response, SwiftSession
+
+log = logging.getLogger(__name__)
+
+LISTING_PAGE = 10_000  # Swift's default container_listing_limit
+BULK_DELETE_BATCH = 10_000  # bulk middleware's default max_deletes_per_request
+
+
+class SwiftContainer:
+    """One container seen through a shared SwiftSession."""
+
+    def __init__(self, session: SwiftSession, name: str) -> None:
+        self.session = session
+        self.name = name
+        self._path = quote_path(name)
+
+    def __repr__(self) -> str:
+        return f"SwiftContainer({self.session.storage_url!r}, {self.name!r})"
+
+    def _obj(self, name: str) -> str:
+        return f"{self._path}/{quote(name, safe='/')}"
+
+    # -- container --------------------------------------------------------------------------
+    async def exists(self) -> bool:
+        resp = await self.session.request("HEAD", self._path)
+        return resp.status != NOT_FOUND
+
+    async def ensure_exists(self) -> None:
+        """Create the container if it is missing (HEAD, then PUT only on 404); cached per
+        session, so a dask worker does this at most once."""
+        if self.name in self.session.known_containers:
+            return
+        if not await self.exists():
+            await self.session.request("PUT", self._path)
+            log.info("created container %s", self.name)
+        self.session.known_containers.add(self.name)
+
+    # -- objects ----------------------------------------------------------------------------
+    async def get(self, name: str, *, range_header: str | None = None) -> Response | None:
+        """GET an object (or a byte range); None only when the server says 404."""
+        headers = {"Range": range_header} if range_header else None
+        resp = await self.session.request(
+            "GET", self._obj(name), headers=headers, check_md5=range_header is None,
+            allow=(RANGE_NOT_SATISFIABLE,),
+        )
+        return None if resp.status == NOT_FOUND else resp
+
+    async def head(self, name: str) -> Response | None:
+        resp = await self.session.request("HEAD", self._obj(name))
+        return None if resp.status == NOT_FOUND else resp
+
+    async def put(
+        self, name: str, body: bytes | memoryview, *, if_none_match: bool = False,
+        headers: dict[str, str] | None = None,
+    ) -> bool:
+        """PUT an object with its MD5; returns False only when ``if_none_match`` found one.
+
+        A 404 on PUT means the container is missing: create it and try once more (so opening a
+        store for writes costs no extra round trip while the container exists).
+        """
+        send = dict(headers) if headers else {}
+        if if_none_match:
+            send["If-None-Match"] = "*"
+        path = self._obj(name)
+        resp = await self.session.request("PUT", path, headers=send, body=body,
+                                          allow=(PRECONDITION_FAILED,))
+        if resp.status == NOT_FOUND:
+            self.session.known_containers.discard(self.name)
+            await self.ensure_exists()
+            resp = await self.session.request("PUT", path, headers=send, body=body,
+                                              allow=(PRECONDITION_FAILED,))
+            if resp.status == NOT_FOUND:
+                raise SwiftHTTPError(f"PUT {path} answered 404 right after creating container "
+                                     f"{self.name}", status=404, method="PUT", path=path)
+        return resp.status != PRECONDITION_FAILED
+
+    async def delete(self, name: str) -> bool:
+        """DELETE an object; False if it was already missing."""
+        resp = await self.session.request("DELETE", self._obj(name))
+        return resp.status != NOT_FOUND
+
+    # -- listings ---------------------------------------------------------------------------
+    async def list_pages(
+        self, prefix: str = "", *, delimiter: str | None = None, limit: int = LISTING_PAGE,
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Yield listing pages (JSON entries) until the listing ends, following ``marker``.
+
+        Streams: memory stays one page whatever the number of objects. A missing container lists
+        as empty.
+        """
+        params = {"format": "json", "limit": str(limit)}
+        if prefix:
+            params["prefix"] = prefix
+        if delimiter:
+            params["delimiter"] = delimiter
+        marker = ""
+        while True:
+            if marker:
+                params["marker"] = marker
+            resp = await self.session.request("GET", self._path, params=params)
+            if resp.status == NOT_FOUND or resp.status == 204 or not resp.body:
+                return
+            page = json.loads(resp.body)
+            if not page:
+                return
+            yield page
+            last = page[-1]
+            marker = last.get("name") or last.get("subdir")
+            if len(page) < limit:
+                return
+
+    async def list_names(self, prefix: str = "") -> AsyncIterator[str]:
+        async for page in self.list_pages(prefix):
+            for entry in page:
+                yield entry["name"]
+
+    # -- bulk delete ------------------------------------------------------------------------
+    async def bulk_delete(self, names: Iterable[str]) -> int:
+        """Delete many objects with the bulk middleware (10 000 per request).
+
+        The middleware answers 200 even when some deletes fail; its JSON body is read and any
+        error other than "not found" raises. Returns how many objects were deleted.
+        """
+        deleted = 0
+        batch: list[str] = []
+        for name in names:
+            batch.append(name)
+            if len(batch) == BULK_DELETE_BATCH:
+                deleted += await self._bulk_delete_batch(batch)
+                batch = []
+        if batch:
+            deleted += await self._bulk_delete_batch(batch)
+        return deleted
+
+    async def _bulk_delete_batch(self, names: Sequence[str]) -> int:
+        lines = "\n".join(f"/{quote(self.name, safe='')}/{quote(n, safe='/')}" for n in names)
+        resp = await self.session.request(
+            "POST", "", params={"bulk-delete": "1"},  # an account-level request
+            headers={"Content-Type": "text/plain", "Accept": "application/json"},
+            body=lines.encode("utf-8"),
+        )
+        try:
+            result = json.loads(resp.body)
+        except ValueError:
+            raise SwiftHTTPError(
+                f"bulk delete in {self.name} answered {resp.status} without a JSON result; is "
+                "the bulk middleware enabled?", status=resp.status, method="POST", path="?bulk-delete",
+            ) from None
+        errors = [e for e in result.get("Errors", []) if not str(e[1]).startswith("404")]
+        status = str(result.get("Response Status", ""))
+        if errors or not status.startswith("2"):
+            shown = "; ".join(f"{n}: {s}" for n, s in errors[:5])
+            raise SwiftHTTPError(
+                f"bulk delete in {self.name} failed for {len(errors)} of {len(names)} objects "
+                f"({status}) {shown}", status=resp.status, method="POST", path="?bulk-delete",
+            )
+        return int(result.get("Number Deleted", 0))

@@ -1,0 +1,75 @@
+"""Typed errors of swiftzarr_batch.
+
+Every failure a user can act on has its own class, so callers can tell "wrong password" from
+"token expired" from "server down" without parsing messages. No message ever contains a key,
+password or token: errors are built from what was asked for (method, container/object) and what
+the server answered (status, reason), never from request headers.
+"""
+
+from __future__ import annotations
+
+
+class SwiftZarrError(Exception):
+    """Base class of every error raised by swiftzarr_batch."""
+
+
+class ConfigurationError(SwiftZarrError, ValueError):
+    """Arguments or environment do not describe a usable store (e.g. no credentials at all)."""
+
+
+class InvalidNameError(SwiftZarrError, ValueError):
+    """A container name, prefix or key that Swift would reject or misinterpret."""
+
+
+class AuthenticationError(SwiftZarrError, PermissionError):
+    """The auth endpoint refused the credentials, or could not be reached."""
+
+
+class TokenExpiredError(AuthenticationError):
+    """The token was rejected (401) and there is no way to get a new one here."""
+
+
+class PermissionDeniedError(SwiftZarrError, PermissionError):
+    """The server answered 403: the token is valid but may not do this. Never means "missing"."""
+
+
+class ReadOnlyError(SwiftZarrError, ValueError):
+    """A write was attempted on a read-only store.
+
+    The message starts with zarr's own wording, so zarr's conformance tests and user code that
+    matches on it keep working.
+    """
+
+    def __init__(self, what: str = "") -> None:
+        msg = "store was opened in read-only mode and does not support writing"
+        super().__init__(f"{msg}: {what}" if what else msg)
+
+
+class SwiftHTTPError(SwiftZarrError, OSError):
+    """The server answered with a status that is neither success nor "missing".
+
+    ``status`` is the HTTP status (or None when no answer came back at all) and ``attempts``
+    how many times the request was tried before giving up.
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, attempts: int = 1, method: str = "",
+        path: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.attempts = attempts
+        self.method = method
+        self.path = path
+
+
+class ConflictError(SwiftHTTPError):
+    """409/412: the object changed or exists where it must not (e.g. a held lock)."""
+
+
+class IntegrityError(SwiftHTTPError):
+    """Bytes on the wire did not match their checksum (422 on upload, MD5 mismatch on download)."""
+
+
+class ServerError(SwiftZarrError, RuntimeError):
+    """The local Swift server could not be installed, started or stopped."""

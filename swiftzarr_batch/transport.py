@@ -1,0 +1,298 @@
+"""The HTTP data path: one shared, thread-safe, bounded connection pool per process and token.
+
+Why not python-swiftclient here: its ``Connection`` is not thread-safe, never retries a bytes PUT
+body, and blocks in its own backoff. zarr calls the store concurrently from its event loop, dask
+runs several such loops' worth of tasks per process, so the data path is aiohttp on whatever loop
+calls it (one ``ClientSession`` per event loop, created on first use), with bounded connections,
+the project's RetryPolicy, MD5 on every upload and download, and one re-authentication on 401.
+
+A ``SwiftSession`` is shared by every store copy in a process that has the same storage URL and
+token (``get_session``): unpickling a store on a dask worker costs no new auth and no new pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import threading
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from swiftzarr_batch.auth import CredentialProvider, Token, auth_calls, cached_authenticate
+from swiftzarr_batch.errors import AuthenticationError, IntegrityError
+from swiftzarr_batch.retry import RetryableFailure, RetryPolicy, call_with_retries
+from swiftzarr_batch.status import Outcome, classify, error_for
+
+log = logging.getLogger(__name__)
+
+_MD5_HEX = re.compile(r"^[0-9a-f]{32}$")
+USER_AGENT = "swiftzarr_batch"
+
+
+@dataclass(frozen=True)
+class TransportOptions:
+    """Tunables of the data path; travels with the store to workers.
+
+    max_connections: concurrent requests per event loop (the store's limit).
+    connect_timeout/read_timeout: seconds; a stalled server costs at most read_timeout per try.
+    verify_tls: check HTTPS certificates (turning it off is logged as a warning).
+    verify_reads: compare each full GET body's MD5 with the object's ETag.
+    """
+
+    max_connections: int = 64
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    verify_tls: bool = True
+    verify_reads: bool = True
+    retry: RetryPolicy = RetryPolicy()
+
+    def __post_init__(self) -> None:
+        if self.max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, got {self.max_connections}")
+
+
+@dataclass
+class Counters:
+    """What a session did: read after a job (``store.counters``); summed across workers by
+    ``dask_helpers``."""
+
+    requests: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    retries: int = 0
+    reauths: int = 0
+    errors: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass
+class Response:
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+
+class SwiftSession:
+    """Authenticated access to one storage URL, shared by all stores of a process."""
+
+    def __init__(
+        self, token: Token, provider: CredentialProvider | None, options: TransportOptions
+    ) -> None:
+        self.token = token
+        self.provider = provider
+        self.options = options
+        self.counters = Counters()
+        self._lock = threading.Lock()
+        self._clients: dict[int, tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession]] = {}
+        self._refresh_lock = threading.Lock()
+        self.known_containers: set[str] = set()
+        if not options.verify_tls:
+            log.warning("TLS certificate verification is OFF for %s", token.storage_url)
+
+    def __repr__(self) -> str:
+        return f"SwiftSession(storage_url={self.token.storage_url!r})"
+
+    @property
+    def storage_url(self) -> str:
+        return self.token.storage_url
+
+    # -- connection pools ------------------------------------------------------------------
+    def _client(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        entry = self._clients.get(id(loop))
+        if entry is not None and entry[0] is loop:
+            return entry[1]
+        with self._lock:
+            for key, (old_loop, old_client) in list(self._clients.items()):
+                if old_loop.is_closed():  # its loop is gone: drop the pool without awaiting
+                    if old_client.connector is not None:
+                        old_client.connector._close()
+                    del self._clients[key]
+            connector = aiohttp.TCPConnector(
+                limit=self.options.max_connections,
+                limit_per_host=0,
+                ssl=None if self.options.verify_tls else False,
+                keepalive_timeout=30,
+            )
+            client = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False,
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    connect=self.options.connect_timeout,
+                    sock_read=self.options.read_timeout,
+                ),
+                headers={"User-Agent": USER_AGENT},
+            )
+            self._clients[id(loop)] = (loop, client)
+            return client
+
+    async def aclose(self) -> None:
+        """Close the pool of the running loop (others close when their loop does)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            entry = self._clients.pop(id(loop), None)
+        if entry is not None:
+            await entry[1].close()
+
+    # -- authentication ---------------------------------------------------------------------
+    def _refresh_token(self, stale: Token) -> None:
+        """Get a new token after a 401 (blocking; one refresh for many concurrent 401s)."""
+        if self.provider is None:
+            raise error_for(401, "request", self.storage_url)
+        with self._refresh_lock:
+            if self.token.token != stale.token:
+                return  # another thread already refreshed
+            log.info("token rejected for %s; re-authenticating", self.storage_url)
+            new = cached_authenticate(self.provider, stale=stale)
+            if new.storage_url != self.token.storage_url:
+                raise AuthenticationError(
+                    "re-authentication returned a different storage URL "
+                    f"({new.storage_url} instead of {self.storage_url})"
+                )
+            self.token = new
+            self.counters.reauths += 1
+
+    # -- requests ---------------------------------------------------------------------------
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        body: bytes | memoryview | None = None,
+        check_md5: bool = False,
+        allow: tuple[int, ...] = (),
+    ) -> Response:
+        """Send one request (with retries) to ``storage_url/path``; ``path`` is already quoted.
+
+        Returns the response for 2xx, 404 and any status in ``allow``; raises the typed error
+        of ``status.error_for`` otherwise. ``check_md5``: verify a full GET body against its
+        ETag. A PUT body is sent with its MD5 as ETag so the server rejects corruption (422).
+        """
+        base = self.token.storage_url
+        url = URL(f"{base}/{path}" if path else base, encoded=True)
+        send_headers = dict(headers) if headers else {}
+        if body is not None and method == "PUT" and "ETag" not in send_headers:
+            send_headers["ETag"] = hashlib.md5(body).hexdigest()
+        reauthed = False
+
+        async def attempt() -> Response:
+            nonlocal reauthed
+            token = self.token
+            send_headers["X-Auth-Token"] = token.token
+            self.counters.requests += 1
+            try:
+                async with self._client().request(
+                    method, url, params=params, headers=send_headers, data=body,
+                ) as resp:
+                    data = await resp.read()
+                    status, resp_headers = resp.status, resp.headers
+            except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
+                raise RetryableFailure(type(exc).__name__) from None
+            if body is not None:
+                self.counters.bytes_sent += len(body)
+            self.counters.bytes_received += len(data)
+            outcome = classify(status)
+            if outcome is Outcome.REAUTH:
+                if reauthed or self.provider is None:
+                    raise error_for(401, method, path)
+                await asyncio.to_thread(self._refresh_token, token)
+                reauthed = True
+                raise RetryableFailure("token refreshed", status=401, retry_after="0")
+            if outcome is Outcome.RETRY:
+                raise RetryableFailure(
+                    resp.reason or "", status=status, retry_after=resp_headers.get("Retry-After")
+                )
+            if check_md5 and outcome is Outcome.OK:
+                _check_body_md5(resp_headers, data)
+            return Response(status, resp_headers, data)
+
+        def on_retry(failure: RetryableFailure) -> None:
+            if failure.status != 401:
+                self.counters.retries += 1
+                log.debug("retrying %s %s after %s %s", method, path, failure.status,
+                          failure.reason)
+
+        try:
+            response = await call_with_retries(self.options.retry, attempt, on_retry)
+        except RetryableFailure as failure:
+            self.counters.errors += 1
+            if failure.reason == "MD5 mismatch":
+                raise IntegrityError(
+                    f"{method} {path}: body did not match its ETag in {failure.attempts} tries",
+                    status=failure.status, attempts=failure.attempts, method=method, path=path,
+                ) from None
+            raise error_for(failure.status, method, path, reason=failure.reason,
+                            attempts=failure.attempts) from None
+        outcome = classify(response.status)
+        if outcome in (Outcome.OK, Outcome.MISSING) or response.status in allow:
+            return response
+        self.counters.errors += 1
+        raise error_for(response.status, method, path, reason=_reason(response))
+
+
+def _reason(response: Response) -> str:
+    text = response.body[:200].decode("utf-8", "replace").strip()
+    return " ".join(text.split())
+
+
+def _check_body_md5(headers: CIMultiDictProxy[str], data: bytes) -> None:
+    """Raise RetryableFailure if a plain object's body does not hash to its ETag.
+
+    Large-object manifests (SLO/DLO) carry a different ETag and are skipped, as are range reads.
+    """
+    etag = headers.get("Etag", "").strip('"')
+    if not _MD5_HEX.match(etag) or "X-Static-Large-Object" in headers or (
+        "X-Object-Manifest" in headers
+    ):
+        return
+    if "Content-Range" in headers:
+        return
+    if hashlib.md5(data).hexdigest() != etag:
+        raise RetryableFailure("MD5 mismatch")
+
+
+_sessions: dict[tuple[str, str, TransportOptions], SwiftSession] = {}
+_sessions_lock = threading.Lock()
+
+
+def get_session(
+    token: Token, provider: CredentialProvider | None, options: TransportOptions
+) -> SwiftSession:
+    """The process-wide session for this storage URL + token + options (made on first use)."""
+    key = (token.storage_url, token.token, options)
+    session = _sessions.get(key)
+    if session is None:
+        with _sessions_lock:
+            session = _sessions.get(key)
+            if session is None:
+                session = _sessions[key] = SwiftSession(token, provider, options)
+    if provider is not None and session.provider is None:
+        session.provider = provider
+    return session
+
+
+def process_counters() -> dict[str, int]:
+    """All sessions' counters of this process, plus auth requests sent by this process."""
+    total = Counters()
+    with _sessions_lock:
+        sessions = list(_sessions.values())
+    for s in sessions:
+        for name, value in s.counters.as_dict().items():
+            setattr(total, name, getattr(total, name) + value)
+    result = total.as_dict()
+    result["auth_calls"] = auth_calls()
+    return result
+
+

@@ -1,0 +1,57 @@
+"""Shared fixtures: one real local Swift server per test session (started by the tests)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from swiftzarr_batch.server import LocalSwift
+
+ENV_VARS = ("ST_AUTH", "ST_USER", "ST_KEY", "OS_STORAGE_URL", "OS_AUTH_TOKEN")
+
+
+@pytest.fixture(scope="session")
+def swift_server():
+    """A real OpenStack Swift (proxy, account, container, object servers) on 127.0.0.1."""
+    with LocalSwift() as server:
+        yield server
+
+
+@pytest.fixture
+def creds(swift_server) -> dict[str, str]:
+    return {"authurl": swift_server.auth_url, "user": swift_server.user, "key": swift_server.key}
+
+
+@pytest.fixture
+def swift_env(swift_server, monkeypatch):
+    """ST_AUTH/ST_USER/ST_KEY of the local server, as the seed notebook's users have them."""
+    for name in ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in swift_server.env.items():
+        monkeypatch.setenv(name, value)
+    return swift_server.env
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_credentials(monkeypatch):
+    """Tests choose their credentials explicitly; nothing leaks in from the caller's shell."""
+    for name in ENV_VARS:
+        if name in os.environ:
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def container_name() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def swift_conn(swift_server):
+    """A python-swiftclient connection, independent of our data path, to check what's stored."""
+    from swiftclient.client import Connection
+
+    conn = Connection(authurl=swift_server.auth_url, user=swift_server.user, key=swift_server.key)
+    yield conn
+    conn.close()
