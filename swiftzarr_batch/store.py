@@ -263,6 +263,9 @@ class SwiftStore(Store):
         return int(resp.headers["Content-Length"])
 
     async def getsize_prefix(self, prefix: str) -> int:
+        """Sum of object sizes under the directory ``prefix``, from listings (no HEADs)."""
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
         total = 0
         async for page in (await self._container()).list_pages(self._prefix_for(prefix)):
             total += sum(int(e.get("bytes", 0)) for e in page)

@@ -22,9 +22,10 @@ def _load_example():
 
 EXPECTED = {
     2: {
-        "listdir": [".zgroup", "foo"],
-        "walk": [".zgroup", "foo/.zgroup", "foo/bar/.zarray", "foo/bar/0.0", "foo/bar/0.1",
-                 "foo/bar/1.0", "foo/bar/1.1"],
+        # zarr 3 also writes an (empty) .zattrs next to each .zgroup/.zarray in format 2.
+        "listdir": [".zattrs", ".zgroup", "foo"],
+        "walk": [".zattrs", ".zgroup", "foo/.zattrs", "foo/.zgroup", "foo/bar/.zarray",
+                 "foo/bar/.zattrs", "foo/bar/0.0", "foo/bar/0.1", "foo/bar/1.0", "foo/bar/1.1"],
         "xarray": [".zattrs", ".zgroup", ".zmetadata", "foo", "x", "y"],
     },
     3: {
