@@ -61,25 +61,19 @@ class RetryPolicy:
         ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt_number - 1)))
         return random.uniform(0, ceiling)
 
-    def _tenacity_kwargs(self) -> dict:
+    def retrying(self) -> tenacity.Retrying:
+        """This policy for blocking calls (authentication)."""
+
         def wait(state: tenacity.RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
             return self.wait_seconds(state.attempt_number, exc)
 
-        return dict(
+        return tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.attempts) | tenacity.stop_after_delay(self.budget),
             wait=wait,
             retry=tenacity.retry_if_exception_type(RetryableFailure),
             reraise=True,
         )
-
-    def async_retrying(self) -> tenacity.AsyncRetrying:
-        """A tenacity controller for the async data path (``async for attempt in ...``)."""
-        return tenacity.AsyncRetrying(**self._tenacity_kwargs())
-
-    def retrying(self) -> tenacity.Retrying:
-        """The same policy for blocking calls (authentication)."""
-        return tenacity.Retrying(**self._tenacity_kwargs())
 
 
 NO_RETRY = RetryPolicy(attempts=1)

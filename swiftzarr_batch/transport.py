@@ -13,6 +13,7 @@ token (``get_session``): unpickling a store on a dask worker costs no new auth a
 from __future__ import annotations
 
 import asyncio
+import atexit
 import hashlib
 import logging
 import re
@@ -135,6 +136,23 @@ class SwiftSession:
             )
             self._clients[id(loop)] = (loop, client)
             return client
+
+    def close_all(self) -> None:
+        """Close every loop's pool (at interpreter exit), so nothing warns about open sockets."""
+        with self._lock:
+            entries = list(self._clients.values())
+            self._clients.clear()
+        for loop, client in entries:
+            if client.closed:
+                continue
+            if loop.is_running() and not loop.is_closed():
+                try:
+                    asyncio.run_coroutine_threadsafe(client.close(), loop).result(timeout=2)
+                    continue
+                except Exception:  # noqa: BLE001 - best effort at exit
+                    pass
+            if client.connector is not None:
+                client.connector._close()
 
     async def aclose(self) -> None:
         """Close the pool of the running loop (others close when their loop does)."""
@@ -281,6 +299,14 @@ def get_session(
     if provider is not None and session.provider is None:
         session.provider = provider
     return session
+
+
+@atexit.register
+def _close_sessions_at_exit() -> None:
+    with _sessions_lock:
+        sessions = list(_sessions.values())
+    for session in sessions:
+        session.close_all()
 
 
 def process_counters() -> dict[str, int]:
