@@ -54,7 +54,7 @@ class V1Password:
 
     def __init__(
         self, authurl: str, user: str, key: str, *, token_life: int | None = None,
-        verify_tls: bool = True, timeout: float = 30.0,
+        verify_tls: bool = True, timeout: float = 30.0, travels: bool = False,
     ) -> None:
         self.authurl = authurl
         self.user = user
@@ -62,14 +62,21 @@ class V1Password:
         self.token_life = token_life
         self.verify_tls = verify_tls
         self.timeout = timeout
+        self.travels = travels  # True: the user allows the key to be pickled to dask workers
+        if not verify_tls:
+            log.warning("TLS certificate verification is OFF for auth URL %s", authurl)
 
     def __repr__(self) -> str:
         return f"V1Password(authurl={self.authurl!r}, user={self.user!r}, key=***)"
 
     def __reduce__(self):  # noqa: D105 - refuse silently shipping the key
+        if self.travels:
+            return (_travelling_v1, (self.authurl, self.user, self._key, self.token_life,
+                                     self.verify_tls, self.timeout))
         raise TypeError(
             "V1Password holds a key and is not picklable; stores ship a storage URL + token "
-            "instead (use a CredentialProvider that is explicitly allowed to travel)"
+            "instead (build it with travels=True, or use EnvironmentCredentials, to let "
+            "workers re-authenticate)"
         )
 
     def cache_key(self) -> tuple[str, str, str]:
@@ -119,6 +126,12 @@ class V1Password:
         expires_at = time.time() + float(expires) if expires else None
         log.debug("authenticated %s at %s (token expires in %s s)", self.user, self.authurl, expires)
         return Token(url, token, expires_at)
+
+
+def _travelling_v1(authurl: str, user: str, key: str, token_life: int | None,
+                   verify_tls: bool, timeout: float) -> V1Password:
+    return V1Password(authurl, user, key, token_life=token_life, verify_tls=verify_tls,
+                      timeout=timeout, travels=True)
 
 
 _auth_calls = 0
@@ -182,14 +195,26 @@ def resolve_credentials(
     *, authurl: str | None, user: str | None, key: str | None, preauthurl: str | None,
     preauthtoken: str | None, verify_tls: bool = True, env: dict[str, str] | None = None,
 ) -> ResolvedAuth:
-    """Pick credentials: arguments first, then ST_AUTH/ST_USER/ST_KEY, then OS_STORAGE_URL/..."""
+    """Pick credentials: arguments, ST_AUTH/ST_USER/ST_KEY, Keystone (OS_CLOUD, OS_AUTH_URL...),
+    then OS_STORAGE_URL/OS_AUTH_TOKEN.
+
+    Keystone credentials come before a bare token because they can renew it. With
+    authurl/user/key, a ``preauthurl`` is the storage URL to use (python-swiftclient's meaning)
+    and a ``preauthtoken`` is used until it is rejected.
+    """
     env = os.environ if env is None else env
     given = [n for n, v in (("authurl", authurl), ("user", user), ("key", key)) if v]
     if given and len(given) < 3:
         missing = sorted({"authurl", "user", "key"} - set(given))
         raise ConfigurationError(f"authurl, user and key go together; missing: {', '.join(missing)}")
     if given:
-        return ResolvedAuth(V1Password(authurl, user, key, verify_tls=verify_tls), None, "arguments")
+        provider: CredentialProvider = V1Password(authurl, user, key, verify_tls=verify_tls)
+        if preauthurl:  # python-swiftclient's meaning: auth with these, use that storage URL
+            from swiftzarr_batch.credentials import StorageURLOverride
+
+            provider = StorageURLOverride(provider, preauthurl)
+        token = Token(preauthurl, preauthtoken) if preauthurl and preauthtoken else None
+        return ResolvedAuth(provider, token, "arguments")
     if preauthurl or preauthtoken:
         if not (preauthurl and preauthtoken):
             raise ConfigurationError("preauthurl and preauthtoken go together; one is missing")
@@ -197,11 +222,18 @@ def resolve_credentials(
     st = (env.get("ST_AUTH"), env.get("ST_USER"), env.get("ST_KEY"))
     if all(st):
         return ResolvedAuth(V1Password(*st, verify_tls=verify_tls), None, "ST_AUTH/ST_USER/ST_KEY")
+    from swiftzarr_batch.keystone import from_env  # Keystone v3: renewable, so before a token
+
+    keystone = from_env(env, verify_tls=verify_tls)
+    if keystone is not None:
+        return ResolvedAuth(keystone, None, "OS_CLOUD" if env.get("OS_CLOUD") else "OS_AUTH_URL")
     os_url, os_token = env.get("OS_STORAGE_URL"), env.get("OS_AUTH_TOKEN")
     if os_url and os_token:
         return ResolvedAuth(None, Token(os_url, os_token), "OS_STORAGE_URL/OS_AUTH_TOKEN")
     raise ConfigurationError(
         "no Swift credentials found. Give one of: authurl+user+key, preauthurl+preauthtoken, "
-        "env ST_AUTH+ST_USER+ST_KEY, or env OS_STORAGE_URL+OS_AUTH_TOKEN"
+        "env ST_AUTH+ST_USER+ST_KEY, env OS_CLOUD (clouds.yaml), env OS_AUTH_URL with "
+        "OS_USERNAME+OS_PASSWORD+OS_PROJECT_NAME or OS_APPLICATION_CREDENTIAL_ID+_SECRET "
+        "(Keystone v3), or env OS_STORAGE_URL+OS_AUTH_TOKEN"
         + (" (ST_AUTH/ST_USER/ST_KEY are only partly set)" if any(st) else "")
     )

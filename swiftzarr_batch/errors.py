@@ -73,3 +73,20 @@ class IntegrityError(SwiftHTTPError):
 
 class ServerError(SwiftZarrError, RuntimeError):
     """The local Swift server could not be installed, started or stopped."""
+
+
+class TokenLifetimeWarning(UserWarning):
+    """The token will expire before a job is expected to end, and nothing can renew it."""
+
+
+class ChunkAlignmentError(SwiftZarrError, ValueError):
+    """Dask blocks do not line up with zarr chunks (or shards): two parallel tasks would
+    read-modify-write the same object and one could silently undo the other's write."""
+
+
+class UnfinishedAppendError(SwiftZarrError, RuntimeError):
+    """An earlier append to this dataset did not finish, and this append is a different one.
+
+    Re-running the interrupted append (same data) finishes it; anything else would leave a gap
+    or duplicate steps along the append dimension.
+    """

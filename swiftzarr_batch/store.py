@@ -30,7 +30,8 @@ from swiftzarr_batch.auth import (
     resolve_credentials,
 )
 from swiftzarr_batch.container import SwiftContainer
-from swiftzarr_batch.errors import ReadOnlyError
+from swiftzarr_batch import large_objects
+from swiftzarr_batch.errors import ConfigurationError, ReadOnlyError
 from swiftzarr_batch.names import normalize_prefix, object_name, validate_container, validate_key
 from swiftzarr_batch.retry import RetryPolicy
 from swiftzarr_batch.status import RANGE_NOT_SATISFIABLE
@@ -60,8 +61,13 @@ class SwiftStore(Store):
     max_connections, retry, verify_tls, verify_reads, connect_timeout, read_timeout
         Data path tuning, see ``TransportOptions``.
 
+    anonymous
+        No credentials, just ``preauthurl``: read a container made public
+        (``X-Container-Read: .r:*,.rlistings``). Always read-only.
+
     Credentials are taken from the arguments first, then ``ST_AUTH/ST_USER/ST_KEY``, then
-    ``OS_STORAGE_URL/OS_AUTH_TOKEN``.
+    Keystone v3 (``OS_CLOUD``, ``OS_AUTH_URL`` ...), then ``OS_STORAGE_URL/OS_AUTH_TOKEN``.
+    Values larger than the cluster's ``max_file_size`` are written as Static Large Objects.
     """
 
     supports_writes: bool = True
@@ -86,8 +92,9 @@ class SwiftStore(Store):
         verify_reads: bool = True,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
+        anonymous: bool = False,
     ) -> None:
-        super().__init__(read_only=read_only)
+        super().__init__(read_only=read_only or anonymous)
         self.container = validate_container(container)
         self.prefix = normalize_prefix(prefix)
         self._options = TransportOptions(
@@ -95,9 +102,16 @@ class SwiftStore(Store):
             read_timeout=read_timeout, verify_tls=verify_tls, verify_reads=verify_reads,
             retry=retry or RetryPolicy(),
         )
-        if credential_provider is not None:
-            self._provider: CredentialProvider | None = credential_provider
-            self._token: Token | None = None
+        if anonymous:
+            if any((authurl, user, key, preauthtoken, credential_provider)) or not preauthurl:
+                raise ConfigurationError(
+                    "anonymous=True reads a public container with no credentials at all: give "
+                    "only preauthurl (the account's storage URL), no token, user or key")
+            self._provider: CredentialProvider | None = None
+            self._token: Token | None = Token(preauthurl.rstrip("/"), "")
+        elif credential_provider is not None:
+            self._provider = credential_provider
+            self._token = None
         else:
             resolved = resolve_credentials(
                 authurl=authurl, user=user, key=key, preauthurl=preauthurl,
@@ -278,19 +292,36 @@ class SwiftStore(Store):
             raise TypeError(
                 f"SwiftStore.set(): `value` must be a Buffer instance, got {type(value).__name__}"
             )
-        await (await self._container()).put(self._name(key), _body(value))
+        await self._put(self._name(key), _body(value))
 
     async def set_if_not_exists(self, key: str, value: Buffer) -> None:
         """Atomic create (``If-None-Match: *``): an existing object is left untouched."""
         self._check_writable()
-        await (await self._container()).put(self._name(key), _body(value), if_none_match=True)
+        await self._put(self._name(key), _body(value), if_none_match=True)
+
+    async def _put(self, name: str, body: bytes | memoryview, *, if_none_match: bool = False):
+        container = await self._container()
+        if len(body) > large_objects.SMALL_ENOUGH:  # only then can it exceed max_file_size
+            limit = await large_objects.limits(container.session)
+            if len(body) > limit.max_file_size:
+                return await large_objects.put_large(container, name, body, limit,
+                                                     if_none_match=if_none_match)
+        return await container.put(name, body, if_none_match=if_none_match)
 
     async def _set_many(self, values: Iterable[tuple[str, Buffer]]) -> None:
         await asyncio.gather(*(self.set(k, v) for k, v in values))
 
     async def delete(self, key: str) -> None:
         self._check_writable()
-        await (await self._container()).delete(self._name(key))
+        name = self._name(key)
+        container = await self._container()
+        head = await container.head(name)  # a large object's segments must go with it
+        if head is None:
+            return
+        if "X-Static-Large-Object" in head.headers:
+            await large_objects.delete_large(container, name)
+        else:
+            await container.delete(name)
 
     async def delete_dir(self, prefix: str) -> None:
         """Delete every key under ``prefix`` with bulk deletes (10 000 objects per request)."""
@@ -300,7 +331,12 @@ class SwiftStore(Store):
         if prefix:
             validate_key(prefix)
             base = f"{base}{prefix.rstrip('/')}/"
-        names = [name async for name in container.list_names(base)]
+        names, large = [], []
+        async for page in container.list_pages(base):
+            for entry in page:
+                (large if large_objects.is_large(entry) else names).append(entry["name"])
+        for name in large:  # with their segments
+            await large_objects.delete_large(container, name)
         if names:
             deleted = await container.bulk_delete(names)
             log.debug("deleted %d of %d objects under %s", deleted, len(names), base)

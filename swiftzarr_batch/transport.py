@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import hashlib
+import json
 import logging
 import re
 import threading
@@ -26,7 +27,12 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from swiftzarr_batch.auth import CredentialProvider, Token, auth_calls, cached_authenticate
-from swiftzarr_batch.errors import AuthenticationError, IntegrityError
+from swiftzarr_batch.errors import (
+    AuthenticationError,
+    IntegrityError,
+    PermissionDeniedError,
+    SwiftHTTPError,
+)
 from swiftzarr_batch.retry import RetryableFailure, RetryPolicy, call_with_retries
 from swiftzarr_batch.status import Outcome, classify, error_for
 
@@ -34,6 +40,8 @@ log = logging.getLogger(__name__)
 
 _MD5_HEX = re.compile(r"^[0-9a-f]{32}$")
 USER_AGENT = "swiftzarr_batch"
+#: Metadata of a large object holding its whole body's MD5 (its ETag is not that MD5).
+BODY_MD5_HEADER = "X-Object-Meta-Swiftzarr-Body-Md5"
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,7 @@ class SwiftSession:
         self._clients: dict[int, tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession]] = {}
         self._refresh_lock = threading.Lock()
         self.known_containers: set[str] = set()
+        self._info: dict[str, Any] | None = None
         if not options.verify_tls:
             log.warning("TLS certificate verification is OFF for %s", token.storage_url)
 
@@ -154,6 +163,21 @@ class SwiftSession:
             if client.connector is not None:
                 client.connector._close()
 
+    async def cluster_info(self) -> dict[str, Any]:
+        """The cluster's ``/info`` (limits, middlewares), fetched once per session; {} when the
+        cluster hides it or cannot be asked (callers then assume Swift's defaults)."""
+        if self._info is None:
+            url = URL(re.sub(r"/v1/[^/]+/?$", "/info", self.storage_url))
+            try:
+                async with self._client().get(url) as resp:
+                    body = await resp.read()
+                    info = json.loads(body) if resp.status == 200 else {}
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+                log.debug("could not read %s (%s); assuming defaults", url, type(exc).__name__)
+                return {}
+            self._info = info if isinstance(info, dict) else {}
+        return self._info
+
     async def aclose(self) -> None:
         """Close the pool of the running loop (others close when their loop does)."""
         loop = asyncio.get_running_loop()
@@ -208,7 +232,8 @@ class SwiftSession:
         async def attempt() -> Response:
             nonlocal reauthed
             token = self.token
-            send_headers["X-Auth-Token"] = token.token
+            if token.token:  # an anonymous store (public container) sends no token
+                send_headers["X-Auth-Token"] = token.token
             self.counters.requests += 1
             try:
                 async with self._client().request(
@@ -216,6 +241,12 @@ class SwiftSession:
                 ) as resp:
                     data = await resp.read()
                     status, resp_headers = resp.status, resp.headers
+            except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
+                self.counters.errors += 1  # a certificate does not get better by retrying
+                raise SwiftHTTPError(
+                    f"{method} {path}: TLS verification of {url.host} failed "
+                    f"({type(exc).__name__}); fix the certificate or its CA bundle (verify_tls="
+                    "False only for a server you trust)", method=method, path=path) from None
             except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
                 raise RetryableFailure(type(exc).__name__) from None
             if body is not None:
@@ -223,6 +254,10 @@ class SwiftSession:
             self.counters.bytes_received += len(data)
             outcome = classify(status)
             if outcome is Outcome.REAUTH:
+                if not token.token and self.provider is None:
+                    raise PermissionDeniedError(
+                        f"{method} {path} answered 401 to an anonymous request: the container "
+                        "is not public for this (give credentials)")
                 if reauthed or self.provider is None:
                     raise error_for(401, method, path)
                 await asyncio.to_thread(self._refresh_token, token)
@@ -268,14 +303,16 @@ def _reason(response: Response) -> str:
 def _check_body_md5(headers: CIMultiDictProxy[str], data: bytes) -> None:
     """Raise RetryableFailure if a plain object's body does not hash to its ETag.
 
-    Large-object manifests (SLO/DLO) carry a different ETag and are skipped, as are range reads.
+    Large-object manifests (SLO/DLO) carry a different ETag: they are checked against the
+    whole body's MD5 that ``large_objects`` stores as metadata, or skipped without it, as are
+    range reads.
     """
-    etag = headers.get("Etag", "").strip('"')
-    if not _MD5_HEX.match(etag) or "X-Static-Large-Object" in headers or (
-        "X-Object-Manifest" in headers
-    ):
-        return
     if "Content-Range" in headers:
+        return
+    etag = headers.get("Etag", "").strip('"')
+    if "X-Static-Large-Object" in headers or "X-Object-Manifest" in headers:
+        etag = headers.get(BODY_MD5_HEADER, "")
+    if not _MD5_HEX.match(etag):
         return
     if hashlib.md5(data).hexdigest() != etag:
         raise RetryableFailure("MD5 mismatch")
