@@ -143,6 +143,9 @@ class SwiftSession:
                 ),
                 headers={"User-Agent": USER_AGENT},
             )
+            # aiohttp silently re-sends an idempotent request once when a reused connection
+            # drops; the RetryPolicy alone decides (and counts) retries here.
+            client._retry_connection = False
             self._clients[id(loop)] = (loop, client)
             return client
 

@@ -1,0 +1,251 @@
+"""Faults cost time, never data: the real Swift behind a fault-injecting proxy.
+
+Every test here sends its data through ``FaultProxy`` (statuses, resets, stalls, truncated and
+corrupted bodies at known rates) and checks what came out through a clean connection to the
+real server.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import cloudpickle
+
+import dask.array as da
+import numpy as np
+import pytest
+import zarr
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+
+from swiftzarr_batch import IntegrityError, RetryPolicy, SwiftHTTPError, SwiftStore
+from swiftzarr_batch.auth import V1Password
+from swiftzarr_batch.testing.faultproxy import ALL_FAULTS, STATUS_FAULTS, FaultProxy
+
+# Fast retries for tests: a stalled answer costs READ_TIMEOUT, Retry-After costs 1 s.
+READ_TIMEOUT = 1.0
+RETRY = RetryPolicy(attempts=12, base_delay=0.05, max_delay=1.0, budget=120)
+PROTO = default_buffer_prototype()
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # dask workers can't import tests/
+
+
+@pytest.fixture
+def proxy(swift_server):
+    with FaultProxy(swift_server.proxy_url, seed=1234, stall_seconds=READ_TIMEOUT + 1.5,
+                    retry_after=1) as fp:
+        yield fp
+
+
+def faulty_store(server, fp: FaultProxy, container: str, *, retry: RetryPolicy = RETRY,
+                 **kw) -> SwiftStore:
+    """A store whose data path goes through ``fp`` (authenticated directly with the server)."""
+    token = V1Password(server.auth_url, server.user, server.key).authenticate()
+    return SwiftStore(container, preauthurl=fp.via(token.storage_url), preauthtoken=token.token,
+                      read_timeout=READ_TIMEOUT, retry=retry, **kw)
+
+
+def clean_store(server, container: str) -> SwiftStore:
+    return SwiftStore(container, authurl=server.auth_url, user=server.user, key=server.key)
+
+
+# -- one fault at a time ----------------------------------------------------------------------
+@pytest.mark.parametrize("kind", [k for k in ALL_FAULTS if k not in ("truncate", "corrupt")])
+def test_each_fault_on_a_write_costs_one_retry_and_no_data(swift_server, proxy, container_name,
+                                                           kind):
+    store = faulty_store(swift_server, proxy, container_name)
+    payload = np.random.default_rng(1).bytes(50_000)
+    sync(store.set("warmup", PROTO.buffer.from_bytes(b"w")))
+    before = proxy.counts.get("requests", 0)
+    proxy.inject(kind, 1, method="PUT")
+    sync(store.set("k", PROTO.buffer.from_bytes(payload)))
+    assert proxy.counts[kind] == 1
+    assert proxy.counts["requests"] - before == 2  # the faulted try + one retry
+    got = sync(clean_store(swift_server, container_name).get("k", PROTO))
+    assert got is not None and got.to_bytes() == payload
+
+
+@pytest.mark.parametrize("kind", ["truncate", "corrupt", "reset-after-body", "504", "stall"])
+def test_a_damaged_read_is_retried_and_never_handed_to_zarr(swift_server, proxy, container_name,
+                                                            kind):
+    clean = clean_store(swift_server, container_name)
+    z = zarr.create_array(clean, name="a", shape=(64, 64), chunks=(32, 32), dtype="f8")
+    data = np.random.default_rng(2).random((64, 64))
+    z[:] = data
+    store = faulty_store(swift_server, proxy, container_name, read_only=True)
+    reader = zarr.open_array(store, path="a", mode="r")
+    proxy.inject(kind, 1, method="GET", path_contains="/a/c/1/0")
+    np.testing.assert_array_equal(reader[:], data)
+    assert proxy.counts[kind] == 1
+    assert store.counters["retries"] >= 1
+
+
+@pytest.mark.parametrize("kind", ["truncate", "corrupt"])
+def test_without_retries_a_damaged_body_raises_instead_of_returning(swift_server, proxy,
+                                                                    container_name, kind):
+    clean = clean_store(swift_server, container_name)
+    payload = np.random.default_rng(3).bytes(100_000)
+    sync(clean.set("blob", PROTO.buffer.from_bytes(payload)))
+    store = faulty_store(swift_server, proxy, container_name, read_only=True,
+                         retry=RetryPolicy(attempts=1))
+    proxy.inject(kind, 1, method="GET", path_contains="/blob")
+    with pytest.raises(SwiftHTTPError) as info:
+        sync(store.get("blob", PROTO))
+    if kind == "corrupt":  # same length, wrong bytes: only the MD5 check can tell
+        assert isinstance(info.value, IntegrityError)
+        assert "did not match its ETag" in str(info.value)
+    else:  # the length check (Content-Length) fails first
+        assert "no answer from the server" in str(info.value)
+    assert sync(store.get("blob", PROTO)).to_bytes() == payload  # the next read is fine
+
+
+# -- budgets: at 100 % faults the job fails, clearly and in bounded time ------------------------
+@pytest.mark.parametrize("kinds", [("503",), ("429-retry-after",), ("reset-before-body",),
+                                   ("stall",), ALL_FAULTS])
+def test_at_100_percent_faults_a_write_fails_clearly_within_the_budget(
+        swift_server, proxy, container_name, kinds):
+    budget = RetryPolicy(attempts=4, base_delay=0.05, max_delay=0.2, budget=6)
+    store = faulty_store(swift_server, proxy, container_name, retry=budget)
+    proxy.configure(rate=1.0, kinds=kinds)
+    started = time.monotonic()
+    with pytest.raises(SwiftHTTPError) as info:
+        z = zarr.create_array(store, name="a", shape=(8,), chunks=(4,), dtype="i4")
+        z[:] = np.arange(8)
+    elapsed = time.monotonic() - started
+    # 4 tries, each at most READ_TIMEOUT (stall) or 1 s (Retry-After) plus short waits
+    assert elapsed < 4 * (READ_TIMEOUT + 1.5) + 5, elapsed
+    message = str(info.value)
+    assert "attempts" in message and ("answered" in message or "no answer" in message), message
+    assert info.value.attempts >= 2
+    assert store.counters["errors"] >= 1 and store.counters["retries"] >= 1
+    proxy.configure(rate=0.0)
+    assert clean_store(swift_server, container_name).walk() in ([], ["a/zarr.json"])
+
+
+def test_at_100_percent_faults_reads_fail_and_never_look_missing(swift_server, proxy,
+                                                                 container_name):
+    clean = clean_store(swift_server, container_name)
+    z = zarr.create_array(clean, name="a", shape=(8,), chunks=(4,), dtype="i4", fill_value=-1)
+    z[:] = np.arange(8)
+    store = faulty_store(swift_server, proxy, container_name, read_only=True,
+                         retry=RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.1, budget=5))
+    reader = zarr.open_array(store, path="a", mode="r")
+    proxy.configure(rate=1.0, kinds=STATUS_FAULTS)
+    with pytest.raises(SwiftHTTPError):
+        reader[:]  # never an array of fill values
+
+
+# -- at scale: a dask job of >= 1000 chunks at 10 % faults of every kind --------------------------
+@pytest.fixture(scope="module")
+def dask_client():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=4, processes=True,
+                      dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as c:
+        yield c
+
+
+def _worker_counters(client) -> dict[str, int]:
+    from swiftzarr_batch.transport import process_counters
+
+    total: dict[str, int] = {}
+    for counters in client.run(process_counters).values():
+        for k, v in counters.items():
+            total[k] = total.get(k, 0) + v
+    return total
+
+
+def _write(darr, store, path):
+    """issue 3's write_array when it exists, else dask's own to_zarr."""
+    try:
+        from swiftzarr_batch.dask_helpers import write_array
+    except ImportError:
+        da.to_zarr(darr, store, component=path, overwrite=True, compute=True)
+        return None
+    return write_array(darr, store, path, retries=0)
+
+
+def test_dask_write_of_1024_chunks_at_10_percent_faults_is_byte_identical(
+        swift_server, proxy, container_name, dask_client):
+    darr = da.random.RandomState(7).random_sample((1024, 512), chunks=(32, 16))
+    assert darr.npartitions == 1024
+    expected = darr.compute()
+    store = faulty_store(swift_server, proxy, container_name)
+    before = _worker_counters(dask_client)
+    proxy.configure(rate=0.10, kinds=ALL_FAULTS)
+    _write(darr, store, "a")
+    proxy.configure(rate=0.0)
+    after = _worker_counters(dask_client)
+    counts = proxy.counts
+    injected = sum(counts.get(k, 0) for k in ALL_FAULTS)
+    print("\nfault counts (write):", {k: v for k, v in sorted(counts.items())})
+    assert counts["requests"] >= 1024 and 0.05 < injected / counts["requests"] < 0.15
+    assert after["retries"] - before["retries"] >= injected // 2  # resets may be absorbed
+    clean = clean_store(swift_server, container_name)
+    chunks = [k for k in clean.walk("a") if "/c/" in k]
+    assert len(chunks) == 1024
+    np.testing.assert_array_equal(zarr.open_array(clean, path="a", mode="r")[:], expected)
+    _verify_clean(clean)
+
+
+def test_dask_read_of_1024_chunks_at_10_percent_faults_is_byte_identical(
+        swift_server, proxy, container_name, dask_client):
+    clean = clean_store(swift_server, container_name)
+    darr = da.random.RandomState(8).random_sample((1024, 512), chunks=(32, 16))
+    expected = darr.compute()
+    zarr.create_array(clean, name="a", shape=expected.shape, chunks=(32, 16),
+                      dtype="f8")[:] = expected
+    store = faulty_store(swift_server, proxy, container_name, read_only=True)
+    proxy.configure(rate=0.10, kinds=ALL_FAULTS)
+    got = da.from_zarr(zarr.open_array(store, path="a", mode="r")).compute()
+    proxy.configure(rate=0.0)
+    counts = proxy.counts
+    print("\nfault counts (read):", {k: v for k, v in sorted(counts.items())})
+    assert counts.get("truncate", 0) >= 1 and counts.get("corrupt", 0) >= 1
+    np.testing.assert_array_equal(got, expected)
+
+
+def _verify_clean(store: SwiftStore) -> None:
+    """issue 4's verify_store when it exists: every chunk present and matching its MD5."""
+    try:
+        from swiftzarr_batch.verify import verify_store
+    except ImportError:
+        return
+    report = verify_store(store)
+    assert getattr(report, "ok", True), report
+
+
+# -- the proxy restarts in the middle of a job ------------------------------------------------------
+def test_swift_proxy_restart_in_the_middle_of_a_dask_write(swift_server, container_name,
+                                                           dask_client):
+    darr = da.random.RandomState(9).random_sample((256, 512), chunks=(16, 16))
+    expected = darr.compute()
+    patient = RetryPolicy(attempts=40, base_delay=0.1, max_delay=1.0, budget=120)
+    store = SwiftStore(container_name, authurl=swift_server.auth_url, user=swift_server.user,
+                       key=swift_server.key, retry=patient, read_timeout=5)
+    zarr.create_group(store)  # container exists, token cached before the outage
+    before = _worker_counters(dask_client)
+    restarted = threading.Event()
+
+    def outage() -> None:
+        time.sleep(1.0)
+        swift_server.restart_proxy(downtime=2.0)
+        restarted.set()
+
+    t = threading.Thread(target=outage)
+    t.start()
+    try:
+        _write(darr.map_blocks(_slowly, dtype=darr.dtype), store, "a")
+    finally:
+        t.join()
+    assert restarted.is_set()
+    assert _worker_counters(dask_client)["retries"] > before["retries"]
+    clean = clean_store(swift_server, container_name)
+    np.testing.assert_array_equal(zarr.open_array(clean, path="a", mode="r")[:], expected)
+    _verify_clean(clean)
+
+
+def _slowly(block):
+    time.sleep(0.05)  # spread 512 blocks over a few seconds, so the outage hits mid-job
+    return block
