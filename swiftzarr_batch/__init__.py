@@ -1,8 +1,12 @@
 """zarr arrays and xarray datasets on OpenStack Swift, written, read and copied in parallel."""
 
 from swiftzarr_batch.auth import Token, acquire_token
+from swiftzarr_batch.dask_datasets import write_dataset
+from swiftzarr_batch.dask_helpers import JobResult, consolidate, job_counters, write_array
 from swiftzarr_batch.errors import (
+    AppendConflictError,
     AuthenticationError,
+    ChunkAlignmentError,
     ConfigurationError,
     ConflictError,
     IntegrityError,
@@ -20,11 +24,14 @@ from swiftzarr_batch.store import SwiftStore
 __version__ = "0.1.0"
 
 __all__ = [
+    "AppendConflictError",
     "AuthenticationError",
+    "ChunkAlignmentError",
     "ConfigurationError",
     "ConflictError",
     "IntegrityError",
     "InvalidNameError",
+    "JobResult",
     "PermissionDeniedError",
     "ReadOnlyError",
     "RetryPolicy",
@@ -35,4 +42,8 @@ __all__ = [
     "Token",
     "TokenExpiredError",
     "acquire_token",
+    "consolidate",
+    "job_counters",
+    "write_array",
+    "write_dataset",
 ]

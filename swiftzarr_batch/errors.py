@@ -84,9 +84,10 @@ class ChunkAlignmentError(SwiftZarrError, ValueError):
     read-modify-write the same object and one could silently undo the other's write."""
 
 
-class UnfinishedAppendError(SwiftZarrError, RuntimeError):
-    """An earlier append to this dataset did not finish, and this append is a different one.
+class AppendConflictError(SwiftZarrError, ValueError):
+    """An append that would leave a gap or duplicate steps along the append dimension.
 
-    Re-running the interrupted append (same data) finishes it; anything else would leave a gap
-    or duplicate steps along the append dimension.
+    Either an earlier, *different* append to the dataset did not finish (re-running that one,
+    with the same data, finishes it), or the labels to append are already in the dataset
+    somewhere other than at its end.
     """
