@@ -97,6 +97,7 @@ async def put_large(
     base = f"{name}/slo/{time.time():.6f}/{size}/{seg}/"
     if len((base + "00000000").encode("utf-8")) > MAX_OBJECT_NAME_BYTES:
         raise ConfigurationError(f"{name[:60]!r}...: too long a name for large-object segments")
+    await container.ensure_exists()  # cached per session: no request once known
     await segments.ensure_exists()
     view = memoryview(body).cast("B")
     names = [f"{base}{i:08d}" for i in range(count)]
@@ -127,8 +128,9 @@ async def put_large(
             "PUT", quote_path(container.name, name), params={"multipart-manifest": "put"},
             headers=headers, body=manifest, allow=(PRECONDITION_FAILED,))
         if resp.status == NOT_FOUND:
-            raise SwiftHTTPError(f"PUT {container.name}/{name} (manifest) answered 404: is the "
-                                 "container gone?", status=404, method="PUT", path=name)
+            raise SwiftHTTPError(f"PUT {container.name}/{name} (manifest) answered 404: a "
+                                 "segment or the container is gone", status=404, method="PUT",
+                                 path=name)
     except BaseException:
         await _delete_quietly(segments, names)
         raise
