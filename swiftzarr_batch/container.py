@@ -54,12 +54,18 @@ class SwiftContainer:
         self.session.known_containers.add(self.name)
 
     # -- objects ----------------------------------------------------------------------------
-    async def get(self, name: str, *, range_header: str | None = None) -> Response | None:
-        """GET an object (or a byte range); None only when the server says 404."""
+    async def get(
+        self, name: str, *, range_header: str | None = None, check_md5: bool = True,
+    ) -> Response | None:
+        """GET an object (or a byte range); None only when the server says 404.
+
+        ``check_md5=False`` hands back the body as served, even if it disagrees with its ETag
+        (``verify_store`` compares them itself, to report corruption instead of retrying it).
+        """
         headers = {"Range": range_header} if range_header else None
         resp = await self.session.request(
-            "GET", self._obj(name), headers=headers, check_md5=range_header is None,
-            allow=(RANGE_NOT_SATISFIABLE,),
+            "GET", self._obj(name), headers=headers,
+            check_md5=check_md5 and range_header is None, allow=(RANGE_NOT_SATISFIABLE,),
         )
         return None if resp.status == NOT_FOUND else resp
 
@@ -91,6 +97,28 @@ class SwiftContainer:
                 raise SwiftHTTPError(f"PUT {path} answered 404 right after creating container "
                                      f"{self.name}", status=404, method="PUT", path=path)
         return resp.status != PRECONDITION_FAILED
+
+    async def copy_from(
+        self, src_container: str, src_name: str, dst_name: str, *, src_account: str | None = None,
+    ) -> Response | None:
+        """Server-side copy ``src_container/src_name`` to ``dst_name`` here (PUT + X-Copy-From).
+
+        No object body passes through the client. ``src_account`` (e.g. ``AUTH_other``) copies
+        across accounts on the same cluster; the token must be allowed to read there. Returns
+        the response (its ``Etag`` is the new object's MD5), or None when the source is 404.
+        """
+        # no body, hence no ETag from us: the copy middleware sends the source's ETag itself,
+        # so the server verifies the copied bytes
+        headers = {"X-Copy-From": f"/{quote(src_container, safe='')}/{quote(src_name, safe='/')}",
+                   "Content-Length": "0"}
+        if src_account:
+            headers["X-Copy-From-Account"] = quote(src_account, safe="")
+        resp = await self.session.request("PUT", self._obj(dst_name), headers=headers)
+        if resp.status == NOT_FOUND:  # the source, or this container, is missing: make sure
+            self.session.known_containers.discard(self.name)
+            await self.ensure_exists()
+            resp = await self.session.request("PUT", self._obj(dst_name), headers=headers)
+        return None if resp.status == NOT_FOUND else resp
 
     async def delete(self, name: str) -> bool:
         """DELETE an object; False if it was already missing."""
