@@ -39,11 +39,20 @@ from swiftzarr_batch.taskrun import (
     run_batches,
 )
 from swiftzarr_batch.transport import BODY_MD5_HEADER
-from swiftzarr_batch.zarr_keys import is_bookkeeping_key, is_metadata_key
+from swiftzarr_batch.zarr_keys import (
+    ZARR_JSON,
+    ZARRAY,
+    ZGROUP,
+    is_bookkeeping_key,
+    is_metadata_key,
+    join,
+)
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ArrayCheck", "VerifyReport", "verify_store"]
+
+ROOT_DOCS = (ZARR_JSON, ZGROUP, ZARRAY)
 
 
 @dataclass
@@ -168,6 +177,10 @@ def _check_structure(store: Store, path: str, infos: dict[str, ObjectInfo],
     report.metadata_errors += [f"{k}: {why}" for k, why in unreadable]
     found = parse_hierarchy(docs)
     report.metadata_errors += [f"{k}: {why}" for k, why in found.errors]
+    if not any(join(path, name) in infos for name in ROOT_DOCS):
+        report.metadata_errors.append(
+            f"{path or '/'}: no zarr.json, .zgroup or .zarray here: not a zarr hierarchy "
+            f"({len(infos)} keys)")
     report.groups = len(found.groups)
     claimed: set[str] = set(meta_keys)
     for node, spec in sorted(found.arrays.items()):
