@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml scripts/find_python.sh scripts/setup_system.sh
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[xarray,test]'
 	$(PY) -m swiftzarr_batch.server install
+	$(PY) -m swiftzarr_batch.keystone_server install
 	@touch $(STAMP)
 
 setup: $(STAMP)

@@ -36,6 +36,7 @@ class ClusterSettings:
     memcache_server: str | None = None  # "127.0.0.1:PORT", or None for no cache filter
     s3api: bool = False
     proxy_workers: int = 0
+    keystone: Mapping[str, str] | None = None  # authtoken options: Keystone tokens too (KEY_*)
 
 
 def check_user_name(user: str, key: str) -> tuple[str, str]:
@@ -88,6 +89,9 @@ def proxy_server_conf(s: ClusterSettings) -> str:
         pipeline.remove("cache")  # an empty memcache_servers would mean 127.0.0.1:11211
     if s.s3api:
         pipeline.insert(pipeline.index("tempauth"), "s3api")
+    if s.keystone:  # before tempauth, with its own reseller prefix (KEY_), so neither
+        at = pipeline.index("tempauth")  # overrides the other's authorize hook
+        pipeline[at:at] = ["authtoken", "keystoneauth"]
     user_lines = []
     for user, key in s.users.items():
         account, name = check_user_name(user, key)
@@ -110,6 +114,10 @@ def proxy_server_conf(s: ClusterSettings) -> str:
             + "".join(user_lines)
         ),
     }
+    if s.keystone:
+        filters["authtoken"] = "".join(f"{k} = {v}\n" for k, v in s.keystone.items()) + (
+            "cache = swift.cache\n" if s.memcache_server else "")
+        filters["keystoneauth"] = "operator_roles = admin, member\nreseller_prefix = KEY_\n"
     eggs = {"proxy-logging": "proxy_logging"}
     if s.memcache_server is not None:
         filters["cache"] = f"memcache_servers = {s.memcache_server}\nmemcache_max_connections = 8\n"
@@ -126,5 +134,7 @@ def proxy_server_conf(s: ClusterSettings) -> str:
     for name in dict.fromkeys(pipeline):
         if name == "proxy-server":
             continue
-        text.append(f"\n[filter:{name}]\nuse = egg:swift#{eggs.get(name, name)}\n{filters[name]}")
+        use = ("paste.filter_factory = keystonemiddleware.auth_token:filter_factory"
+               if name == "authtoken" else f"use = egg:swift#{eggs.get(name, name)}")
+        text.append(f"\n[filter:{name}]\n{use}\n{filters[name]}")
     return "".join(text)

@@ -227,6 +227,9 @@ class LocalSwift:
     s3api=False)``: ``data_dir`` None means a fresh temp dir removed on ``stop()``;
     ``memcached`` None means "use it if installed". ``users`` (``"account:user" -> key``) and
     ``admins`` replace the well-known dev credentials ``DEFAULT_USERS`` / ``DEFAULT_ADMINS``.
+    ``keystone``: options of keystonemiddleware's ``authtoken`` filter (see
+    ``keystone_server.LocalKeystone.authtoken_settings``) to also accept Keystone tokens, for
+    accounts ``KEY_<project_id>``; TempAuth keeps serving ``AUTH_*``.
     """
 
     def __init__(
@@ -234,6 +237,7 @@ class LocalSwift:
         max_file_size: int | None = None, memcached: bool | None = None, s3api: bool = False,
         users: Mapping[str, str] | None = None, admins: Collection[str] | None = None,
         start_timeout: float = 60.0, proxy_workers: int = 0,
+        keystone: Mapping[str, str] | None = None,
     ) -> None:
         self._users = dict(DEFAULT_USERS if users is None else users)
         if not self._users:
@@ -249,6 +253,7 @@ class LocalSwift:
         self.s3api = s3api
         self.start_timeout = start_timeout
         self.proxy_workers = proxy_workers
+        self.keystone = dict(keystone) if keystone else None
         self._requested_dir = Path(data_dir).resolve() if data_dir is not None else None
         self._data_dir: Path | None = self._requested_dir
         self._made_dir = False
@@ -342,7 +347,12 @@ class LocalSwift:
         with self._lock:
             if self._procs:
                 raise ServerError("already started")
-            self._python = ensure_swift_installed()
+            if self.keystone:  # authtoken comes from keystonemiddleware, added to Swift's venv
+                from swiftzarr_batch.keystone_server import ensure_keystonemiddleware_installed
+
+                self._python = ensure_keystonemiddleware_installed()
+            else:
+                self._python = ensure_swift_installed()
             started = time.monotonic()
             try:
                 self._prepare_data_dir()
@@ -436,6 +446,7 @@ class LocalSwift:
             fernet_key=base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
             token_life=self.token_life, hash_prefix=prefix, hash_suffix=suffix,
             max_file_size=self.max_file_size, s3api=self.s3api, proxy_workers=self.proxy_workers,
+            keystone=self.keystone,
             memcache_server=f"127.0.0.1:{self._ports['memcached']}" if use_memcached else None,
         )
         files = {"swift.conf": cfg.swift_conf(s), "proxy-server.conf": cfg.proxy_server_conf(s)}

@@ -166,7 +166,10 @@ class SwiftStore(Store):
     def __getstate__(self) -> dict[str, Any]:
         """Ship URL + token (+ a provider only if it is allowed to travel), never a user key."""
         session = self._session()
-        provider = session.provider if getattr(session.provider, "travels", False) else None
+        # this store's own provider first: a session shared with another store of the same
+        # token may hold a provider that must not travel
+        provider = next((p for p in (self._provider, session.provider)
+                         if getattr(p, "travels", False)), None)
         return {
             "container": self.container, "prefix": self.prefix, "read_only": self._read_only,
             "is_open": self._is_open, "token": session.token, "options": self._options,
@@ -184,7 +187,8 @@ class SwiftStore(Store):
     def _with(self, **changes: Any) -> Self:
         clone = object.__new__(type(self))
         clone.__setstate__({**self.__getstate__(), "provider": None, "is_open": False, **changes})
-        clone._provider = self._swift_session.provider if self._swift_session else self._provider
+        clone._provider = self._provider or (
+            self._swift_session.provider if self._swift_session else None)
         return clone
 
     def with_read_only(self, read_only: bool = False) -> Self:
