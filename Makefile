@@ -25,6 +25,16 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# Benchmarks: their own venv (benchmarks/.venv: the project plus the peers, never project
+# dependencies), a fresh local Swift per run; results in benchmarks/results/latest.json.
+bench: setup
+	@bash benchmarks/setup_venv.sh
+	benchmarks/.venv/bin/python -m benchmarks.run $(BENCH_ARGS)
+
+bench-quick: setup
+	@bash benchmarks/setup_venv.sh
+	benchmarks/.venv/bin/python -m benchmarks.run --quick $(BENCH_ARGS)
+
 serve: setup
 	$(PY) -m swiftzarr_batch.cli serve
 

@@ -1,0 +1,125 @@
+"""The physical limit: a minimal keep-alive aiohttp client, plain PUT/GET/DELETE, no checks.
+
+No MD5, no retries, no zarr, no dask: ``concurrency`` workers on one pooled connector pull
+object names from a shared iterator. What this reaches is what the server can do here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from benchmarks.contenders.base import Contender
+
+
+class RawHTTP(Contender):
+    name = "raw"
+
+    def setup(self) -> dict[str, Any]:
+        from swiftclient.client import get_auth
+
+        self.url, self.token = get_auth(self.server.auth_url, self.server.user, self.server.key)
+        self.loop = asyncio.new_event_loop()
+        self.session = self.loop.run_until_complete(self._session())
+        return {}
+
+    async def _session(self) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.server.concurrency, keepalive_timeout=30),
+            headers={"X-Auth-Token": self.token}, auto_decompress=False)
+
+    def _obj(self, container: str, name: str) -> str:
+        return f"{self.url}/{quote(container)}/{quote(name)}"
+
+    def _run(self, items: Iterable[Any], fn: Callable[[Any], Awaitable[None]]) -> None:
+        async def main() -> None:
+            it = iter(items)
+
+            async def worker() -> None:
+                for item in it:
+                    await fn(item)
+
+            await asyncio.gather(*(worker() for _ in range(self.server.concurrency)))
+
+        self.loop.run_until_complete(main())
+
+    async def _put(self, url: str, body: bytes) -> None:
+        async with self.session.put(url, data=body) as r:
+            await r.read()
+            if r.status != 201:
+                raise RuntimeError(f"PUT answered {r.status}")
+
+    async def _get(self, url: str) -> bytes:
+        async with self.session.get(url) as r:
+            data = await r.read()
+            if r.status != 200:
+                raise RuntimeError(f"GET answered {r.status}")
+            return data
+
+    async def _list(self, container: str, prefix: str) -> list[str]:
+        names: list[str] = []
+        marker = ""
+        while True:
+            params = {"format": "json", "prefix": prefix, "marker": marker}
+            async with self.session.get(f"{self.url}/{quote(container)}", params=params) as r:
+                page = json.loads(await r.read() or b"[]")
+            if not page:
+                return names
+            names.extend(e["name"] for e in page)
+            marker = page[-1]["name"]
+
+    # -- workloads ---------------------------------------------------------------------------
+    def w1_write(self, case: dict[str, Any], container: str, path: str) -> dict[str, Any]:
+        n = case["grid"][0] * case["grid"][1]
+        body = bytes(case["chunk"][0] * case["chunk"][1] * 4)
+        self._run((self._obj(container, f"{path}/a/c/{i}") for i in range(n)),
+                  lambda url: self._put(url, body))
+        return {"objects": n, "bytes": n * len(body)}
+
+    def w2_read(self, case: dict[str, Any], container: str, path: str) -> dict[str, Any]:
+        n = case["grid"][0] * case["grid"][1]
+        want = case["chunk"][0] * case["chunk"][1] * 4
+        bad = 0
+
+        async def get(url: str) -> None:
+            nonlocal bad
+            bad += len(await self._get(url)) != want
+
+        self._run((self._obj(container, f"{path}/a/c/{i}") for i in range(n)), get)
+        return {"objects": n, "bytes": n * want,
+                "check": "ok" if not bad else f"FAIL: {bad} bodies of the wrong size"}
+
+    def w4_swift2swift(self, src_container: str, src_prefix: str, dst_container: str,
+                       dst_prefix: str, expect: int) -> dict[str, Any]:
+        """Download + upload through the client: list, then GET each and PUT it again."""
+        names = self.loop.run_until_complete(self._list(src_container, src_prefix))
+        moved = 0
+
+        async def copy(name: str) -> None:
+            nonlocal moved
+            body = await self._get(self._obj(src_container, name))
+            await self._put(self._obj(dst_container, dst_prefix + name[len(src_prefix):]), body)
+            moved += len(body)
+
+        self._run(names, copy)
+        return {"objects": len(names), "bytes": moved,
+                "check": "ok" if len(names) == expect else f"FAIL: copied {len(names)} of {expect}"}
+
+    def w5_delete(self, container: str, prefix: str, expect: int) -> dict[str, Any]:
+        """One DELETE per object (after listing them), at the same concurrency."""
+        names = self.loop.run_until_complete(self._list(container, prefix))
+
+        async def delete(name: str) -> None:
+            async with self.session.delete(self._obj(container, name)) as r:
+                await r.read()
+                if r.status not in (204, 404):
+                    raise RuntimeError(f"DELETE answered {r.status}")
+
+        self._run(names, delete)
+        return {"objects": len(names), "bytes": 0,
+                "check": "ok" if len(names) == expect else f"FAIL: deleted {len(names)} of {expect}"}

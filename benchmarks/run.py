@@ -1,0 +1,191 @@
+"""``python -m benchmarks.run [--quick]``: one benchmark run, start to finish.
+
+Starts a fresh local Swift (with s3api, so the S3 peers can reach it), builds the plan,
+seeds what the workloads need with extract-archive, runs every case's contenders interleaved
+(A B C A B C ..., ``reps`` times, each contender in its own long-lived process), then prints the
+table and the targets and writes ``benchmarks/results/latest.json`` (and a timestamped copy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import config, plan, report
+from benchmarks.seed import seed_objects
+from benchmarks.workers import REPO, Pool
+
+RESULTS = REPO / "benchmarks" / "results"
+log = logging.getLogger("benchmarks")
+
+
+class Runner(plan.Hooks):
+    def __init__(self, server: Any, sizes: config.Sizes, work_dir: Path) -> None:
+        from swiftclient.client import Connection
+
+        self.server, self.sizes, self.work_dir = server, sizes, work_dir
+        self.conn = Connection(authurl=server.auth_url, user=server.user, key=server.key)
+        self.storage_url, self.token = self.conn.get_auth()
+        for c in plan.CONTAINERS:
+            self.conn.put_container(c)
+
+    def _seed(self, container: str, names: list[str], body: Any = None) -> None:
+        started = time.monotonic()
+        kwargs = {"body": body} if body else {}
+        seed_objects(self.storage_url, self.token, container, names,
+                     parallel=self.sizes.seed_parallel, **kwargs)
+        log.info("seeded %d objects into %s in %.1f s", len(names), container,
+                 time.monotonic() - started)
+
+    def seed_list(self) -> None:
+        self._seed(plan.C_LIST, [f"flat/c.{i:06d}" for i in range(self.sizes.listing_objects)])
+
+    def seed_delete(self, prefix: str) -> None:
+        self._seed(plan.C_DELETE, [f"{prefix}o{i:06d}" for i in range(self.sizes.delete_objects)])
+
+    def seed_copy_source(self) -> tuple[str, str, int]:
+        """A real zarr hierarchy (group, array, N chunks of 64 KiB) on disk and in Swift."""
+        import numpy as np
+        import zarr
+
+        local = self.work_dir / "w4-hierarchy"
+        n = self.sizes.copy_chunks
+        root = zarr.open_group(zarr.storage.LocalStore(local), mode="w")
+        root.attrs["title"] = "benchmark copy source"
+        arr = root.create_array("a", shape=(n, 16384), chunks=(1, 16384), dtype="int32",
+                                compressors=None)
+        arr[:] = np.arange(n * 16384, dtype="int32").reshape(n, 16384)
+        files = sorted(p for p in local.rglob("*") if p.is_file())
+        names = [f"src/{p.relative_to(local).as_posix()}" for p in files]
+        self._seed(plan.C_COPY_SRC, names, body=lambda i: files[i].read_bytes())
+        return str(local), "src/", len(names)
+
+    def count(self, container: str, prefix: str) -> int:
+        _, listing = self.conn.get_container(container, prefix=prefix, full_listing=True)
+        return len(listing)
+
+
+def run(args: argparse.Namespace) -> int:
+    from swiftzarr_batch.server import LocalSwift
+
+    sizes = config.QUICK if args.quick else config.FULL
+    if args.reps:
+        sizes = config.Sizes(**{**sizes.__dict__, "reps": args.reps})
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    log_dir = RESULTS / f"logs-{stamp}"
+    log_dir.mkdir()
+    work_dir = Path(tempfile.mkdtemp(prefix="swiftzarr-bench-"))
+    only = set(args.only.split(",")) if args.only else None
+    contenders = set(args.contenders.split(",")) if args.contenders else None
+    started = time.time()
+    rows: list[dict[str, Any]] = []
+    printed: list[tuple[str, str | None, str, list[dict[str, Any]]]] = []
+    try:
+        # A fresh data dir per run: tombstones of earlier runs' deletes never slow this one.
+        with LocalSwift(args.data_dir, s3api=True) as server:
+            log.info("local Swift at %s (data %s), %s run", server.proxy_url, server.data_dir,
+                     sizes.mode)
+            runner = Runner(server, sizes, work_dir)
+            env = {"BENCH_AUTH_URL": server.auth_url, "BENCH_USER": server.user,
+                   "BENCH_KEY": server.key, "BENCH_PROXY_URL": server.proxy_url,
+                   "BENCH_CONCURRENCY": str(sizes.concurrency),
+                   "BENCH_DASK_WORKERS": str(sizes.dask_workers), "PYTHONUNBUFFERED": "1"}
+            if args.profile:
+                Path(args.profile).mkdir(parents=True, exist_ok=True)
+                env["BENCH_PROFILE"] = str(Path(args.profile).resolve())
+            pool = Pool(env, log_dir)
+            try:
+                cases = plan.build(sizes, runner, only, contenders)
+                ok_labels: dict[tuple[str, str], bool] = {}
+                for case in cases:
+                    case_rows = run_case(case, sizes, pool, ok_labels)
+                    ref = report.add_ratios(case_rows, case.reference)
+                    rows += case_rows
+                    printed.append((case.title, ref, case.note, case_rows))
+                    print(report.table([printed[-1]]), flush=True)
+            finally:
+                pool.close()
+            setup_info = pool.setup_info
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    arrays = [f"{a.chunks} x {a.name}" for a in sizes.arrays]
+    goals = report.targets(rows, arrays)
+    print("\n" + "=" * 100 + "\nFULL TABLE (" + sizes.mode + " run)" + report.table(printed))
+    print("\nTARGETS (ratios within this run)")
+    for t in goals:
+        print("  " + t.line())
+    result = {
+        "meta": {"mode": sizes.mode, "sizes": sizes.as_dict(), "started": started,
+                 "seconds": time.time() - started, "python": sys.version.split()[0],
+                 "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+                 "contenders": setup_info, "logs": str(log_dir.relative_to(REPO))},
+        "results": rows,
+        "targets": [t.__dict__ for t in goals],
+    }
+    text = json.dumps(result, indent=1, default=str)
+    (RESULTS / f"{stamp}-{sizes.mode}.json").write_text(text)
+    out = Path(args.out) if args.out else RESULTS / "latest.json"
+    out.write_text(text)
+    print(f"\nwrote {out} ({time.time() - started:.0f} s)")
+    return 0
+
+
+def run_case(case: plan.Case, sizes: config.Sizes, pool: Pool,
+             ok_labels: dict[tuple[str, str], bool]) -> list[dict[str, Any]]:
+    samples: dict[str, list[dict[str, Any]]] = {e.label: [] for e in case.entries}
+    log.info("%s: %s x %d reps", case.title, ", ".join(samples), sizes.reps)
+    for rep in range(sizes.reps):
+        for e in case.entries:
+            if e.requires and not ok_labels.get((e.requires, e.label)):
+                samples[e.label].append({"ok": False, "error": "no data to read: its W1 failed"})
+                continue
+            worker, info = pool.get(e.worker)
+            if worker is None:
+                samples[e.label].append(info)
+                continue
+            if e.prepare:
+                e.prepare(rep)
+            result = worker.call(e.op, e.params(rep), timeout=sizes.op_timeout)
+            if result.get("ok") and e.verify:
+                check = e.verify(rep)
+                if check != "ok":
+                    result["check"] = check
+            samples[e.label].append(result)
+            log.info("  rep %d %-18s %s", rep, e.label,
+                     f"{result['wall']:.3f} s cpu {result['cpu']:.3f} s"
+                     + (f" [{result['check']}]" if result.get("check", "ok") != "ok" else "")
+                     if result.get("ok") else (result.get("unavailable") or result.get("error")))
+    rows = []
+    for e in case.entries:
+        row = report.summarize(case.workload, case.title, e.label, samples[e.label])
+        ok_labels[(case.title, e.label)] = bool(samples[e.label] and samples[e.label][-1].get("ok"))
+        rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
+    p.add_argument("--only", help="comma-separated workloads, e.g. W1,W2")
+    p.add_argument("--contenders", help="comma-separated contender processes to run")
+    p.add_argument("--reps", type=int, help="repetitions per contender (default 3)")
+    p.add_argument("--data-dir", help="Swift data dir (default: a fresh temp dir, removed)")
+    p.add_argument("--profile", help="write a pyinstrument profile per operation into DIR")
+    p.add_argument("--out", help="results file (default benchmarks/results/latest.json)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
