@@ -136,7 +136,8 @@ class FaultProxy:
 
     @property
     def counts(self) -> dict[str, int]:
-        """Faults injected so far by kind, plus ``requests``, ``forwarded``, ``upstream-errors``."""
+        """Faults injected so far by kind, plus ``requests``, ``forwarded`` (and ``forwarded
+        <METHOD>``: answered by the server, faulted after or not) and ``upstream-errors``."""
         with self._lock:
             return dict(self._counts)
 
@@ -311,6 +312,7 @@ class FaultProxy:
                 out.append(("Content-Length", resp.headers["Content-Length"]))
             with self._lock:
                 self._counts["forwarded"] += 1
+                self._counts[f"forwarded {request.method}"] += 1
             return resp.status, self._rewrite(out), data
 
     def _rewrite(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
