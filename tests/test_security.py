@@ -325,3 +325,50 @@ def test_an_expired_or_bogus_token_without_credentials_is_token_expired(swift_se
     with pytest.raises(TokenExpiredError, match="401") as info:
         store.listdir()
     assert "AUTH_tk" not in str(info.value)
+
+
+# -- the command line -------------------------------------------------------------------------------
+def _cli(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    import os
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ST_", "OS_"))}
+    done = subprocess.run([sys.executable, "-m", "swiftzarr_batch.cli", *args],
+                          env={**clean, **env}, capture_output=True, text=True, timeout=120)
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_cli_output_shows_no_secret_except_the_token_commands_own_exports(secret_server,
+                                                                          container_name):
+    users = secret_server.users
+    key, other_key = users["sec:alice"], users["sec2:bob"]
+    env = {"ST_AUTH": secret_server.auth_url, "ST_USER": "sec:alice", "ST_KEY": key}
+    store = SwiftStore(container_name, authurl=secret_server.auth_url, user="sec:alice", key=key)
+    zarr.create_array(store, name="a", shape=(8,), chunks=(4,), dtype="i4")[:] = 5
+    token = store._session().token.token
+    loc = f"swift://{container_name}"
+    bad_token = _tamper(token)
+    runs = {
+        "ls": (["--debug", "ls", "-l", loc], env, 0),
+        "tree": (["--debug", "tree", loc], env, 0),
+        "du": (["--debug", "du", loc], env, 0),
+        "verify": (["--debug", "verify", loc], env, 0),
+        "copy": (["--debug", "copy", loc, f"{loc}-copy"], env, 0),
+        "wrong key": (["--debug", "ls", loc], {**env, "ST_KEY": key + "x"}, 1),
+        "other account": (["--debug", "ls", loc], {
+            "OS_STORAGE_URL": store.storage_url,
+            "OS_AUTH_TOKEN": SwiftStore("x", authurl=secret_server.auth_url, user="sec2:bob",
+                                        key=other_key)._session().token.token}, 1),
+        "bad token": (["--debug", "verify", loc], {"OS_STORAGE_URL": store.storage_url,
+                                                   "OS_AUTH_TOKEN": bad_token}, 1),
+    }
+    for name, (args, run_env, expected) in runs.items():
+        code, out = _cli(args, run_env)
+        assert code == expected, (name, out[-2000:])
+        assert _leaks(out, [key, other_key, token, bad_token]) == [], (name, out[-2000:])
+    code, out = _cli(["token"], env)
+    assert code == 0 and key not in out
+    exports = [line for line in out.splitlines() if line.startswith("export OS_AUTH_TOKEN=")]
+    assert len(exports) == 1 and "AUTH_" in exports[0]
+    others = [line for line in out.splitlines() if line not in exports]
+    assert _leaks("\n".join(others), [key, other_key]) == []
