@@ -189,6 +189,26 @@ def test_dask_write_of_1024_chunks_at_10_percent_faults_is_byte_identical(
     _verify_clean(clean)
 
 
+def test_at_100_percent_faults_a_dask_write_fails_within_the_budget_and_claims_nothing(
+        swift_server, proxy, container_name, dask_client):
+    from swiftzarr_batch.dask_helpers import write_array
+
+    budget = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.2, budget=5)
+    store = faulty_store(swift_server, proxy, container_name, retry=budget)
+    darr = da.ones((64, 64), chunks=(16, 16))
+    job = write_array(darr, store, "a", retries=0, compute=False)  # metadata now, data later
+    proxy.configure(rate=1.0, kinds=ALL_FAULTS)
+    started = time.monotonic()
+    with pytest.raises(SwiftHTTPError, match="attempts"):
+        dask_client.compute(job).result()
+    assert time.monotonic() - started < 60
+    proxy.configure(rate=0.0)
+    from swiftzarr_batch.verify import verify_store
+
+    report = verify_store(clean_store(swift_server, container_name), "a")
+    assert not report.ok and report.missing_chunks > 0  # verify tells the job did not finish
+
+
 def test_dask_read_of_1024_chunks_at_10_percent_faults_is_byte_identical(
         swift_server, proxy, container_name, dask_client):
     clean = clean_store(swift_server, container_name)
