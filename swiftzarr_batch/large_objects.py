@@ -146,6 +146,9 @@ async def put_large(
 
 async def _segments_of(container: SwiftContainer, name: str) -> list[str]:
     """Segment paths (``/container/object``) of the manifest at ``name``; [] if none."""
+    head = await container.head(name)  # a plain object's body is not worth downloading
+    if head is None or "X-Static-Large-Object" not in head.headers:
+        return []
     resp = await container.session.request(
         "GET", quote_path(container.name, name),
         params={"multipart-manifest": "get", "format": "raw"})
