@@ -79,6 +79,7 @@ def write_dataset(
     ``region`` (``{dim: slice}``): overwrite that region of existing variables. mode="a" alone:
     add or replace whole variables.
 
+    ``consolidated``: consolidate the store's root (where xarray reads it) in the final task.
     ``zarr_format``/``encoding`` apply to new arrays (as in ``Dataset.to_zarr``); a variable's
     zarr chunks come from its encoding or, by default, its dask chunks. ``rechunk=True`` rechunks
     variables whose dask blocks straddle chunk (shard) edges instead of raising
@@ -115,7 +116,7 @@ def write_dataset(
         warnings.filterwarnings("ignore", _NOT_A_NODE)
         writes = ds.to_zarr(store, group=path or None, compute=False, consolidated=False,
                             **kwargs)
-        final = dask.delayed(_finish_dataset)(store, path, consolidated, pending, writes,
+        final = dask.delayed(_finish_dataset)(store, consolidated, pending, writes,
                                               dask_key_name=f"swiftzarr-finish-{token}")
     tasks = len(final.__dask_graph__())
     log.debug("write_dataset %s (%s): %d tasks", path or "/", mode, tasks)
@@ -123,13 +124,16 @@ def write_dataset(
                             tasks=tasks, clock=clock)
 
 
-def _finish_dataset(store: Store, path: str, consolidated: bool, pending: str | None,
-                    _writes: Any) -> None:
-    """The final task: after every write, drop the append record, then consolidate once."""
+def _finish_dataset(store: Store, consolidated: bool, pending: str | None, _writes: Any) -> None:
+    """The final task: after every write, drop the append record, then consolidate once.
+
+    Consolidated metadata goes to the store's root, as ``Dataset.to_zarr`` does: that is where
+    ``xr.open_zarr(store, group=path)`` (and ``zarr.open_consolidated(store)``) look for it.
+    """
     if pending is not None:
         sync(store.delete(pending))
     if consolidated:
-        zarr.consolidate_metadata(store, path=path or None)
+        zarr.consolidate_metadata(store)
 
 
 # -- chunk grids ------------------------------------------------------------------------------

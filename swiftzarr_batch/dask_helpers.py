@@ -203,7 +203,8 @@ def job_token() -> str:
 # -- chunk alignment --------------------------------------------------------------------------
 def check_alignment(
     block_chunks: Sequence[Sequence[int]], unit: Sequence[int], *, what: str,
-    offset: Sequence[int] | None = None, dims: Sequence[str] | None = None, unit_name: str = "chunk",
+    offset: Sequence[int] | None = None, dims: Sequence[str] | None = None,
+    unit_name: str = "chunk",
 ) -> None:
     """Raise ``ChunkAlignmentError`` unless every zarr chunk/shard is written by one block only.
 
