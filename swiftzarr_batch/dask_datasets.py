@@ -41,7 +41,7 @@ from swiftzarr_batch.dask_helpers import (
     finish_or_return,
     job_token,
 )
-from swiftzarr_batch.errors import AppendConflictError
+from swiftzarr_batch.errors import AppendConflictError, ChunkAlignmentError, ConfigurationError
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -88,11 +88,11 @@ def write_dataset(
     ``Delayed`` writes the data and consolidates.
     """
     if mode not in ("w", "a"):
-        raise ValueError(f"mode must be 'w' or 'a', got {mode!r}")
+        raise ConfigurationError(f"write_dataset: mode must be 'w' or 'a', got {mode!r}")
     if (append_dim is not None or region is not None) and mode != "a":
-        raise ValueError("append_dim and region need mode='a'")
+        raise ConfigurationError("write_dataset: append_dim and region need mode='a'")
     if append_dim is not None and region is not None:
-        raise ValueError("give append_dim or region, not both")
+        raise ConfigurationError("write_dataset: give append_dim or region, not both")
     if region is not None and not all(isinstance(s, slice) for s in region.values()):
         raise TypeError(f"region must map dimension names to slices, got {dict(region)!r}")
     path = path.strip("/")
@@ -107,8 +107,11 @@ def write_dataset(
         kwargs = {"mode": "a", "region": region}
     else:
         group = _open_group(store, path)
+        units = _existing_units(ds, group)
+        if region:
+            _check_region_edges(ds, group, region, units)
         offsets = {d: s.start or 0 for d, s in (region or {}).items()}
-        ds = _align(ds, _existing_units(ds, group), offsets, rechunk)
+        ds = _align(ds, units, offsets, rechunk)
         kwargs = {"mode": "a", "region": dict(region) if region else None}
 
     token = job_token()
@@ -190,6 +193,29 @@ def _align(ds: xr.Dataset, units: Units, offsets: Mapping[Hashable, int], rechun
     return ds.assign_coords(coords).assign(data)
 
 
+def _check_region_edges(ds: xr.Dataset, group: zarr.Group, region: Mapping[Hashable, slice],
+                        units: Units) -> None:
+    """A region must start and end on chunk (shard) edges (or at the array's end).
+
+    Region writes are how independent jobs fill one dataset; a chunk shared with the next
+    region would be read-modified-written by two jobs at once.
+    """
+    for name, (unit, kind) in units.items():
+        var = ds.variables[name]
+        shape = group[str(name)].shape
+        for axis, dim in enumerate(var.dims):
+            if dim not in region:
+                continue
+            sl, size = region[dim], unit[axis]
+            start, stop = sl.start or 0, shape[axis] if sl.stop is None else sl.stop
+            if start % size or (stop % size and stop != shape[axis]):
+                raise ChunkAlignmentError(
+                    f"variable {name!r}: region {dim}={start}:{stop} does not start and end on "
+                    f"zarr {kind} edges (multiples of {size}, or the end {shape[axis]}); another "
+                    "writer of the neighbouring region would share a chunk with this one"
+                )
+
+
 # -- appends ----------------------------------------------------------------------------------
 def _open_group(store: Store, path: str) -> zarr.Group:
     with warnings.catch_warnings():
@@ -207,20 +233,24 @@ def _array_dims(arr: zarr.Array) -> tuple[str, ...]:
 def _prepare_append(
     ds: xr.Dataset, store: Store, path: str, dim: Hashable, rechunk: bool
 ) -> tuple[xr.Dataset, dict[Hashable, slice], str]:
-    """Claim the region for the new steps, resize once, and return what the region write needs."""
+    """Claim the region for the new steps, resize once, and return what the region write needs.
+
+    Everything that can refuse the append (variables, labels, alignment) is checked before the
+    claim is written and the arrays are resized, so a refused append changes nothing.
+    """
     where = f"the dataset at {store}/{path}".rstrip("/")
     if dim not in ds.dims:
-        raise ValueError(f"append_dim {dim!r} is not a dimension of the data to append "
-                         f"(dimensions: {list(ds.dims)})")
+        raise AppendConflictError(f"append_dim {dim!r} is not a dimension of the data to append "
+                                  f"(dimensions: {list(ds.dims)})")
     group = _open_group(store, path)
     arrays = dict(group.arrays())
     with_dim = {n: _array_dims(a).index(str(dim)) for n, a in arrays.items()
                 if str(dim) in _array_dims(a)}
     if not with_dim:
-        raise ValueError(f"append_dim {dim!r} is not a dimension of {where}")
+        raise AppendConflictError(f"append_dim {dim!r} is not a dimension of {where}")
     given = {str(n) for n, v in ds.variables.items() if dim in v.dims}
     if given != set(with_dim):
-        raise ValueError(
+        raise AppendConflictError(
             f"appending along {dim!r} to {where} must give exactly its variables with that "
             f"dimension; missing: {sorted(set(with_dim) - given)}, "
             f"not in the dataset: {sorted(given - set(with_dim))}"
@@ -242,20 +272,21 @@ def _prepare_append(
         log.info("finishing an interrupted append to %s at index %d", where, start)
     else:
         start = _append_start(store, path, dim, arrays, with_dim, labels, where)
-        _write_json(store, key, {
-            "dim": str(dim), "start": start, "end": start + steps, "steps": steps,
-            "first": str(labels[0]) if labels is not None and steps else None,
-            "last": str(labels[-1]) if labels is not None and steps else None, "digest": digest,
-        })
     end = start + steps
-    for name, axis in with_dim.items():
-        arr = arrays[name]
-        if arr.shape[axis] != end:
-            arr.resize(arr.shape[:axis] + (end,) + arr.shape[axis + 1:])
     ds = ds.drop_vars([n for n, v in ds.variables.items() if dim not in v.dims])
     if dim in ds.indexes:  # region writes skip indexes; the new labels must be written too
         ds = ds.drop_indexes([dim])
     ds = _align(ds, _existing_units(ds, group), {dim: start}, rechunk)
+    if claim is None:
+        _write_json(store, key, {
+            "dim": str(dim), "start": start, "end": end, "steps": steps,
+            "first": str(labels[0]) if labels is not None and steps else None,
+            "last": str(labels[-1]) if labels is not None and steps else None, "digest": digest,
+        })
+    for name, axis in with_dim.items():
+        arr = arrays[name]
+        if arr.shape[axis] != end:
+            arr.resize(arr.shape[:axis] + (end,) + arr.shape[axis + 1:])
     return ds, {dim: slice(start, end)}, key
 
 

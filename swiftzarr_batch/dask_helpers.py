@@ -34,7 +34,7 @@ import numpy as np
 import zarr
 from dask.delayed import Delayed
 
-from swiftzarr_batch.errors import ChunkAlignmentError
+from swiftzarr_batch.errors import ChunkAlignmentError, ConfigurationError
 from swiftzarr_batch.transport import process_counters
 
 if TYPE_CHECKING:
@@ -81,8 +81,9 @@ def _process_snapshot() -> tuple[int, dict[str, int]]:
 def _snapshots(client: Client | None) -> dict[int, dict[str, int]]:
     pid, counters = _process_snapshot()
     found = {pid: counters}
-    if client is not None:
-        for wpid, wcounters in client.run(_process_snapshot).values():
+    if client is not None:  # a worker that can't answer (dying) is left out, not waited for
+        for answer in client.run(_process_snapshot, on_error="ignore").values():
+            wpid, wcounters = answer
             found[wpid] = wcounters
     return found
 
@@ -319,7 +320,7 @@ def write_array(
     progress bar while computing.
     """
     if mode not in ("w", "w-"):
-        raise ValueError(f"mode must be 'w' or 'w-', got {mode!r}")
+        raise ConfigurationError(f"write_array: mode must be 'w' or 'w-', got {mode!r}")
     if not hasattr(darr, "to_delayed") or not hasattr(darr, "chunks"):
         raise TypeError(f"write_array needs a dask array, got {type(darr).__name__}")
     path = path.strip("/")
@@ -329,7 +330,8 @@ def write_array(
     )
     unit, unit_name = (tuple(int(s) for s in shards), "shard") if shards else (chunk_shape, "chunk")
     if len(unit) != darr.ndim:
-        raise ValueError(f"{unit_name} shape {unit} does not match the array's {darr.ndim} dims")
+        raise ConfigurationError(
+            f"write_array: {unit_name} shape {unit} does not match the array's {darr.ndim} dims")
     if rechunk:
         darr = darr.rechunk(tuple(
             aligned_chunks(c, u) for c, u in zip(darr.chunks, unit, strict=True)

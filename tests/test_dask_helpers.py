@@ -23,6 +23,7 @@ from zarr.storage import MemoryStore
 from swiftzarr_batch import (
     AppendConflictError,
     ChunkAlignmentError,
+    ConfigurationError,
     JobResult,
     RetryPolicy,
     SwiftHTTPError,
@@ -259,6 +260,13 @@ def test_appending_in_runs_equals_one_write(swift_server, container_name, zarr_f
     with pytest.raises(ChunkAlignmentError, match="variable 'temp'"):  # 24 % 4 == 0, 3 != 4k
         write_dataset(dataset(30).isel(time=slice(24, 30)).chunk({"time": 3}), store, mode="a",
                       append_dim="time")
+    with pytest.raises(AppendConflictError, match=r"missing: \['count'\]"):
+        write_dataset(dataset(30).isel(time=slice(24, 30)).drop_vars("count"), store,
+                      mode="a", append_dim="time")
+    # refused appends changed nothing: no claim, no resize
+    assert sync(store.get(PENDING_APPEND_KEY, default_buffer_prototype())) is None
+    assert zarr.open_array(store, path="temp").shape[0] == 24
+    xr.testing.assert_identical(xr.open_zarr(store, consolidated=False).load(), ds.load())
 
 
 def test_interrupted_append_is_finished_by_running_it_again(swift_server, container_name):
@@ -297,3 +305,8 @@ def test_region_write_replaces_only_that_region(swift_server, container_name):
     want["temp"][4:12] = 1
     want["count"][4:12] = 1
     xr.testing.assert_identical(got, want)
+    with pytest.raises(ChunkAlignmentError, match=r"region time=2:6 .* \(multiples of 4"):
+        write_dataset(patch.isel(time=slice(0, 4)).drop_vars(["time", "y", "x"]), store,
+                      mode="a", region={"time": slice(2, 6)})
+    with pytest.raises(ConfigurationError, match="append_dim and region need mode='a'"):
+        write_dataset(patch, store, region={"time": slice(4, 12)})
