@@ -324,6 +324,9 @@ def write_array(
     if not hasattr(darr, "to_delayed") or not hasattr(darr, "chunks"):
         raise TypeError(f"write_array needs a dask array, got {type(darr).__name__}")
     path = path.strip("/")
+    if consolidated and not path:
+        raise ConfigurationError("write_array: consolidated=True needs a path: an array at the "
+                                 "store's root has no group to consolidate")
     clock = JobClock.start_now() if compute else None
     chunk_shape = tuple(int(c) for c in chunks) if chunks else tuple(
         max(1, c[0]) for c in darr.chunks
