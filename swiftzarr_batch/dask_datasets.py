@@ -278,11 +278,20 @@ def _prepare_append(
         ds = ds.drop_indexes([dim])
     ds = _align(ds, _existing_units(ds, group), {dim: start}, rechunk)
     if claim is None:
-        _write_json(store, key, {
+        record = {
             "dim": str(dim), "start": start, "end": end, "steps": steps,
             "first": str(labels[0]) if labels is not None and steps else None,
             "last": str(labels[-1]) if labels is not None and steps else None, "digest": digest,
-        })
+        }
+        # An atomic create: of two appends started at once, only one claim can exist; the
+        # other reads back a claim that is not its own and refuses before resizing anything.
+        _create_json(store, key, record)
+        won = _read_json(store, key)
+        if won is None or won.get("digest") != digest or int(won["start"]) != start:
+            raise AppendConflictError(
+                f"another append to {where} started at the same time and holds {key!r}; "
+                "re-run this one after it finished"
+            )
     for name, axis in with_dim.items():
         arr = arrays[name]
         if arr.shape[axis] != end:
@@ -344,6 +353,7 @@ def _read_json(store: Store, key: str) -> dict[str, Any] | None:
     return None if buf is None else json.loads(buf.to_bytes())
 
 
-def _write_json(store: Store, key: str, value: dict[str, Any]) -> None:
+def _create_json(store: Store, key: str, value: dict[str, Any]) -> None:
+    """Write ``key`` only if it does not exist yet (``If-None-Match: *`` on Swift)."""
     data = json.dumps(value, indent=1).encode()
-    sync(store.set(key, default_buffer_prototype().buffer.from_bytes(data)))
+    sync(store.set_if_not_exists(key, default_buffer_prototype().buffer.from_bytes(data)))

@@ -292,6 +292,39 @@ def test_interrupted_append_is_finished_by_running_it_again(swift_server, contai
     assert sync(store.get(PENDING_APPEND_KEY, default_buffer_prototype())) is None
 
 
+def test_two_appends_started_at_once_cannot_both_claim(swift_server, container_name):
+    import threading
+
+    ds = dataset()
+    store = _store(swift_server, container_name, "race")
+    write_dataset(ds.isel(time=slice(0, 8)), store)
+    parts = {"a": ds.isel(time=slice(8, 12)), "b": ds.isel(time=slice(8, 16))}
+    barrier = threading.Barrier(2)
+    outcome: dict = {}
+
+    def append(name: str) -> None:
+        mine = _store(swift_server, container_name, "race")
+        barrier.wait()
+        try:
+            outcome[name] = write_dataset(parts[name], mine, mode="a", append_dim="time",
+                                          compute=False)
+        except AppendConflictError as exc:
+            outcome[name] = exc
+
+    threads = [threading.Thread(target=append, args=(n,)) for n in parts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    refused = [n for n, r in outcome.items() if isinstance(r, AppendConflictError)]
+    assert len(refused) == 1, outcome
+    (winner,) = set(parts) - set(refused)
+    dask.compute(outcome[winner])
+    want = xr.concat([ds.isel(time=slice(0, 8)), parts[winner]], dim="time", data_vars="minimal",
+                     coords="minimal", compat="override")
+    xr.testing.assert_identical(xr.open_zarr(store, consolidated=True).load(), want.load())
+
+
 def test_region_write_replaces_only_that_region(swift_server, container_name):
     ds = dataset()
     store = _store(swift_server, container_name, "reg")
