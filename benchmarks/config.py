@@ -76,6 +76,6 @@ QUICK = Sizes(
     mode="quick", reps=3, concurrency=16, dask_workers=4,
     arrays=(ArrayCase("64KiB", (128, 128), (16, 32), (4, 4)),
             ArrayCase("8MiB", (1024, 2048), (4, 4))),
-    listing_objects=5_000, copy_chunks=300, delete_objects=2_000,
+    listing_objects=12_000, copy_chunks=200, delete_objects=1_000,
     upload_threads=(10, 20), op_timeout=300.0,
 )

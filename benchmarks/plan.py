@@ -14,7 +14,7 @@ from typing import Any
 from benchmarks.config import Sizes
 
 ARRAY_CONTENDERS = ("raw", "ours", "ours-helpers", "zarr-swiftstore", "s3fs", "obstore",
-                    "swiftspec")
+                    "swiftspec", "zarr-memory")
 LIST_CONTENDERS = ("ours", "swiftclient", "obstore", "s3fs", "zarr-swiftstore", "swift-cli")
 DIR_CONTENDERS = ("ours", "swiftclient", "obstore", "s3fs", "zarr-swiftstore")
 DELETE_CONTENDERS = ("ours", "swift-cli", "raw")
@@ -111,12 +111,15 @@ def build(sizes: Sizes, hooks: Hooks, only: set[str] | None = None,
             return check
 
         s2s = Case("W4", f"W4 copy Swift->Swift, {sizes.copy_chunks}-chunk hierarchy", "raw",
-                   note="raw = download + upload through the client (GET then PUT per object)")
+                   note="raw = download + upload through the client (GET then PUT per object); "
+                   "raw COPY = the server-side copy ceiling (one PUT with X-Copy-From per object)")
         t = sizes.concurrency
-        for label, worker, extra in (("ours", "ours", {}), ("raw", "raw", {}),
-                                     (f"swift-cli -t{t}", "swift-cli", {"threads": t})):
+        for label, worker, op, extra in (
+                ("ours", "ours", "w4_swift2swift", {}), ("raw", "raw", "w4_swift2swift", {}),
+                ("raw COPY", "raw", "w4_server_copy", {}),
+                (f"swift-cli -t{t}", "swift-cli", "w4_swift2swift", {"threads": t})):
             dst = (lambda rep, label=label: f"s2s/{label.replace(' ', '')}/r{rep}/")
-            s2s.entries.append(Entry(label, worker, "w4_swift2swift", lambda rep, dst=dst,
+            s2s.entries.append(Entry(label, worker, op, lambda rep, dst=dst,
                                      extra=extra: {"src_container": C_COPY_SRC,
                                                    "src_prefix": src["prefix"],
                                                    "dst_container": C_COPY_DST,

@@ -141,10 +141,16 @@ def targets(rows: list[dict[str, Any]], arrays: list[str]) -> list[Target]:
                 and "memory" not in r["case"] and r["contender"] == "ours" and "median_s" in r),
                None)
     if big and small:
+        # Streaming holds ~2 pages (<= 20 000 entries, ~10 MB decoded) whatever the count;
+        # a full listing in memory grows with it (swiftclient's row shows by how much).
         grow = big["rss_delta_mb"] - small["rss_delta_mb"]
-        out.append(Target("W3 ours memory flat in object count", "<= 8 MB", grow, grow <= 8.0,
+        full = next((r for r in rows if r["case"] == big["case"]
+                     and r["contender"] == "swiftclient" and "median_s" in r), None)
+        contrast = f"; swiftclient full listing grew {full['rss_delta_mb']:.1f} MB" if full else ""
+        out.append(Target("W3 ours memory flat in object count", "<= 16 MB", grow, grow <= 16.0,
                           f"peak RSS growth {big['rss_delta_mb']:.1f} MB for {big['objects']} "
-                          f"vs {small['rss_delta_mb']:.1f} MB for {small['objects']} keys"))
+                          f"vs {small['rss_delta_mb']:.1f} MB for {small['objects']} keys"
+                          + contrast))
     ratio("W4 Swift->Swift: ours vs download+upload", "W4 copy Swift->Swift", "ours", "raw", 5.0)
     l2s = [r for r in rows if r["case"].startswith("W4 copy local") and "median_s" in r
            and r["contender"].startswith("swift-cli") and not r.get("check")]

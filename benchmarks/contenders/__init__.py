@@ -19,6 +19,7 @@ REGISTRY: dict[str, str] = {
     "s3fs": "benchmarks.contenders.peers:S3fs",
     "obstore": "benchmarks.contenders.peers:Obstore",
     "swiftspec": "benchmarks.contenders.peers:Swiftspec",
+    "zarr-memory": "benchmarks.contenders.peers:ZarrMemory",
     "swiftclient": "benchmarks.contenders.swiftclient_cli:SwiftclientInProcess",
     "swift-cli": "benchmarks.contenders.swiftclient_cli:SwiftCLI",
 }

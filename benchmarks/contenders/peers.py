@@ -137,3 +137,27 @@ class Swiftspec(ZarrContender):
                                     "token": self.token}], asynchronous=True)
         base = f"swift://{parts.netloc}/{account}/{container}/{prefix}".rstrip("/")
         return FsspecStore(fs, read_only=read_only, path=base)
+
+
+class ZarrMemory(ZarrContender):
+    """zarr's ``MemoryStore``: no network at all. Not a peer: its CPU per chunk is the floor
+    that dask + zarr cost every store here, so a store's own cost is its row minus this one."""
+
+    name = "zarr-memory"
+
+    def setup(self) -> dict[str, Any]:
+        super().setup()
+        self.dicts: dict[str, dict[str, Any]] = {}
+        self.warm_up()
+        return {}
+
+    def store(self, container: str, prefix: str, *, read_only: bool = False) -> Any:
+        from zarr.storage import MemoryStore
+
+        key = f"{container}/{prefix}"
+        if key not in self.dicts:  # a new repetition: drop the older ones of this case
+            parent = key.rsplit("/", 1)[0]
+            for old in [k for k in self.dicts if k.rsplit("/", 1)[0] == parent]:
+                del self.dicts[old]
+            self.dicts[key] = {}
+        return MemoryStore(self.dicts[key], read_only=read_only)

@@ -110,6 +110,22 @@ class RawHTTP(Contender):
         return {"objects": len(names), "bytes": moved,
                 "check": "ok" if len(names) == expect else f"FAIL: copied {len(names)} of {expect}"}
 
+    def w4_server_copy(self, src_container: str, src_prefix: str, dst_container: str,
+                       dst_prefix: str, expect: int) -> dict[str, Any]:
+        """The server-side copy ceiling: list, then one PUT with X-Copy-From per object."""
+        names = self.loop.run_until_complete(self._list(src_container, src_prefix))
+
+        async def copy(name: str) -> None:
+            dst = self._obj(dst_container, dst_prefix + name[len(src_prefix):])
+            headers = {"X-Copy-From": f"/{quote(src_container)}/{quote(name)}"}
+            async with self.session.put(dst, data=b"", headers=headers) as r:
+                await r.read()
+                if r.status != 201:
+                    raise RuntimeError(f"COPY answered {r.status}")
+
+        self._run(names, copy)
+        return {"objects": len(names), "bytes": 0}
+
     def w5_delete(self, container: str, prefix: str, expect: int) -> dict[str, Any]:
         """One DELETE per object (after listing them), at the same concurrency."""
         names = self.loop.run_until_complete(self._list(container, prefix))
