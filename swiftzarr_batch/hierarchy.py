@@ -42,7 +42,8 @@ class ArraySpec:
 
     @property
     def grid_shape(self) -> tuple[int, ...]:
-        return tuple(math.ceil(s / c) if c else 0 for s, c in zip(self.shape, self.grid))
+        pairs = zip(self.shape, self.grid, strict=True)
+        return tuple(math.ceil(s / c) if c else 0 for s, c in pairs)
 
     @property
     def nchunks(self) -> int:

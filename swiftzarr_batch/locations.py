@@ -18,7 +18,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from zarr.abc.store import Store
 
-from swiftzarr_batch.auth import CredentialProvider, Token, resolve_credentials
+from swiftzarr_batch.auth import (
+    CredentialProvider,
+    Token,
+    cached_authenticate,
+    resolve_credentials,
+)
 from swiftzarr_batch.errors import ConfigurationError
 from swiftzarr_batch.store import SwiftStore
 
@@ -55,10 +60,16 @@ def prefixed_env(prefix: str, env: Mapping[str, str] | None = None) -> dict[str,
 
 
 class _OtherAccount:
-    """A credential provider whose tokens open another account of the same cluster."""
+    """A credential provider whose tokens open another account of the same cluster.
+
+    It hands out the token the same credentials already have in this process, so stores of
+    both accounts share one token, which is what makes server-side copies between them possible.
+    (No ``cache_key`` of its own: the inner provider's cache is the one cache.)
+    """
 
     def __init__(self, inner: CredentialProvider, account: str) -> None:
         self.inner, self.account = inner, account
+        self._last: str | None = None
 
     def __repr__(self) -> str:
         return f"_OtherAccount({self.inner!r}, {self.account!r})"
@@ -66,12 +77,11 @@ class _OtherAccount:
     def __reduce__(self):  # noqa: D105 - never ship the wrapped credentials
         raise TypeError("credential providers holding keys are not picklable")
 
-    def cache_key(self) -> tuple:
-        inner = self.inner.cache_key() if hasattr(self.inner, "cache_key") else (id(self.inner),)
-        return (*inner, "account", self.account)
-
     def authenticate(self) -> Token:
-        token = self.inner.authenticate()
+        token = cached_authenticate(self.inner)
+        if token.token == self._last:  # asked again: the token we gave was rejected
+            token = cached_authenticate(self.inner, stale=token)
+        self._last = token.token
         return Token(_with_account(token.storage_url, self.account), token.token,
                      token.expires_at)
 
