@@ -125,12 +125,12 @@ async def _first_level(store: Store) -> list[tuple[str, int | None]]:
                 else:
                     out.append((e["name"][len(base):], int(e["bytes"])))
         return out
-    out = []
+    out: list[tuple[str, int | None]] = []
     for name in sorted({n async for n in store.list_dir("")}):
-        try:
+        if await anext(aiter(store.list_prefix(f"{name}/")), None) is not None:
+            out.append((f"{name}/", None))  # something lives under it: a directory
+        else:
             out.append((name, await store.getsize(name)))
-        except (FileNotFoundError, IsADirectoryError, OSError):
-            out.append((f"{name}/", None))
     return out
 
 

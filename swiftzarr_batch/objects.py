@@ -127,5 +127,12 @@ def describe(store: Store, path: str = "") -> str:
     root = getattr(store, "root", None)
     if root is not None:
         return "/".join(p for p in (str(root).rstrip("/"), path.strip("/")) if p)
-    base = str(store).rstrip("/")
+    fs, fs_path = getattr(store, "fs", None), getattr(store, "path", None)
+    if fs is not None and fs_path is not None:  # FsspecStore
+        protocol = getattr(fs, "protocol", None) or getattr(
+            getattr(fs, "sync_fs", None), "protocol", "fsspec")
+        protocol = protocol[0] if isinstance(protocol, (tuple, list)) else protocol
+        base = f"{protocol}://{str(fs_path).lstrip('/')}".rstrip("/")
+    else:
+        base = str(store).rstrip("/")
     return f"{base}/{path.strip('/')}" if path.strip("/") else base

@@ -112,6 +112,22 @@ def test_copy_verify_consolidate_end_to_end(env, dataset, tmp_path):
     assert verified.returncode == 0 and "content of 21 objects checked" in verified.stdout
 
 
+def test_copy_between_two_clusters_with_env_prefixes(env, dataset):
+    from swiftzarr_batch.server import LocalSwift
+
+    with LocalSwift() as other:
+        both = {**env, **{f"DST_{k}": v for k, v in other.env.items()}}
+        out = run(["copy", dataset, "swift://mirror/ds", "--dst-env", "DST_", "--json", "-"],
+                  both)
+        assert out.returncode == 0, out.stderr
+        summary = json.loads(out.stdout)
+        assert summary["verified"] and summary["keys_copied"] == 22
+        assert summary["keys_server_side"] == 0  # another cluster: through this machine
+        there = run(["tree", "swift://mirror/ds"], {**env, **other.env})
+        assert there.returncode == 0 and "b (6,) int64 chunks=(3,)" in there.stdout
+        assert run(["ls", "swift://mirror/ds"], env).stdout == ""  # not on the first cluster
+
+
 def test_rm_asks_for_confirmation_unless_yes(env, dataset):
     declined = run(["rm", dataset], env, stdin="n\n")
     assert declined.returncode == 1 and "nothing was deleted" in declined.stderr

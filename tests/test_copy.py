@@ -70,8 +70,12 @@ def test_round_trip_local_swift_swift_local_is_byte_identical(
     assert len(original) > 40 and any(is_metadata_key(k) for k in original)
 
     one = _swift(swift_server, container_name, "one")
-    s1 = copy_store(src, one)
+    seen = []
+    s1 = copy_store(src, one, batch_size=8, progress=lambda *a: seen.append(a))
     assert (s1.keys_copied, s1.keys_total, s1.verified) == (len(original), len(original), True)
+    chunk_steps = [a for a in seen if a[0] == "copy chunks"]
+    assert len(chunk_steps) > 3 and chunk_steps[-1][1] == chunk_steps[-1][2]  # done == total
+    assert [a[1] for a in chunk_steps] == sorted(a[1] for a in chunk_steps)
     assert s1.keys_server_side == 0 and s1.bytes_copied == sum(map(len, original.values()))
 
     two = _swift(swift_server, container_name + "-b", "x/two")
