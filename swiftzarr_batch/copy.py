@@ -208,7 +208,7 @@ class _CopyRun:
             async for info in list_objects(store, path):
                 rel = info.key[cut:]
                 if not self.exclude(rel):
-                    found[rel] = ObjectInfo(rel, info.size, info.md5)
+                    found[rel] = ObjectInfo(rel, info.size, info.md5, info.large)
             return found
 
         return sync(collect())

@@ -321,3 +321,42 @@ def test_copy_on_distributed_worker_processes(swift_server, container_name, tmp_
     assert summary.verified and store_bytes(dst) == store_bytes(src)
     assert hashlib.md5(store_bytes(dst)["a/c/0/0"]).hexdigest() == hashlib.md5(
         store_bytes(src)["a/c/0/0"]).hexdigest()
+
+
+def test_large_objects_are_copied_through_the_client_and_deleted_with_their_segments():
+    """An SLO's ETag is not its MD5 and a server-side copy would try to make one object of it:
+    it goes through the client and is written as a large object again."""
+    from swiftclient.client import Connection
+
+    from swiftzarr_batch.server import LocalSwift
+    from swiftzarr_batch.verify import verify_store
+
+    limit = 2 * 1024 * 1024
+    with LocalSwift(max_file_size=limit) as server:
+        def store(container, prefix=""):
+            return SwiftStore(container, prefix, authurl=server.auth_url, user=server.user,
+                              key=server.key)
+
+        src = store("src", "ds")
+        root = zarr.group(src)
+        big = root.create_array("big", shape=(2, 400_000), chunks=(1, 400_000), dtype="f8",
+                                compressors=None)  # 3.2 MB chunks: above max_file_size
+        big[:] = np.random.default_rng(3).random((2, 400_000))
+        root.create_array("small", shape=(4,), chunks=(2,), dtype="i2")[:] = 1
+        dst = store("dst", "ds")
+        summary = copy_store(src, dst)
+        assert summary.keys_copied == summary.keys_total == 7
+        assert summary.keys_server_side == 5 and summary.bytes_through_client > 2 * limit
+        assert store_bytes(dst) == store_bytes(src)
+        conn = Connection(authurl=server.auth_url, user=server.user, key=server.key)
+        head = conn.head_object("dst", "ds/big/c/0/0")
+        assert head.get("x-static-large-object") == "True"
+        report = verify_store(dst)
+        assert report.ok and report.content_checked, report.format()
+        assert copy_store(src, dst).keys_skipped == 7  # re-run: nothing to do (compared by MD5)
+
+        sync(src.delete_dir("big"))
+        pruned = copy_store(src, dst, delete_extra=True)
+        assert pruned.keys_deleted == 3 and pruned.verified
+        assert conn.get_container("dst_segments", full_listing=True)[1] == []
+        conn.close()
