@@ -177,4 +177,14 @@ def targets(rows: list[dict[str, Any]], arrays: list[str]) -> list[Target]:
                 out.append(Target(f"W6 cpu/{what} ({a}) ours vs {peer}", f"<= {factor}x", v,
                                   v <= factor, f"{ours['cpu_ms_per_request']:.3f} vs "
                                   f"{other['cpu_ms_per_request']:.3f} ms per chunk"))
+                floor = _row(rows, case, "zarr-memory")
+                if floor is not None:  # the same ratio without the dask + zarr cost they share
+                    f = floor["cpu_ms_per_request"]
+                    mine, theirs = ours["cpu_ms_per_request"] - f, other["cpu_ms_per_request"] - f
+                    if theirs > 0:
+                        out.append(Target(
+                            f"  (store only, minus zarr-memory) vs {peer}", f"<= {factor}x",
+                            mine / theirs, mine / theirs <= factor,
+                            f"{mine:.3f} vs {theirs:.3f} ms per chunk above the {f:.3f} ms "
+                            "dask+zarr floor"))
     return out

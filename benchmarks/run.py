@@ -116,19 +116,31 @@ def run(args: argparse.Namespace) -> int:
                     rows += case_rows
                     printed.append((case.title, ref, case.note, case_rows))
                     print(report.table([printed[-1]]), flush=True)
+                    # Written after every case: an interrupted long run keeps what it measured.
+                    write(args, sizes, stamp, started, rows, pool.setup_info, log_dir,
+                          complete=False)
             finally:
                 pool.close()
             setup_info = pool.setup_info
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
-    arrays = [f"{a.chunks} x {a.name}" for a in sizes.arrays]
-    goals = report.targets(rows, arrays)
+    goals = report.targets(rows, [f"{a.chunks} x {a.name}" for a in sizes.arrays])
     print("\n" + "=" * 100 + "\nFULL TABLE (" + sizes.mode + " run)" + report.table(printed))
     print("\nTARGETS (ratios within this run)")
     for t in goals:
         print("  " + t.line())
+    out = write(args, sizes, stamp, started, rows, setup_info, log_dir, complete=True)
+    print(f"\nwrote {out} ({time.time() - started:.0f} s)")
+    return 0
+
+
+def write(args: argparse.Namespace, sizes: config.Sizes, stamp: str, started: float,
+          rows: list[dict[str, Any]], setup_info: dict[str, Any], log_dir: Path, *,
+          complete: bool) -> Path:
+    goals = report.targets(rows, [f"{a.chunks} x {a.name}" for a in sizes.arrays])
     result = {
-        "meta": {"mode": sizes.mode, "sizes": sizes.as_dict(), "started": started,
+        "meta": {"mode": sizes.mode, "complete": complete, "args": vars(args),
+                 "sizes": sizes.as_dict(), "started": started,
                  "seconds": time.time() - started, "python": sys.version.split()[0],
                  "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
                  "contenders": setup_info, "logs": str(log_dir.relative_to(REPO))},
@@ -139,8 +151,7 @@ def run(args: argparse.Namespace) -> int:
     (RESULTS / f"{stamp}-{sizes.mode}.json").write_text(text)
     out = Path(args.out) if args.out else RESULTS / "latest.json"
     out.write_text(text)
-    print(f"\nwrote {out} ({time.time() - started:.0f} s)")
-    return 0
+    return out
 
 
 def run_case(case: plan.Case, sizes: config.Sizes, pool: Pool,
