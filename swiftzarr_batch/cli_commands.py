@@ -266,4 +266,4 @@ def workflow(args: argparse.Namespace) -> int:
         from workflows.ingest import run_from_config
     else:
         from workflows.mirror import run_from_config
-    return run_from_config(args.config, summary_path=args.summary)
+    return run_from_config(args.config, summary_path=args.summary, debug=args.debug)
