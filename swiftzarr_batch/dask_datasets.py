@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 import warnings
 from collections.abc import Hashable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 __all__ = ["PENDING_APPEND_KEY", "write_dataset"]
 
 PENDING_APPEND_KEY = ".swiftzarr/append-pending.json"
+CLAIM_SETTLE_SECONDS = 1.0
 _NOT_A_NODE = r"Object at \.swiftzarr is not recognized"
 
 
@@ -283,9 +285,11 @@ def _prepare_append(
             "first": str(labels[0]) if labels is not None and steps else None,
             "last": str(labels[-1]) if labels is not None and steps else None, "digest": digest,
         }
-        # An atomic create: of two appends started at once, only one claim can exist; the
-        # other reads back a claim that is not its own and refuses before resizing anything.
+        # Create-if-absent, then read back after a pause: Swift answers 201 to two
+        # ``If-None-Match: *`` PUTs that are in flight together (the later one wins), so each
+        # append waits for racing creates to land and proceeds only if the claim is its own.
         _create_json(store, key, record)
+        time.sleep(CLAIM_SETTLE_SECONDS)
         won = _read_json(store, key)
         if won is None or won.get("digest") != digest or int(won["start"]) != start:
             raise AppendConflictError(

@@ -270,7 +270,7 @@ class SwiftSession:
                 raise RetryableFailure(
                     resp.reason or "", status=status, retry_after=resp_headers.get("Retry-After")
                 )
-            if check_md5 and outcome is Outcome.OK:
+            if check_md5 and self.options.verify_reads and outcome is Outcome.OK:
                 await _check_body_md5(resp_headers, data)
             return Response(status, resp_headers, data)
 
