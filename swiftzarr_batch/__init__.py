@@ -7,6 +7,7 @@ from swiftzarr_batch.credentials import (
     StorageURLOverride,
     check_token_lifetime,
 )
+from swiftzarr_batch.copy import CopyError, CopySummary, copy_store
 from swiftzarr_batch.dask_datasets import write_dataset
 from swiftzarr_batch.dask_helpers import JobResult, consolidate, job_counters, write_array
 from swiftzarr_batch.errors import (
@@ -28,6 +29,7 @@ from swiftzarr_batch.errors import (
 from swiftzarr_batch.keystone import KeystoneApplicationCredential, KeystonePassword
 from swiftzarr_batch.retry import RetryPolicy
 from swiftzarr_batch.store import SwiftStore
+from swiftzarr_batch.verify import VerifyReport, verify_store
 
 __version__ = "0.1.0"
 
@@ -37,6 +39,8 @@ __all__ = [
     "ChunkAlignmentError",
     "ConfigurationError",
     "ConflictError",
+    "CopyError",
+    "CopySummary",
     "CredentialsFile",
     "EnvironmentCredentials",
     "IntegrityError",
@@ -55,11 +59,14 @@ __all__ = [
     "Token",
     "TokenExpiredError",
     "TokenLifetimeWarning",
+    "VerifyReport",
     "V1Password",
     "acquire_token",
     "check_token_lifetime",
     "consolidate",
+    "copy_store",
     "job_counters",
     "write_array",
+    "verify_store",
     "write_dataset",
 ]
