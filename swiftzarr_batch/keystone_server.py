@@ -26,7 +26,6 @@ import logging
 import os
 import pwd
 import secrets
-import shlex
 import shutil
 import signal
 import subprocess
@@ -38,7 +37,13 @@ from pathlib import Path
 import requests
 
 from swiftzarr_batch.errors import ServerError
-from swiftzarr_batch.server import _free_ports, _tail, cache_root, ensure_swift_installed
+from swiftzarr_batch.server import (
+    _free_ports,
+    _tail,
+    cache_root,
+    ensure_swift_installed,
+)
+from swiftzarr_batch.server import run_install_steps as _run_steps
 
 __all__ = [
     "KEYSTONE_REQUIREMENT", "KEYSTONEMIDDLEWARE_REQUIREMENT", "LocalKeystone",
@@ -51,29 +56,10 @@ KEYSTONE_REQUIREMENT = "keystone>=30,<31"
 KEYSTONE_SERIES = "30"
 GUNICORN_REQUIREMENT = "gunicorn>=23"
 KEYSTONEMIDDLEWARE_REQUIREMENT = "keystonemiddleware>=13,<14"
-_INSTALL_TIMEOUT = 1200.0
 _LAUNCHER = Path(__file__).with_name("_keystone_launcher.py")
 ADMIN_USER = "admin"
 ADMIN_PROJECT = "admin"
 REGION = "RegionOne"
-
-
-def _run_steps(steps: dict[str, list[str]], log_path: Path, what: str,
-               env: dict[str, str] | None = None) -> None:
-    with open(log_path, "ab") as out:
-        for step, argv in steps.items():
-            out.write(f"$ {shlex.join(argv)}\n".encode())
-            out.flush()
-            rc: int | str
-            try:
-                rc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, check=False, env=env,
-                                    timeout=_INSTALL_TIMEOUT).returncode
-            except subprocess.TimeoutExpired:
-                rc = f"timed out after {_INSTALL_TIMEOUT:.0f} s"
-            if rc != 0:
-                raise ServerError(f"installing {what} failed: {step} exited {rc}; end of "
-                                  f"{log_path}:\n{_tail(log_path)}")
 
 
 def _install_once(venv: Path, marker: Path, what: str, install) -> None:

@@ -112,27 +112,33 @@ def ensure_swift_installed() -> Path:
             "importing swift": [str(python), "-c", "import swift, eventlet; "
                                 f"open({str(marker)!r} + '.tmp', 'w').write(swift.__version__)"],
         }
-        with open(pip_log, "ab") as out:
-            for step, argv in steps.items():
-                out.write(f"$ {shlex.join(argv)}\n".encode())
-                out.flush()
-                rc: int | str
-                try:
-                    rc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                        stderr=subprocess.STDOUT, check=False,
-                                        timeout=_INSTALL_TIMEOUT).returncode
-                except subprocess.TimeoutExpired:
-                    rc = f"timed out after {_INSTALL_TIMEOUT:.0f} s"
-                if rc != 0:
-                    raise ServerError(
-                        f"installing {SWIFT_REQUIREMENT} into {venv} failed: {step} exited {rc}; "
-                        f"end of {pip_log}:\n{_tail(pip_log)}")
+        run_install_steps(steps, pip_log, f"{SWIFT_REQUIREMENT} into {venv}")
         version = Path(f"{marker}.tmp").read_text().strip()
         if not version.startswith(SWIFT_SERIES + "."):
             raise ServerError(f"expected swift {SWIFT_SERIES}.x in {venv}, got {version!r}")
         os.replace(f"{marker}.tmp", marker)  # the marker appears only once all is done
         log.info("installed swift %s in %.1f s", version, time.monotonic() - started)
     return python
+
+
+def run_install_steps(steps: Mapping[str, Sequence[str]], log_path: Path, what: str,
+                      env: Mapping[str, str] | None = None) -> None:
+    """Run install commands in order, logging to ``log_path``; ServerError with its tail on the
+    first one that fails or outlasts the install timeout."""
+    with open(log_path, "ab") as out:
+        for step, argv in steps.items():
+            out.write(f"$ {shlex.join(argv)}\n".encode())
+            out.flush()
+            rc: int | str
+            try:
+                rc = subprocess.run(list(argv), stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, check=False, env=env,
+                                    timeout=_INSTALL_TIMEOUT).returncode
+            except subprocess.TimeoutExpired:
+                rc = f"timed out after {_INSTALL_TIMEOUT:.0f} s"
+            if rc != 0:
+                raise ServerError(f"installing {what} failed: {step} exited {rc}; end of "
+                                  f"{log_path}:\n{_tail(log_path)}")
 
 
 def _check_xattrs(directory: Path) -> None:
