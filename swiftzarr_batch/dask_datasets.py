@@ -41,6 +41,7 @@ from swiftzarr_batch.dask_helpers import (
     check_alignment,
     finish_or_return,
     job_token,
+    warn_if_token_expires_first,
 )
 from swiftzarr_batch.errors import AppendConflictError, ChunkAlignmentError, ConfigurationError
 
@@ -72,6 +73,7 @@ def write_dataset(
     retries: int = DEFAULT_RETRIES,
     compute: bool = True,
     progress: bool = False,
+    needs_seconds: float | None = None,
 ) -> JobResult | Delayed:
     """Write ``ds`` to the group ``path`` of ``store``: template first, then one task per block,
     then one task that consolidates.
@@ -87,8 +89,9 @@ def write_dataset(
     variables whose dask blocks straddle chunk (shard) edges instead of raising
     ``ChunkAlignmentError``. ``compute``, ``retries``, ``progress``: as in ``write_array``; with
     ``compute=False`` the metadata (and an append's resize) is written now and the returned
-    ``Delayed`` writes the data and consolidates.
+    ``Delayed`` writes the data and consolidates. ``needs_seconds``: as in ``write_array``.
     """
+    warn_if_token_expires_first(store, needs_seconds)
     if mode not in ("w", "a"):
         raise ConfigurationError(f"write_dataset: mode must be 'w' or 'a', got {mode!r}")
     if (append_dim is not None or region is not None) and mode != "a":

@@ -34,6 +34,7 @@ import numpy as np
 import zarr
 from dask.delayed import Delayed
 
+from swiftzarr_batch.credentials import check_token_lifetime
 from swiftzarr_batch.errors import ChunkAlignmentError, ConfigurationError
 from swiftzarr_batch.transport import process_counters
 
@@ -192,6 +193,12 @@ def finish_or_return(
     return run_job(lazy, retries=retries, progress=progress, tasks=tasks, clock=clock)
 
 
+def warn_if_token_expires_first(store: Store, needs_seconds: float | None) -> None:
+    """The helpers' pre-flight check of a Swift store's token against the job's duration."""
+    if needs_seconds is not None and hasattr(store, "_session"):
+        check_token_lifetime(store, needs_seconds)
+
+
 def job_token() -> str:
     """A fresh key suffix: write tasks have side effects, so two jobs must never share keys.
 
@@ -302,6 +309,7 @@ def write_array(
     retries: int = DEFAULT_RETRIES,
     compute: bool = True,
     progress: bool = False,
+    needs_seconds: float | None = None,
 ) -> JobResult | Delayed:
     """Write a dask array as the zarr array ``path`` of ``store``, one task per aligned block.
 
@@ -317,8 +325,11 @@ def write_array(
     ``dask.compute``, watch it with ``distributed.progress``); otherwise the job runs on the
     current ``distributed.Client`` (or dask's local scheduler) and a ``JobResult`` comes back.
     ``retries``: how often a failed task is re-run (see ``run_job``); ``progress``: show a
-    progress bar while computing.
+    progress bar while computing. ``needs_seconds``: how long the job may run; warns
+    (``TokenLifetimeWarning``) before anything is written if the token expires sooner and nothing
+    can renew it on the workers.
     """
+    warn_if_token_expires_first(store, needs_seconds)
     if mode not in ("w", "w-"):
         raise ConfigurationError(f"write_array: mode must be 'w' or 'w-', got {mode!r}")
     if not hasattr(darr, "to_delayed") or not hasattr(darr, "chunks"):

@@ -343,3 +343,23 @@ def test_region_write_replaces_only_that_region(swift_server, container_name):
                       mode="a", region={"time": slice(2, 6)})
     with pytest.raises(ConfigurationError, match="append_dim and region need mode='a'"):
         write_dataset(patch, store, region={"time": slice(4, 12)})
+
+
+def test_a_job_longer_than_its_token_warns_before_writing(swift_server, swift_conn,
+                                                          container_name):
+    from swiftzarr_batch import TokenLifetimeWarning
+
+    store = _store(swift_server, container_name, "lifetime")
+    darr = da.from_array(DATA[:64, :64], chunks=(32, 32))
+    with pytest.warns(TokenLifetimeWarning, match="expires in"):
+        lazy = write_array(darr, store, "a", compute=False, needs_seconds=10 * 86400)
+    dask.compute(lazy)  # a warning, not a refusal: the job still runs
+    np.testing.assert_array_equal(zarr.open_array(store, path="a")[:], DATA[:64, :64])
+    with pytest.warns(TokenLifetimeWarning):
+        write_dataset(dataset(4), store.with_prefix("lifetime/ds"), compute=False,
+                      needs_seconds=10 * 86400)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TokenLifetimeWarning)
+        write_array(darr, store, "b", needs_seconds=60)  # the token outlives this one
