@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench bench-quick serve clean
+.PHONY: setup keystone demo test bench bench-quick serve clean
 
 $(STAMP): pyproject.toml scripts/find_python.sh scripts/setup_system.sh
 	@bash scripts/setup_system.sh
@@ -14,15 +14,18 @@ $(STAMP): pyproject.toml scripts/find_python.sh scripts/setup_system.sh
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[xarray,test]'
 	$(PY) -m swiftzarr_batch.server install
-	$(PY) -m swiftzarr_batch.keystone_server install
 	@touch $(STAMP)
 
 setup: $(STAMP)
 
+# Keystone (for the Keystone tests only) lives in its own cached venv; the demo does not need it.
+keystone: setup
+	$(PY) -m swiftzarr_batch.keystone_server install
+
 demo: setup
 	$(PY) -m swiftzarr_batch.server run -- $(PY) examples/seed_walkthrough.py
 
-test: setup
+test: setup keystone
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # Benchmarks: their own venv (benchmarks/.venv: the project plus the peers, never project
