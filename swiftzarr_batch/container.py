@@ -22,8 +22,10 @@ from swiftzarr_batch.transport import Response, SwiftSession
 log = logging.getLogger(__name__)
 
 LISTING_PAGE = 10_000  # Swift's default container_listing_limit
-BULK_DELETE_BATCH = 10_000  # bulk middleware's default max_deletes_per_request
-BULK_DELETE_PARALLEL = 8  # concurrent bulk-delete requests (see bulk_delete)
+BULK_DELETE_PARALLEL = 10  # concurrent bulk-delete requests (see bulk_delete)
+# Names per request when there are many; well below the middleware's max_deletes_per_request
+# (10 000 by default), and small enough that the requests finish together.
+BULK_DELETE_SPLIT = 1_000
 BULK_DELETE_MIN = 100  # names per request below which splitting further does not pay
 
 
@@ -174,16 +176,18 @@ class SwiftContainer:
 
     # -- bulk delete ------------------------------------------------------------------------
     async def bulk_delete(self, names: Iterable[str]) -> int:
-        """Delete many objects with the bulk middleware (10 000 per request).
+        """Delete many objects with the bulk middleware (parallel requests of <= 1 000 names).
 
         The middleware answers 200 even when some deletes fail; its JSON body is read and any
         error other than "not found" raises. Returns how many objects were deleted.
         """
         # The middleware deletes only ``delete_concurrency`` (2) objects at a time per request,
-        # so one big request is slow: split the names into up to BULK_DELETE_PARALLEL requests
-        # sent at once (python-swiftclient does the same, with 10), each <= BULK_DELETE_BATCH.
+        # so one big request is slow: split the names into requests of at most
+        # BULK_DELETE_SPLIT names, BULK_DELETE_PARALLEL of them at once (python-swiftclient's
+        # `swift delete` does the same: 10 requests of 1 000). Smaller requests also keep one
+        # slow request from holding up the end.
         todo = list(names)
-        size = min(BULK_DELETE_BATCH, max(BULK_DELETE_MIN, -(-len(todo) // BULK_DELETE_PARALLEL)))
+        size = min(BULK_DELETE_SPLIT, max(BULK_DELETE_MIN, -(-len(todo) // BULK_DELETE_PARALLEL)))
         batches = [todo[i:i + size] for i in range(0, len(todo), size)]
         gate = asyncio.Semaphore(BULK_DELETE_PARALLEL)
 

@@ -66,10 +66,12 @@ async def test_stopping_early_leaves_no_pending_request(swift_server, seeded):
 async def test_parallel_bulk_delete_deletes_everything(swift_server, seeded, swift_conn,
                                                        monkeypatch):
     name, names = seeded
-    monkeypatch.setattr(container_mod, "BULK_DELETE_MIN", 10)  # 450 names -> 8 requests
+    monkeypatch.setattr(container_mod, "BULK_DELETE_MIN", 10)
+    monkeypatch.setattr(container_mod, "BULK_DELETE_SPLIT", 40)  # 451 names -> 12 requests
+    monkeypatch.setattr(container_mod, "BULK_DELETE_PARALLEL", 5)
     c = _container(swift_server, name)
     before = c.session.counters.requests
     assert await c.bulk_delete(names[:450] + ["p/missing"]) == 450
-    assert c.session.counters.requests - before == 8
+    assert c.session.counters.requests - before == 12
     _, left = swift_conn.get_container(name, full_listing=True)
     assert [e["name"] for e in left] == ["q/a", "q/b", "q/c"]
