@@ -33,6 +33,7 @@ from swiftzarr_batch.auth import V1Password
 from swiftzarr_batch.server import LocalSwift
 from swiftzarr_batch.testing.faultproxy import FaultProxy
 from swiftzarr_batch.transport import process_counters
+from zarr_reference import raw_arrays, reference_objects, swift_objects
 
 distributed = pytest.importorskip("distributed")
 pytestmark = [pytest.mark.filterwarnings("ignore::zarr.errors.ZarrUserWarning"),
@@ -69,24 +70,6 @@ def conn(swift):
 def make_store(server, container, prefix="", user="test:tester", **kw) -> SwiftStore:
     return SwiftStore(container, prefix, authurl=server.auth_url, user=user,
                       key=server.users[user], **kw)
-
-
-def swift_objects(conn, container: str, prefix: str = "") -> dict[str, bytes]:
-    _, listing = conn.get_container(container, prefix=prefix, full_listing=True)
-    return {o["name"][len(prefix):]: conn.get_object(container, o["name"])[1] for o in listing}
-
-
-def reference_objects(data: np.ndarray, path: str, **create) -> dict[str, bytes]:
-    stored: dict = {}
-    z = zarr.create_array(MemoryStore(stored), name=path, shape=data.shape, dtype=data.dtype,
-                          **create)
-    z[:] = data
-    return {k: v.to_bytes() for k, v in stored.items()}
-
-
-def raw_arrays(store) -> dict[str, tuple[str, tuple[int, ...], bytes]]:
-    group = zarr.open_group(store, mode="r", use_consolidated=False)
-    return {name: (str(a.dtype), a.shape, a[...].tobytes()) for name, a in group.arrays()}
 
 
 def dataset(steps: int = 24) -> xr.Dataset:

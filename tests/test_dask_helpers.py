@@ -36,6 +36,7 @@ from swiftzarr_batch.auth import V1Password
 from swiftzarr_batch.dask_datasets import PENDING_APPEND_KEY
 from swiftzarr_batch.dask_helpers import aligned_chunks, check_alignment
 from swiftzarr_batch.testing.faultproxy import FaultProxy
+from zarr_reference import raw_arrays, reference_objects, swift_objects
 
 pytestmark = pytest.mark.filterwarnings("ignore::zarr.errors.ZarrUserWarning")
 
@@ -45,28 +46,6 @@ DATA = np.arange(512 * 384, dtype="<i4").reshape(512, 384)
 def _store(server, container, prefix="", **kw) -> SwiftStore:
     return SwiftStore(container, prefix, authurl=server.auth_url, user=server.user,
                       key=server.key, **kw)
-
-
-def swift_objects(conn, container: str, prefix: str = "") -> dict[str, bytes]:
-    """Every object under ``prefix``, read with python-swiftclient (not our data path)."""
-    _, listing = conn.get_container(container, prefix=prefix, full_listing=True)
-    cut = len(prefix)
-    return {o["name"][cut:]: conn.get_object(container, o["name"])[1] for o in listing}
-
-
-def reference_objects(data: np.ndarray, path: str, **create) -> dict[str, bytes]:
-    """The objects zarr itself writes for ``data`` in one process (the expected result)."""
-    stored: dict = {}
-    z = zarr.create_array(MemoryStore(stored), name=path, shape=data.shape, dtype=data.dtype,
-                          **create)
-    z[:] = data
-    return {k: v.to_bytes() for k, v in stored.items()}
-
-
-def raw_arrays(store) -> dict[str, tuple[str, tuple[int, ...], bytes]]:
-    """dtype, shape and bytes of every array of a group as stored (before CF decoding)."""
-    group = zarr.open_group(store, mode="r", use_consolidated=False)
-    return {name: (str(a.dtype), a.shape, a[...].tobytes()) for name, a in group.arrays()}
 
 
 def dataset(steps: int = 24) -> xr.Dataset:

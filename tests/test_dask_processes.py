@@ -22,10 +22,10 @@ import pandas as pd
 import pytest
 import xarray as xr
 import zarr
-from zarr.storage import MemoryStore
 
 from swiftzarr_batch import SwiftStore, write_array, write_dataset
 from swiftzarr_batch.server import LocalSwift
+from zarr_reference import reference_objects
 
 pytest.importorskip("distributed")
 pytestmark = [pytest.mark.filterwarnings("ignore::zarr.errors.ZarrUserWarning"),
@@ -102,14 +102,6 @@ def cli_client(tmp_path_factory):
             yield client
     finally:
         cluster.close()
-
-
-def reference_objects(data: np.ndarray, path: str, **create) -> dict[str, bytes]:
-    stored: dict = {}
-    z = zarr.create_array(MemoryStore(stored), name=path, shape=data.shape, dtype=data.dtype,
-                          **create)
-    z[:] = data
-    return {k: v.to_bytes() for k, v in stored.items()}
 
 
 def swift_objects(server, container: str) -> dict[str, bytes]:
