@@ -7,6 +7,7 @@ real server.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -334,19 +335,8 @@ def test_swift_proxy_restart_in_the_middle_of_a_copy(swift_server, container_nam
     source = SwiftStore(src_name, read_only=True, **creds)
     dest = SwiftStore(dst_name, **creds)
     source.listdir(), dest.listdir()  # token cached before the outage
-    restarted = threading.Event()
-
-    def outage() -> None:
-        time.sleep(0.3)
-        swift_server.restart_proxy(downtime=2.0)
-        restarted.set()
-
-    t = threading.Thread(target=outage)
-    t.start()
-    try:
+    with proxy_outage(swift_server, after=0.3, downtime=2.0) as restarted:
         summary = copy_store(source, dest, server_side=False, batch_size=20, concurrency=2)
-    finally:
-        t.join()
     assert restarted.is_set() and summary.verified is True and summary.keys_failed == 0
     assert summary.retried > 0
     _same_hierarchy(clean_store(swift_server, dst_name), arrays)
@@ -363,24 +353,32 @@ def test_swift_proxy_restart_in_the_middle_of_a_dask_write(swift_server, contain
                        key=swift_server.key, retry=patient, read_timeout=5)
     zarr.create_group(store)  # container exists, token cached before the outage
     before = _worker_counters(dask_client)
-    restarted = threading.Event()
-
-    def outage() -> None:
-        time.sleep(1.0)
-        swift_server.restart_proxy(downtime=2.0)
-        restarted.set()
-
-    t = threading.Thread(target=outage)
-    t.start()
-    try:
+    with proxy_outage(swift_server, after=1.0, downtime=2.0) as restarted:
         _write(darr.map_blocks(_slowly, dtype=darr.dtype), store, "a")
-    finally:
-        t.join()
     assert restarted.is_set()
     assert _worker_counters(dask_client)["retries"] > before["retries"]
     clean = clean_store(swift_server, container_name)
     np.testing.assert_array_equal(zarr.open_array(clean, path="a", mode="r")[:], expected)
     _verify_clean(clean)
+
+
+@contextlib.contextmanager
+def proxy_outage(server, *, after: float, downtime: float):
+    """Restart the real Swift proxy ``after`` seconds into the block, down for ``downtime``;
+    yields an Event set once it is back (the block's job must have survived it)."""
+    restarted = threading.Event()
+
+    def outage() -> None:
+        time.sleep(after)
+        server.restart_proxy(downtime=downtime)
+        restarted.set()
+
+    thread = threading.Thread(target=outage)
+    thread.start()
+    try:
+        yield restarted
+    finally:
+        thread.join()
 
 
 def _slowly(block):
