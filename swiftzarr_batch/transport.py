@@ -2,8 +2,9 @@
 
 Why not python-swiftclient here: its ``Connection`` is not thread-safe, never retries a bytes PUT
 body, and blocks in its own backoff. zarr calls the store concurrently from its event loop, dask
-runs several such loops' worth of tasks per process, so the data path is aiohttp on whatever loop
-calls it (one ``ClientSession`` per event loop, created on first use), with bounded connections,
+runs several such loops' worth of tasks per process, so the data path is the project's own small
+HTTP/1.1 client (``http1``: its CPU per request is what limits a dask worker) on whatever loop
+calls it (one connection pool per event loop, created on first use), with bounded connections,
 the project's RetryPolicy, MD5 on every upload and download, and one re-authentication on 401.
 
 A ``SwiftSession`` is shared by every store copy in a process that has the same storage URL and
@@ -22,9 +23,7 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import aiohttp
-from multidict import CIMultiDictProxy
-from yarl import URL
+from urllib.parse import quote, urlencode
 
 from swiftzarr_batch.auth import CredentialProvider, Token, auth_calls, cached_authenticate
 from swiftzarr_batch.errors import (
@@ -33,13 +32,13 @@ from swiftzarr_batch.errors import (
     PermissionDeniedError,
     SwiftHTTPError,
 )
+from swiftzarr_batch.http1 import ConnectionFailed, Endpoint, Headers, Pool, TLSFailure
 from swiftzarr_batch.retry import RetryableFailure, RetryPolicy, call_with_retries
 from swiftzarr_batch.status import Outcome, classify, error_for
 
 log = logging.getLogger(__name__)
 
 _MD5_HEX = re.compile(r"^[0-9a-f]{32}$")
-USER_AGENT = "swiftzarr_batch"
 #: Metadata of a large object holding its whole body's MD5 (its ETag is not that MD5).
 BODY_MD5_HEADER = "X-Object-Meta-Swiftzarr-Body-Md5"
 
@@ -85,8 +84,8 @@ class Counters:
 @dataclass
 class Response:
     status: int
-    headers: CIMultiDictProxy[str]
-    body: bytes
+    headers: Headers
+    body: bytes | bytearray
 
 
 class SwiftSession:
@@ -100,7 +99,8 @@ class SwiftSession:
         self.options = options
         self.counters = Counters()
         self._lock = threading.Lock()
-        self._clients: dict[int, tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession]] = {}
+        self._endpoint = Endpoint(token.storage_url, verify_tls=options.verify_tls)
+        self._pools: dict[int, Pool] = {}
         self._refresh_lock = threading.Lock()
         self.known_containers: set[str] = set()
         self._info: dict[str, Any] | None = None
@@ -115,68 +115,47 @@ class SwiftSession:
         return self.token.storage_url
 
     # -- connection pools ------------------------------------------------------------------
-    def _client(self) -> aiohttp.ClientSession:
+    def _pool(self) -> Pool:
         loop = asyncio.get_running_loop()
-        entry = self._clients.get(id(loop))
-        if entry is not None and entry[0] is loop:
-            return entry[1]
+        pool = self._pools.get(id(loop))
+        if pool is not None and pool.loop is loop:
+            return pool
         with self._lock:
-            for key, (old_loop, old_client) in list(self._clients.items()):
-                if old_loop.is_closed():  # its loop is gone: drop the pool without awaiting
-                    if old_client.connector is not None:
-                        old_client.connector._close()
-                    del self._clients[key]
-            connector = aiohttp.TCPConnector(
-                limit=self.options.max_connections,
-                limit_per_host=0,
-                ssl=None if self.options.verify_tls else False,
-                keepalive_timeout=30,
-            )
-            client = aiohttp.ClientSession(
-                connector=connector,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                auto_decompress=False,
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    connect=self.options.connect_timeout,
-                    sock_read=self.options.read_timeout,
-                ),
-                headers={"User-Agent": USER_AGENT},
-            )
-            # aiohttp silently re-sends an idempotent request once when a reused connection
-            # drops; the RetryPolicy alone decides (and counts) retries here.
-            client._retry_connection = False
-            self._clients[id(loop)] = (loop, client)
-            return client
+            for key, old in list(self._pools.items()):
+                if old.loop.is_closed():  # its loop is gone: drop its sockets
+                    old.close()
+                    del self._pools[key]
+            pool = self._pools[id(loop)] = Pool(
+                self._endpoint, limit=self.options.max_connections,
+                connect_timeout=self.options.connect_timeout,
+                read_timeout=self.options.read_timeout)
+            return pool
 
     def close_all(self) -> None:
         """Close every loop's pool (at interpreter exit), so nothing warns about open sockets."""
         with self._lock:
-            entries = list(self._clients.values())
-            self._clients.clear()
-        for loop, client in entries:
-            if client.closed:
-                continue
-            if loop.is_running() and not loop.is_closed():
+            pools = list(self._pools.values())
+            self._pools.clear()
+        for pool in pools:
+            if pool.loop.is_running() and not pool.loop.is_closed():
                 try:
-                    asyncio.run_coroutine_threadsafe(client.close(), loop).result(timeout=2)
+                    pool.loop.call_soon_threadsafe(pool.close)
                     continue
-                except Exception:  # noqa: BLE001 - best effort at exit
+                except RuntimeError:  # closed meanwhile
                     pass
-            if client.connector is not None:
-                client.connector._close()
+            pool.close()
 
     async def cluster_info(self) -> dict[str, Any]:
         """The cluster's ``/info`` (limits, middlewares), fetched once per session; {} when the
         cluster hides it or cannot be asked (callers then assume Swift's defaults)."""
         if self._info is None:
-            url = URL(re.sub(r"/v1/[^/]+/?$", "/info", self.storage_url))
+            target = re.sub(r"/v1/[^/]+/?$", "", self._endpoint.base_path) + "/info"
             try:
-                async with self._client().get(url) as resp:
-                    body = await resp.read()
-                    info = json.loads(body) if resp.status == 200 else {}
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
-                log.debug("could not read %s (%s); assuming defaults", url, type(exc).__name__)
+                resp = await self._pool().request("GET", target)
+                info = json.loads(resp.body) if resp.status == 200 else {}
+            except (ConnectionFailed, TLSFailure, ValueError) as exc:
+                log.debug("could not read %s (%s); assuming defaults", target,
+                          type(exc).__name__)
                 return {}
             self._info = info if isinstance(info, dict) else {}
         return self._info
@@ -185,9 +164,9 @@ class SwiftSession:
         """Close the pool of the running loop (others close when their loop does)."""
         loop = asyncio.get_running_loop()
         with self._lock:
-            entry = self._clients.pop(id(loop), None)
-        if entry is not None:
-            await entry[1].close()
+            pool = self._pools.pop(id(loop), None)
+        if pool is not None:
+            pool.close()
 
     # -- authentication ---------------------------------------------------------------------
     def _refresh_token(self, stale: Token) -> None:
@@ -225,8 +204,9 @@ class SwiftSession:
         of ``status.error_for`` otherwise. ``check_md5``: verify a full GET body against its
         ETag. A PUT body is sent with its MD5 as ETag so the server rejects corruption (422).
         """
-        base = self.token.storage_url
-        url = URL(f"{base}/{path}" if path else base, encoded=True)
+        target = f"{self._endpoint.base_path}/{path}" if path else self._endpoint.base_path
+        if params:
+            target = f"{target}?{urlencode(params, quote_via=quote)}"
         send_headers = dict(headers) if headers else {}
         if body is not None and method == "PUT" and "ETag" not in send_headers:
             send_headers["ETag"] = await md5_hex(body)
@@ -239,19 +219,15 @@ class SwiftSession:
                 send_headers["X-Auth-Token"] = token.token
             self.counters.requests += 1
             try:
-                async with self._client().request(
-                    method, url, params=params, headers=send_headers, data=body,
-                ) as resp:
-                    data = await resp.read()
-                    status, resp_headers = resp.status, resp.headers
-            except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
+                resp = await self._pool().request(method, target, send_headers, body)
+            except TLSFailure as exc:
                 self.counters.errors += 1  # a certificate does not get better by retrying
                 raise SwiftHTTPError(
-                    f"{method} {path}: TLS verification of {url.host} failed "
-                    f"({type(exc).__name__}); fix the certificate or its CA bundle (verify_tls="
+                    f"{method} {path}: {exc}; fix the certificate or its CA bundle (verify_tls="
                     "False only for a server you trust)", method=method, path=path) from None
-            except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
-                raise RetryableFailure(type(exc).__name__) from None
+            except ConnectionFailed as exc:
+                raise RetryableFailure(exc.reason) from None
+            status, resp_headers, data = resp.status, resp.headers, resp.body
             if body is not None:
                 self.counters.bytes_sent += len(body)
             self.counters.bytes_received += len(data)
@@ -308,14 +284,14 @@ def _reason(response: Response) -> str:
 MD5_OFF_LOOP_BYTES = 1 << 20
 
 
-async def md5_hex(data: bytes | memoryview) -> str:
+async def md5_hex(data: bytes | bytearray | memoryview) -> str:
     """Hex MD5 of ``data``; off the event loop for big bodies."""
     if memoryview(data).nbytes >= MD5_OFF_LOOP_BYTES:
         return await asyncio.to_thread(lambda: hashlib.md5(data).hexdigest())
     return hashlib.md5(data).hexdigest()
 
 
-async def _check_body_md5(headers: CIMultiDictProxy[str], data: bytes) -> None:
+async def _check_body_md5(headers: Headers, data: bytes | bytearray) -> None:
     """Raise RetryableFailure if a plain object's body does not hash to its ETag.
 
     Large-object manifests (SLO/DLO) carry a different ETag: they are checked against the
