@@ -1,8 +1,8 @@
 """The one place that knows what Swift's HTTP status codes mean for us.
 
 Rules (DEVELOPERS.md): only 404 means "missing"; 401 means "get a new token (once)";
-connection trouble, 408, 429/498 and 5xx are worth retrying; everything else is an error the
-caller must see.  Every other module asks this one instead of comparing numbers itself.
+connection trouble, 408, 422 (a body damaged on the way), 429/498 and 5xx are worth retrying;
+everything else is an error the caller must see.  Every other module asks this one instead of comparing numbers itself.
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ class Outcome(Enum):
 NOT_FOUND = 404
 PRECONDITION_FAILED = 412
 RANGE_NOT_SATISFIABLE = 416
-RETRYABLE = frozenset({408, 429, 498, 500, 502, 503, 504})
-"""408 request timeout, 429/498 rate limited (Swift uses 498 too), 5xx server trouble."""
+RETRYABLE = frozenset({408, 422, 429, 498, 500, 502, 503, 504})
+"""408 request timeout, 422 a PUT body that arrived damaged (its MD5 is not the ETag we sent:
+sending the same bytes again is safe), 429/498 rate limited (Swift uses 498 too), 5xx server
+trouble."""
 
 
 def classify(status: int) -> Outcome:

@@ -58,8 +58,9 @@ class SwiftStore(Store):
         pickled with the store only if it says so (``travels = True``).
     read_only
         Refuse writes; opening read-only never creates the container.
-    max_connections, retry, verify_tls, verify_reads, connect_timeout, read_timeout
-        Data path tuning, see ``TransportOptions``.
+    max_connections, retry, verify_tls, verify_reads, verify_writes, connect_timeout, read_timeout
+        Data path tuning, see ``TransportOptions``. The MD5 checks (``verify_reads``,
+        ``verify_writes``) are on by default; they cost ~10 ms of CPU per 8 MiB chunk.
 
     anonymous
         No credentials, just ``preauthurl``: read a container made public
@@ -90,6 +91,7 @@ class SwiftStore(Store):
         retry: RetryPolicy | None = None,
         verify_tls: bool = True,
         verify_reads: bool = True,
+        verify_writes: bool = True,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         anonymous: bool = False,
@@ -100,6 +102,7 @@ class SwiftStore(Store):
         self._options = TransportOptions(
             max_connections=max_connections, connect_timeout=connect_timeout,
             read_timeout=read_timeout, verify_tls=verify_tls, verify_reads=verify_reads,
+            verify_writes=verify_writes,
             retry=retry or RetryPolicy(),
         )
         if anonymous:

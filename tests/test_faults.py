@@ -67,6 +67,27 @@ def test_each_fault_on_a_write_costs_one_retry_and_no_data(swift_server, proxy, 
     assert got is not None and got.to_bytes() == payload
 
 
+def test_an_upload_damaged_on_the_way_is_refused_by_the_server_and_sent_again(
+        swift_server, proxy, container_name):
+    """With the body's MD5 as ETag (the default) Swift answers 422 and the retry stores the
+    right bytes; with ``verify_writes=False`` the damaged bytes are stored: the trade made."""
+    payload = np.random.default_rng(5).bytes(70_000)
+    clean = clean_store(swift_server, container_name)
+    for verify, key in ((True, "checked"), (False, "unchecked")):
+        store = faulty_store(swift_server, proxy, container_name, verify_writes=verify)
+        sync(store.set("warmup", PROTO.buffer.from_bytes(b"w")))
+        retries = store.counters["retries"]
+        proxy.inject("corrupt-upload", 1, method="PUT", path_contains=key)
+        sync(store.set(key, PROTO.buffer.from_bytes(payload)))
+        stored = sync(clean.get(key, PROTO)).to_bytes()
+        assert len(stored) == len(payload)
+        if verify:
+            assert stored == payload and store.counters["retries"] == retries + 1
+        else:
+            assert stored != payload and store.counters["retries"] == retries
+    assert proxy.counts["corrupt-upload"] == 2
+
+
 @pytest.mark.parametrize("kind", ["truncate", "corrupt", "reset-after-body", "504", "stall"])
 def test_a_damaged_read_is_retried_and_never_handed_to_zarr(swift_server, proxy, container_name,
                                                             kind):

@@ -20,6 +20,8 @@ kind                        what the client sees
                             halfway and the connection closes
 ``corrupt``                 a GET answer with the right length and one flipped byte (only a
                             checksum can tell)
+``corrupt-upload``          a PUT body forwarded with one flipped byte (the server stores it
+                            unless the client sent the body's MD5 as ETag)
 ==========================  ===============================================================
 
 It runs an ``aiohttp.web`` server on 127.0.0.1 in its own thread and event loop, so it works
@@ -58,10 +60,11 @@ STATUS_FAULTS: tuple[str, ...] = tuple(
     kind for code in (*_BEFORE, *_AFTER) for kind in (code, f"{code}-retry-after")
 )
 TRANSPORT_FAULTS: tuple[str, ...] = (
-    "reset-before-body", "reset-after-body", "stall", "truncate", "corrupt",
+    "reset-before-body", "reset-after-body", "stall", "truncate", "corrupt", "corrupt-upload",
 )
 ALL_FAULTS: tuple[str, ...] = STATUS_FAULTS + TRANSPORT_FAULTS
 _GET_ONLY = frozenset({"truncate", "corrupt"})
+_PUT_ONLY = frozenset({"corrupt-upload"})
 _HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "trailers", "transfer-encoding", "upgrade", "content-length", "host",
@@ -244,7 +247,9 @@ class FaultProxy:
             else:
                 kind = None
                 if self._rate and self._rng.random() < self._rate:
-                    allowed = [k for k in self._kinds if method == "GET" or k not in _GET_ONLY]
+                    allowed = [k for k in self._kinds
+                               if (method == "GET" or k not in _GET_ONLY)
+                               and (method == "PUT" or k not in _PUT_ONLY)]
                     kind = self._rng.choice(allowed) if allowed else None
             self._scripted = [s for s in self._scripted if s.remaining > 0]
             return kind
@@ -265,6 +270,12 @@ class FaultProxy:
         if code in _BEFORE:
             self._record(kind, request)
             return self._status(int(code), kind)
+        if kind == "corrupt-upload":
+            if len(body) >= 2:
+                self._record(kind, request)
+                middle = len(body) // 2
+                body = body[:middle] + bytes([body[middle] ^ 0xFF]) + body[middle + 1:]
+            kind = None  # otherwise forwarded as it is
         try:
             status, headers, data = await self._forward(request, body)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
