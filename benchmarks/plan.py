@@ -13,8 +13,8 @@ from typing import Any
 
 from benchmarks.config import Sizes
 
-ARRAY_CONTENDERS = ("raw", "ours", "ours-helpers", "zarr-swiftstore", "s3fs", "obstore",
-                    "swiftspec", "zarr-memory")
+ARRAY_CONTENDERS = ("raw", "raw-lean", "ours", "ours-helpers", "ours-xarray", "ours-nomd5",
+                    "zarr-swiftstore", "s3fs", "obstore", "swiftspec", "zarr-memory")
 LIST_CONTENDERS = ("ours", "swiftclient", "obstore", "s3fs", "zarr-swiftstore", "swift-cli")
 DIR_CONTENDERS = ("ours", "swiftclient", "obstore", "s3fs", "zarr-swiftstore")
 DELETE_CONTENDERS = ("ours", "swift-cli", "raw")
@@ -62,8 +62,9 @@ def build(sizes: Sizes, hooks: Hooks, only: set[str] | None = None,
     if keep("W1") or keep("W2"):
         for ac in sizes.arrays:
             case = asdict(ac)
-            w1 = Case("W1", f"W1 dask write {ac.chunks} x {ac.name}", "raw")
-            w2 = Case("W2", f"W2 dask read {ac.chunks} x {ac.name}", "raw")
+            # the reference is the faster raw client of the case (aiohttp or the lean one)
+            w1 = Case("W1", f"W1 dask write {ac.chunks} x {ac.name}", "best raw")
+            w2 = Case("W2", f"W2 dask read {ac.chunks} x {ac.name}", "best raw")
             for c in ARRAY_CONTENDERS:
                 w1.entries.append(Entry(c, c, "w1_write", lambda rep, c=c, case=case, n=ac.name: {
                     "case": case, "container": C_ARRAYS, "path": f"{c}/{n}/r{rep}"}))

@@ -127,8 +127,14 @@ def targets(rows: list[dict[str, Any]], arrays: list[str]) -> list[Target]:
     for w, verb in (("W1", "write"), ("W2", "read")):
         for a in arrays:
             case = f"{w} dask {verb} {a}"
-            for ours in ("ours", "ours-helpers") if w == "W1" else ("ours",):
-                ratio(f"{w} {a} {ours} vs raw", case, ours, "raw", 0.95)
+            raws = [r for r in (_row(rows, case, "raw"), _row(rows, case, "raw-lean")) if r]
+            best_raw = min(raws, key=lambda r: r["median_s"])["contender"] if raws else "raw"
+            variants = ("ours", "ours-helpers", "ours-xarray", "ours-nomd5") if w == "W1" \
+                else ("ours", "ours-xarray", "ours-nomd5")
+            for ours in variants:
+                if ours != "ours" and _row(rows, case, ours) is None:
+                    continue
+                ratio(f"{w} {a} {ours} vs {best_raw}", case, ours, best_raw, 0.95)
                 for p in peers:
                     if _row(rows, case, p) is not None:
                         ratio(f"{w} {a} {ours} vs {p}", case, ours, p, 1.0)

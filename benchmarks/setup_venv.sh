@@ -13,7 +13,7 @@ if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] && [ "$STAMP" -nt "$0" ]; 
 python=$(bash scripts/find_python.sh)
 [ -x $VENV/bin/python ] || "$python" -m venv $VENV
 $VENV/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-$VENV/bin/python -m pip install -q --disable-pip-version-check -e '.[xarray]' $OTHERS
+$VENV/bin/python -m pip install -q --disable-pip-version-check -e '.[xarray,testing]' $OTHERS
 $VENV/bin/python -m pip uninstall -q -y zarr-swiftstore 2>/dev/null || true
 $VENV/bin/python -m pip install -q --disable-pip-version-check --no-deps --upgrade \
   --target $VENV/peers $PEERS

@@ -13,8 +13,11 @@ from typing import Any
 
 REGISTRY: dict[str, str] = {
     "raw": "benchmarks.contenders.raw:RawHTTP",
+    "raw-lean": "benchmarks.contenders.raw:RawLean",
     "ours": "benchmarks.contenders.ours:Ours",
     "ours-helpers": "benchmarks.contenders.ours:OursHelpers",
+    "ours-xarray": "benchmarks.contenders.ours:OursXarray",
+    "ours-nomd5": "benchmarks.contenders.ours:OursNoMD5",
     "zarr-swiftstore": "benchmarks.contenders.peers:ZarrSwiftStore",
     "s3fs": "benchmarks.contenders.peers:S3fs",
     "obstore": "benchmarks.contenders.peers:Obstore",

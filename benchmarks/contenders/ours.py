@@ -23,7 +23,15 @@ class Ours(ZarrContender):
 
         s = self.server
         return SwiftStore(container, prefix, authurl=s.auth_url, user=s.user, key=s.key,
-                          read_only=read_only, max_connections=max(s.concurrency, 16))
+                          read_only=read_only, **self.options)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The store's defaults, unless BENCH_OURS_MAX_CONNECTIONS says otherwise."""
+        import os
+
+        limit = os.environ.get("BENCH_OURS_MAX_CONNECTIONS")
+        return {"max_connections": int(limit)} if limit else {}
 
     def w5_delete(self, container: str, prefix: str, expect: int) -> dict[str, Any]:
         from zarr.core.sync import sync
@@ -84,3 +92,47 @@ class OursHelpers(Ours):
         write_array(source_array(ac), self.store(container, path), "a", compressors=None,
                     chunks=ac.chunk)
         return {"objects": ac.chunks, "bytes": ac.chunks * ac.chunk_bytes}
+
+
+class OursNoMD5(Ours):
+    """``ours`` with both MD5 checks off (``verify_reads=False, verify_writes=False``): not the
+    default; shows what the integrity checks cost (one MD5 per chunk each way)."""
+
+    name = "ours-nomd5"
+
+    def store(self, container: str, prefix: str, *, read_only: bool = False) -> Any:
+        from swiftzarr_batch import SwiftStore
+
+        s = self.server
+        return SwiftStore(container, prefix, authurl=s.auth_url, user=s.user, key=s.key,
+                          read_only=read_only, verify_reads=False, verify_writes=False,
+                          **self.options)
+
+
+class OursXarray(Ours):
+    """The same array as one variable of an xarray Dataset: ``ds.to_zarr`` / ``xr.open_zarr``."""
+
+    name = "ours-xarray"
+
+    def w1_write(self, case: dict[str, Any], container: str, path: str) -> dict[str, Any]:
+        import xarray as xr
+
+        ac = array_case(case)
+        ds = xr.Dataset({"a": (("y", "x"), source_array(ac))})
+        ds.to_zarr(self.store(container, path), mode="w-", consolidated=False, zarr_format=3,
+                   encoding={"a": {"chunks": ac.chunk, "compressors": None}})
+        return {"objects": ac.chunks, "bytes": ac.chunks * ac.chunk_bytes}
+
+    def w2_read(self, case: dict[str, Any], container: str, path: str) -> dict[str, Any]:
+        import numpy as np
+        import xarray as xr
+
+        from benchmarks.contenders.base import expected_sum
+
+        ac = array_case(case)
+        ds = xr.open_zarr(self.store(container, path, read_only=True), consolidated=False,
+                          chunks={"y": ac.block_shape[0], "x": ac.block_shape[1]})
+        total = int(ds["a"].data.sum(dtype=np.int64).compute())
+        want = expected_sum(ac)
+        return {"objects": ac.chunks, "bytes": ac.chunks * ac.chunk_bytes,
+                "check": "ok" if total == want else f"FAIL: sum {total} != {want}"}
