@@ -2,8 +2,9 @@
 
 ``python -m benchmarks.micro [--n 1000]``: on a fresh local Swift, PUT and GET ``n`` 64 KiB
 objects at 16 in flight with (a) plain aiohttp, (b) plain aiohttp + the MD5 the project sends
-and checks, (c) ``SwiftContainer.put/get`` (the store's path: retries, counters, MD5). Shows
-how much of a W6 number is aiohttp + MD5 and how much is this project's own code.
+and checks, (c) the project's bare ``http1`` pool, (d) ``SwiftContainer.put/get`` (the store's
+path: ``http1``, retries, counters, MD5). Shows how much of a W6 number is the HTTP client, how
+much MD5 and how much this project's own code.
 """
 
 from __future__ import annotations
@@ -58,6 +59,22 @@ async def _aiohttp(url: str, token: str, n: int, tag: str, md5: bool) -> dict[st
     return out
 
 
+async def _http1(url: str, token: str, n: int, tag: str) -> dict[str, float]:
+    from swiftzarr_batch.http1 import Endpoint, Pool
+
+    ep = Endpoint(url)
+    pool = Pool(ep, limit=C, connect_timeout=10, read_timeout=60)
+    auth = {"X-Auth-Token": token}
+    out = {}
+    for name, method, body in (("PUT", "PUT", BODY), ("GET", "GET", None)):
+        c0, t0 = _cpu(), time.perf_counter()
+        await _pool(n, lambda i, m=method, b=body: pool.request(
+            m, f"{ep.base_path}/micro/{tag}/{i}", auth, b))
+        out[name] = (1000 * (_cpu() - c0) / n, n / (time.perf_counter() - t0))
+    pool.close()
+    return out
+
+
 async def _ours(store: Any, n: int, tag: str) -> dict[str, float]:
     c = await store._container()
     mv = memoryview(BODY)
@@ -93,6 +110,7 @@ def main() -> None:
             for label, coro in (
                 ("aiohttp", _aiohttp(url, token, args.n, f"a{rnd}", False)),
                 ("aiohttp + MD5", _aiohttp(url, token, args.n, f"m{rnd}", True)),
+                ("http1 (bare)", _http1(url, token, args.n, f"h{rnd}")),
                 ("SwiftContainer", _ours(store, args.n, f"o{rnd}")),
             ):
                 r = asyncio.run(coro)

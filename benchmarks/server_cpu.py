@@ -113,9 +113,9 @@ class Ops:
 
         async def one(batch: list[str]) -> None:
             async with gate:
-                out = await self._ok("POST", f"{self.base}?bulk-delete=1", "\n".join(batch).encode(),
-                                     {"Content-Type": "text/plain", "Accept": "application/json"},
-                                     want=(200,))
+                out = await self._ok(
+                    "POST", f"{self.base}?bulk-delete=1", "\n".join(batch).encode(),
+                    {"Content-Type": "text/plain", "Accept": "application/json"}, want=(200,))
                 if json.loads(out).get("Number Deleted") != len(batch):
                     raise RuntimeError(f"bulk delete: {out[:200]!r}")
         await asyncio.gather(*(one(b) for b in batches))

@@ -450,8 +450,8 @@ class Pool:
         try:
             async with asyncio.timeout(self._connect_timeout):
                 _, conn = await self.loop.create_connection(
-                    lambda: _Connection(self.loop, self._read_timeout, self._scratch), ep.host, ep.port,
-                    ssl=ep.ssl, server_hostname=ep.host if ep.ssl else None)
+                    lambda: _Connection(self.loop, self._read_timeout, self._scratch),
+                    ep.host, ep.port, ssl=ep.ssl, server_hostname=ep.host if ep.ssl else None)
         except ssl.SSLCertVerificationError as exc:
             raise TLSFailure(f"TLS verification of {ep.host} failed ("
                              f"{exc.verify_message or exc.reason})") from None
@@ -461,7 +461,8 @@ class Pool:
         except TimeoutError:
             raise ConnectionFailed(f"connect to {ep.host}:{ep.port} timed out") from None
         except OSError as exc:
-            raise ConnectionFailed(f"connect to {ep.host}:{ep.port}: {type(exc).__name__}") from None
+            raise ConnectionFailed(
+                f"connect to {ep.host}:{ep.port}: {type(exc).__name__}") from None
         return conn
 
     def close(self) -> None:

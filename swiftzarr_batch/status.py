@@ -2,7 +2,8 @@
 
 Rules (DEVELOPERS.md): only 404 means "missing"; 401 means "get a new token (once)";
 connection trouble, 408, 422 (a body damaged on the way), 429/498 and 5xx are worth retrying;
-everything else is an error the caller must see.  Every other module asks this one instead of comparing numbers itself.
+everything else is an error the caller must see. Every other module asks this one instead
+of comparing numbers itself.
 """
 
 from __future__ import annotations
