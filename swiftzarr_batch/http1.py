@@ -166,9 +166,8 @@ class _Connection(asyncio.BufferedProtocol):
         self._body_view = memoryview(self._body)
         self._filled = 0
         self._chunk_left = -1  # chunked: bytes left in the current chunk (-1: read a size line)
-        self._timer: asyncio.TimerHandle | None = None
-        self._activity = 0.0
-        self._write_left = 0
+        self._activity = 0.0  # loop time of the last progress (a read, or the upload moving)
+        self._write_left: int | None = None  # unsent request bytes at the last stall check
 
     # -- asyncio callbacks ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -223,30 +222,26 @@ class _Connection(asyncio.BufferedProtocol):
         waiter = self._waiter = self._loop.create_future()
         self._state, self._head_only = _HEAD, method == "HEAD"
         self._buf.clear()
-        self._activity = self._loop.time()
-        self._timer = self._loop.call_at(self._activity + self._read_timeout, self._check_stall)
+        self._activity, self._write_left = self._loop.time(), None
         try:
             if body is not None and len(body):
                 self.transport.writelines((head, body))
             else:
                 self.transport.write(head)
-            self._write_left = self._unsent()
             return await waiter
         finally:
-            self._timer.cancel()
             self._waiter = None
 
-    def _check_stall(self) -> None:
+    def check_stall(self, now: float) -> None:
+        """Called by the pool's watchdog: fail the request if nothing moved for read_timeout."""
         if self._waiter is None or self._waiter.done() or self.transport is None:
             return
         left = self._unsent()
-        if left != self._write_left:  # the upload moved since the last look: that is progress
-            self._write_left, self._activity = left, self._loop.time()
-        due = self._activity + self._read_timeout
-        if self._loop.time() >= due:
+        if self._write_left is not None and left != self._write_left:
+            self._activity = now  # the upload moved since the last look: that is progress
+        self._write_left = left
+        if now - self._activity >= self._read_timeout:
             self._fail(f"no progress for {self._read_timeout:g} s")
-            return
-        self._timer = self._loop.call_at(due, self._check_stall)
 
     def _unsent(self) -> int:
         """Request bytes not yet taken by the peer: asyncio's buffer plus the kernel's queue."""
@@ -410,6 +405,11 @@ class Pool:
         self._connect_timeout, self._read_timeout = connect_timeout, read_timeout
         self._keepalive = keepalive
         self._scratch = bytearray(_SCRATCH)
+        # One watchdog per pool, not a timer per request: it looks at the requests in flight
+        # every read_timeout / 4, so a stall is noticed after 1 to 1.25 read_timeouts.
+        self._active: set[_Connection] = set()
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._watch_every = max(read_timeout / 4, 0.01)
         self.loop = asyncio.get_running_loop()
         self.closed = False
 
@@ -422,16 +422,28 @@ class Pool:
         head = request_head(method, target, self.endpoint.host_header, headers, length)
         async with self._limit:
             conn = self._reuse() or await self._connect()
+            self._active.add(conn)
+            if self._watchdog is None:
+                self._watchdog = self.loop.call_later(self._watch_every, self._watch)
             try:
                 response = await conn.roundtrip(method, head, body)
             except BaseException:  # failed or cancelled mid-request: the stream is unusable
                 conn.abort()
                 raise
+            finally:
+                self._active.discard(conn)
             if conn.reusable and not conn.closed and not self.closed:
                 self._idle.append(conn)
             else:
                 conn.abort()
             return response
+
+    def _watch(self) -> None:
+        now = self.loop.time()
+        for conn in list(self._active):
+            conn.check_stall(now)
+        self._watchdog = (self.loop.call_later(self._watch_every, self._watch)
+                          if self._active and not self.closed else None)
 
     def _reuse(self) -> _Connection | None:
         now = self.loop.time()

@@ -122,6 +122,7 @@ class SwiftStore(Store):
             )
             self._provider, self._token = resolved.provider, resolved.token
         self._swift_session: SwiftSession | None = None
+        self._swift_container: SwiftContainer | None = None
         self._conn: Any = None
 
     # -- identity, pickling -----------------------------------------------------------------
@@ -140,7 +141,9 @@ class SwiftStore(Store):
         return self._session()
 
     async def _container(self) -> SwiftContainer:
-        return SwiftContainer(await self._asession(), self.container)
+        if self._swift_container is None:  # once per store copy: it is on every request's path
+            self._swift_container = SwiftContainer(await self._asession(), self.container)
+        return self._swift_container
 
     @property
     def storage_url(self) -> str:
@@ -185,6 +188,7 @@ class SwiftStore(Store):
         self._token, self._options = state["token"], state["options"]
         self._provider = state["provider"]
         self._swift_session = None
+        self._swift_container = None
         self._conn = None
 
     def _with(self, **changes: Any) -> Self:
