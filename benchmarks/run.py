@@ -52,8 +52,9 @@ class Runner(plan.Hooks):
         # contender as for the others.
         self.count(plan.C_LIST, "flat/")
 
-    def seed_delete(self, prefix: str) -> None:
-        self._seed(plan.C_DELETE, [f"{prefix}o{i:06d}" for i in range(self.sizes.delete_objects)])
+    def seed_delete(self, container: str, prefix: str) -> None:
+        self.conn.put_container(container)
+        self._seed(container, [f"{prefix}o{i:06d}" for i in range(self.sizes.delete_objects)])
 
     def seed_copy_source(self) -> tuple[str, str, int]:
         """A real zarr hierarchy (group, array, N chunks of 64 KiB) on disk and in Swift."""

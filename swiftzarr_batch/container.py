@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -27,6 +28,40 @@ BULK_DELETE_PARALLEL = 10  # concurrent bulk-delete requests (see bulk_delete)
 # (10 000 by default), and small enough that the requests finish together.
 BULK_DELETE_SPLIT = 1_000
 BULK_DELETE_MIN = 100  # names per request below which splitting further does not pay
+
+
+_LISTING_KEY = re.compile(rb'"(?:name|subdir)"\s*:\s*"')
+_LISTING_TAIL = 16 * 1024  # holds the last entry: names are <= 1 024 bytes (6x when escaped)
+_DECODER = json.JSONDecoder()
+
+
+def last_name_if_full(body: bytes | bytearray, limit: int) -> str | None:
+    """The last entry's name (or subdir) of a JSON listing page that holds ``limit`` entries,
+    without decoding the page; None if the page is not full or its tail cannot be read.
+
+    A JSON string never holds an unescaped quote, so ``"name": `` (and ``"subdir": ``) occurs
+    in the raw body exactly once per entry, as a key: counting them tells a full page. (Another
+    separator than Swift's ``": "`` just turns the shortcut off.)
+    """
+    if body.count(b'"name": ') + body.count(b'"subdir": ') < limit:
+        return None
+    tail = bytes(body[-_LISTING_TAIL:])
+    found = None
+    for found in _LISTING_KEY.finditer(tail):
+        pass
+    if found is None:
+        return None
+    try:
+        value, _ = _DECODER.raw_decode(tail[found.end() - 1:].decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _drop(task: asyncio.Task[Response]) -> None:
+    task.cancel()
+    if task.done() and not task.cancelled():
+        task.exception()  # retrieved: no "never retrieved" warning
 
 
 class SwiftContainer:
@@ -156,18 +191,24 @@ class SwiftContainer:
                 resp, pending = await pending, None
                 if resp.status == NOT_FOUND or resp.status == 204 or not resp.body:
                     return
+                # A full page: ask for the next one before decoding this one (~20 ms for 10 000
+                # entries), with the marker read from the body's tail; checked after decoding.
+                guess = last_name_if_full(resp.body, limit)
+                if guess is not None:
+                    pending = fetch(guess)
                 page = json.loads(resp.body)
                 if not page:
                     return
-                if len(page) >= limit:  # more may follow
-                    last = page[-1]
-                    pending = fetch(last.get("name") or last.get("subdir"))
+                last = page[-1]
+                marker = last.get("name") or last.get("subdir")
+                if len(page) >= limit and marker != guess:  # the guess was wrong: ask again
+                    if pending is not None:
+                        _drop(pending)
+                    pending = fetch(marker)
                 yield page
         finally:
             if pending is not None:  # the caller stopped early, or this one failed
-                pending.cancel()
-                if pending.done() and not pending.cancelled():
-                    pending.exception()  # retrieved: no "never retrieved" warning
+                _drop(pending)
 
     async def list_names(self, prefix: str = "") -> AsyncIterator[str]:
         async for page in self.list_pages(prefix):

@@ -4,6 +4,7 @@ complete and in order, on the real server (small page sizes make many pages chea
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 import uuid
 
@@ -75,3 +76,34 @@ async def test_parallel_bulk_delete_deletes_everything(swift_server, seeded, swi
     assert c.session.counters.requests - before == 12
     _, left = swift_conn.get_container(name, full_listing=True)
     assert [e["name"] for e in left] == ["q/a", "q/b", "q/c"]
+
+
+TRICKY = ['t/a "name": "b', 't/}, {"name": "x"}', "t/back\\slash\\", "t/ünïcødé ✓",
+          't/"subdir": "s/', "t/zz"]
+
+
+def test_last_name_is_read_from_the_tail_of_a_full_page():
+    entries = [{"hash": "h", "name": n, "bytes": 1} for n in TRICKY]
+    body = json.dumps(entries).encode()
+    assert container_mod.last_name_if_full(body, len(TRICKY)) == TRICKY[-1]
+    for i in range(1, len(TRICKY)):  # whatever name comes last
+        body = json.dumps(entries[:i]).encode()
+        assert container_mod.last_name_if_full(body, i) == TRICKY[i - 1]
+    assert container_mod.last_name_if_full(body, len(TRICKY)) is None  # not a full page
+    dirs = json.dumps([{"name": "a", "hash": "h"}, {"subdir": 't/"name": "x/'}]).encode()
+    assert container_mod.last_name_if_full(dirs, 2) == 't/"name": "x/'
+    compact = json.dumps(entries, separators=(",", ":")).encode()
+    assert container_mod.last_name_if_full(compact, len(TRICKY)) is None  # shortcut off
+
+
+async def test_tricky_names_page_completely_with_one_request_per_page(swift_server, swift_conn):
+    name = f"pg-{uuid.uuid4().hex[:10]}"
+    swift_conn.put_container(name)
+    for n in TRICKY:
+        swift_conn.put_object(name, n, b"x")
+    c = _container(swift_server, name)
+    before = c.session.counters.requests
+    pages = [page async for page in c.list_pages("t/", limit=2)]
+    assert [e["name"] for p in pages for e in p] == sorted(TRICKY)
+    # 3 full pages and the empty answer after the last: no request was sent twice
+    assert c.session.counters.requests - before == 4

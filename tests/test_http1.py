@@ -77,6 +77,15 @@ class Scripted:
         return Pool(Endpoint(f"http://127.0.0.1:{self.port}/v1/AUTH_t"), **kw)
 
 
+async def fails_with(script, match: str) -> None:
+    """A GET answered by ``script`` raises ConnectionFailed matching ``match``."""
+    async with Scripted(script) as srv:
+        pool = srv.pool()
+        with pytest.raises(ConnectionFailed, match=match):
+            await pool.request("GET", "/x")
+        pool.close()
+
+
 def ok(body: bytes, extra: str = "") -> bytes:
     return (f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nEtag: x\r\n{extra}\r\n"
             .encode() + body)
@@ -166,11 +175,7 @@ async def test_reset_mid_body_is_a_connection_failure():
         await w.drain()
         return "close"
 
-    async with Scripted(script) as srv:
-        pool = srv.pool()
-        with pytest.raises(ConnectionFailed, match="in the response body"):
-            await pool.request("GET", "/x")
-        pool.close()
+    await fails_with(script, "in the response body")
 
 
 async def test_a_stalled_server_fails_after_read_timeout():
@@ -221,11 +226,7 @@ async def test_malformed_responses_fail(answer):
         w.write(answer)
         await asyncio.sleep(1)
 
-    async with Scripted(script) as srv:
-        pool = srv.pool()
-        with pytest.raises(ConnectionFailed, match="malformed"):
-            await pool.request("GET", "/x")
-        pool.close()
+    await fails_with(script, "malformed")
 
 
 async def test_idle_connection_closed_by_server_is_not_reused():
