@@ -13,17 +13,17 @@ $(STAMP): pyproject.toml scripts/find_python.sh scripts/setup_system.sh
 	  [ -x $(PY) ] || $$python -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[xarray,test]'
-	$(PY) -m swiftzarr_batch.server install
+	$(PY) -m swiftzarr_batch.testing.swift_server install
 	@touch $(STAMP)
 
 setup: $(STAMP)
 
 # Keystone (for the Keystone tests only) lives in its own cached venv; the demo does not need it.
 keystone: setup
-	$(PY) -m swiftzarr_batch.keystone_server install
+	$(PY) -m swiftzarr_batch.testing.keystone_server install
 
 demo: setup
-	$(PY) -m swiftzarr_batch.server run -- $(PY) examples/seed_walkthrough.py
+	$(PY) -m swiftzarr_batch.testing.swift_server run -- $(PY) examples/seed_walkthrough.py
 
 test: setup keystone
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -60,7 +60,7 @@ async def _aiohttp(url: str, token: str, n: int, tag: str, md5: bool) -> dict[st
 
 
 async def _http1(url: str, token: str, n: int, tag: str) -> dict[str, float]:
-    from swiftzarr_batch.http1 import Endpoint, Pool
+    from swiftzarr_batch.swift.http1 import Endpoint, Pool
 
     ep = Endpoint(url)
     pool = Pool(ep, limit=C, connect_timeout=10, read_timeout=60)
@@ -76,7 +76,7 @@ async def _http1(url: str, token: str, n: int, tag: str) -> dict[str, float]:
 
 
 async def _ours(store: Any, n: int, tag: str) -> dict[str, float]:
-    c = await store._container()
+    c = await store.swift_container()
     mv = memoryview(BODY)
     out = {}
     for name, fn in (("PUT", lambda i: c.put(f"{tag}/{i}", mv)),
@@ -95,7 +95,7 @@ def main() -> None:
     from swiftclient.client import Connection
 
     from swiftzarr_batch import SwiftStore
-    from swiftzarr_batch.server import LocalSwift
+    from swiftzarr_batch.testing.swift_server import LocalSwift
 
     with LocalSwift() as server:
         conn = Connection(authurl=server.auth_url, user=server.user, key=server.key)
@@ -103,7 +103,7 @@ def main() -> None:
         url, token = conn.get_auth()
         store = SwiftStore("micro", authurl=server.auth_url, user=server.user, key=server.key,
                            max_connections=C)
-        store._session()
+        store.session
         print(f"{'round':<6}{'client':<22}{'PUT ms cpu/req':>15}{'PUT/s':>8}"
               f"{'GET ms cpu/req':>16}{'GET/s':>8}")
         for rnd in range(args.rounds):  # interleaved

@@ -73,7 +73,7 @@ def main() -> int:
     p.add_argument("--reps", type=int, default=2)
     p.add_argument("--native", action="store_true", help="include native (C) frames")
     args = p.parse_args()
-    from swiftzarr_batch.server import LocalSwift
+    from swiftzarr_batch.testing.swift_server import LocalSwift
 
     sizes = config.QUICK if args.quick else config.FULL
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -79,7 +79,7 @@ class Runner(plan.Hooks):
 
 
 def run(args: argparse.Namespace) -> int:
-    from swiftzarr_batch.server import LocalSwift
+    from swiftzarr_batch.testing.swift_server import LocalSwift
 
     sizes = config.QUICK if args.quick else config.FULL
     if args.reps:

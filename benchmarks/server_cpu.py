@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import quote
 
-from swiftzarr_batch.http1 import Endpoint, Pool
+from swiftzarr_batch.swift.http1 import Endpoint, Pool
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONCURRENCY = 16
@@ -176,7 +176,7 @@ def main() -> None:
     args = p.parse_args()
     from swiftclient.client import get_auth
 
-    from swiftzarr_batch.server import LocalSwift
+    from swiftzarr_batch.testing.swift_server import LocalSwift
 
     rounds = []
     with LocalSwift(s3api=True) as server:

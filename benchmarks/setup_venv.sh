@@ -17,5 +17,5 @@ $VENV/bin/python -m pip install -q --disable-pip-version-check -e '.[xarray,test
 $VENV/bin/python -m pip uninstall -q -y zarr-swiftstore 2>/dev/null || true
 $VENV/bin/python -m pip install -q --disable-pip-version-check --no-deps --upgrade \
   --target $VENV/peers $PEERS
-$VENV/bin/python -m swiftzarr_batch.server install >/dev/null
+$VENV/bin/python -m swiftzarr_batch.testing.swift_server install >/dev/null
 touch "$STAMP"

@@ -27,7 +27,7 @@ import xarray as xr
 import zarr
 
 from swiftzarr_batch import SwiftStore, job_counters, write_array, write_dataset
-from swiftzarr_batch.server import LocalSwift
+from swiftzarr_batch.testing.swift_server import LocalSwift
 
 
 def make_dataset(steps: int) -> xr.Dataset:

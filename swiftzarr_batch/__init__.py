@@ -1,15 +1,23 @@
-"""zarr arrays and xarray datasets on OpenStack Swift, written, read and copied in parallel."""
+"""zarr arrays and xarray datasets on OpenStack Swift, written, read and copied in parallel.
 
-from swiftzarr_batch.auth import Token, V1Password, acquire_token
-from swiftzarr_batch.credentials import (
+The public API is what this module exports. The package is layered in rooms, each importing only
+the rooms below it: ``cli`` > ``workflows`` > ``transfer`` > ``jobs`` > ``store`` > ``auth`` >
+``swift``; ``testing`` (local servers, fault proxy) is for tests, benchmarks and ``serve``.
+"""
+
+from swiftzarr_batch import _moved
+
+from swiftzarr_batch.auth import (
     CredentialsFile,
     EnvironmentCredentials,
+    KeystoneApplicationCredential,
+    KeystonePassword,
     StorageURLOverride,
+    Token,
+    V1Password,
+    acquire_token,
     check_token_lifetime,
 )
-from swiftzarr_batch.copy import CopyError, CopySummary, copy_store
-from swiftzarr_batch.dask_datasets import write_dataset
-from swiftzarr_batch.dask_helpers import JobResult, consolidate, job_counters, write_array
 from swiftzarr_batch.errors import (
     AppendConflictError,
     AuthenticationError,
@@ -26,10 +34,14 @@ from swiftzarr_batch.errors import (
     TokenExpiredError,
     TokenLifetimeWarning,
 )
-from swiftzarr_batch.keystone import KeystoneApplicationCredential, KeystonePassword
-from swiftzarr_batch.retry import RetryPolicy
+from swiftzarr_batch.jobs.write_array import JobResult, consolidate, job_counters, write_array
+from swiftzarr_batch.jobs.write_dataset import write_dataset
 from swiftzarr_batch.store import SwiftStore
-from swiftzarr_batch.verify import VerifyReport, verify_store
+from swiftzarr_batch.swift.retry import RetryPolicy
+from swiftzarr_batch.transfer.copy import CopyError, CopySummary, copy_store
+from swiftzarr_batch.transfer.verify import VerifyReport, verify_store
+
+_moved.install()
 
 __version__ = "0.1.0"
 

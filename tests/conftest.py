@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from swiftzarr_batch.server import LocalSwift
+from swiftzarr_batch.testing.swift_server import LocalSwift
 
 ENV_VARS = ("ST_AUTH", "ST_USER", "ST_KEY", "OS_STORAGE_URL", "OS_AUTH_TOKEN", "OS_AUTH_URL",
             "OS_USERNAME", "OS_PASSWORD", "OS_PROJECT_NAME", "OS_PROJECT_ID", "OS_CLOUD",

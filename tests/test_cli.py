@@ -113,7 +113,7 @@ def test_copy_verify_consolidate_end_to_end(env, dataset, tmp_path):
 
 
 def test_copy_between_two_clusters_with_env_prefixes(env, dataset):
-    from swiftzarr_batch.server import LocalSwift
+    from swiftzarr_batch.testing.swift_server import LocalSwift
 
     with LocalSwift() as other:
         both = {**env, **{f"DST_{k}": v for k, v in other.env.items()}}

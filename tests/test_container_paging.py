@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from swiftzarr_batch import SwiftStore
-from swiftzarr_batch import container as container_mod
+from swiftzarr_batch.swift import container as container_mod
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def seeded(swift_server, swift_conn):
 def _container(swift_server, name):
     store = SwiftStore(name, authurl=swift_server.auth_url, user=swift_server.user,
                        key=swift_server.key)
-    return container_mod.SwiftContainer(store._session(), name)
+    return container_mod.SwiftContainer(store.session, name)
 
 
 async def test_prefetched_pages_are_complete_and_ordered(swift_server, seeded):

@@ -15,10 +15,10 @@ from zarr.core.sync import sync
 from zarr.storage import LocalStore, WrapperStore
 
 from swiftzarr_batch import SwiftStore
-from swiftzarr_batch.copy import CopyConflictError, CopyError, copy_store
+from swiftzarr_batch.transfer.copy import CopyConflictError, CopyError, copy_store
 from swiftzarr_batch.errors import ConfigurationError, ReadOnlyError
-from swiftzarr_batch.transport import process_counters
-from swiftzarr_batch.zarr_keys import is_metadata_key
+from swiftzarr_batch.swift.session import process_counters
+from swiftzarr_batch.store.keys import is_metadata_key
 
 PROTO = default_buffer_prototype()
 
@@ -133,7 +133,7 @@ def test_server_side_copy_across_accounts(swift_server, container_name, swift_co
     other = Connection(authurl=swift_server.auth_url, user="test2:tester2", key="testing2")
     other.put_container(container_name, headers={"X-Container-Read": "test:tester"})
     me = _swift(swift_server, container_name + "-mine")
-    token = me._session().token
+    token = me.session.token
     theirs = SwiftStore(container_name, "shared", preauthurl=swift_server.storage_url("test2"),
                         preauthtoken=other.get_auth()[1])
     build_hierarchy(theirs, 2)
@@ -144,7 +144,7 @@ def test_server_side_copy_across_accounts(swift_server, container_name, swift_co
     assert summary.keys_server_side == summary.keys_total > 0 and summary.verified
     assert store_bytes(me) == store_bytes(theirs)
     # the same, from location strings and environment credentials
-    from swiftzarr_batch.locations import open_store
+    from swiftzarr_batch.store.locations import open_store
 
     env = swift_server.env
     by_url = open_store(f"swift://{container_name}/shared?account=AUTH_test2", read_only=True,
@@ -309,7 +309,7 @@ def test_subpaths_and_refusals(swift_server, container_name, tmp_path):
 
 def test_copy_on_distributed_worker_processes(swift_server, container_name, tmp_path):
     """Stores are pickled to spawned workers: the token travels, the key does not."""
-    from swiftzarr_batch.taskrun import dask_context
+    from swiftzarr_batch.jobs.runner import dask_context
 
     src = LocalStore(tmp_path / "src")
     build_hierarchy(src, 3)
@@ -328,8 +328,8 @@ def test_large_objects_are_copied_through_the_client_and_deleted_with_their_segm
     it goes through the client and is written as a large object again."""
     from swiftclient.client import Connection
 
-    from swiftzarr_batch.server import LocalSwift
-    from swiftzarr_batch.verify import verify_store
+    from swiftzarr_batch.testing.swift_server import LocalSwift
+    from swiftzarr_batch.transfer.verify import verify_store
 
     limit = 2 * 1024 * 1024
     with LocalSwift(max_file_size=limit) as server:

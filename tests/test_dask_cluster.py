@@ -30,9 +30,9 @@ from swiftzarr_batch import (
     write_dataset,
 )
 from swiftzarr_batch.auth import V1Password
-from swiftzarr_batch.server import LocalSwift
+from swiftzarr_batch.testing.swift_server import LocalSwift
 from swiftzarr_batch.testing.faultproxy import FaultProxy
-from swiftzarr_batch.transport import process_counters
+from swiftzarr_batch.swift.session import process_counters
 from zarr_reference import raw_arrays, reference_objects, swift_objects
 
 distributed = pytest.importorskip("distributed")

@@ -33,8 +33,8 @@ from swiftzarr_batch import (
     write_dataset,
 )
 from swiftzarr_batch.auth import V1Password
-from swiftzarr_batch.dask_datasets import PENDING_APPEND_KEY
-from swiftzarr_batch.dask_helpers import aligned_chunks, check_alignment
+from swiftzarr_batch.jobs.write_dataset import PENDING_APPEND_KEY
+from swiftzarr_batch.jobs.write_array import aligned_chunks, check_alignment
 from swiftzarr_batch.testing.faultproxy import FaultProxy
 from zarr_reference import raw_arrays, reference_objects, swift_objects
 

@@ -24,7 +24,7 @@ import xarray as xr
 import zarr
 
 from swiftzarr_batch import SwiftStore, write_array, write_dataset
-from swiftzarr_batch.server import LocalSwift
+from swiftzarr_batch.testing.swift_server import LocalSwift
 from zarr_reference import reference_objects
 
 pytest.importorskip("distributed")

@@ -169,7 +169,7 @@ def dask_client():
 
 
 def _worker_counters(client) -> dict[str, int]:
-    from swiftzarr_batch.transport import process_counters
+    from swiftzarr_batch.swift.session import process_counters
 
     total: dict[str, int] = {}
     for counters in client.run(process_counters).values():
@@ -181,7 +181,7 @@ def _worker_counters(client) -> dict[str, int]:
 def _write(darr, store, path):
     """issue 3's write_array when it exists, else dask's own to_zarr."""
     try:
-        from swiftzarr_batch.dask_helpers import write_array
+        from swiftzarr_batch.jobs.write_array import write_array
     except ImportError:
         da.to_zarr(darr, store, component=path, overwrite=True, compute=True)
         return None
@@ -213,7 +213,7 @@ def test_dask_write_of_1024_chunks_at_10_percent_faults_is_byte_identical(
 
 def test_at_100_percent_faults_a_dask_write_fails_within_the_budget_and_claims_nothing(
         swift_server, proxy, container_name, dask_client):
-    from swiftzarr_batch.dask_helpers import write_array
+    from swiftzarr_batch.jobs.write_array import write_array
 
     budget = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.2, budget=5)
     store = faulty_store(swift_server, proxy, container_name, retry=budget)
@@ -225,7 +225,7 @@ def test_at_100_percent_faults_a_dask_write_fails_within_the_budget_and_claims_n
         dask_client.compute(job).result()
     assert time.monotonic() - started < 60
     proxy.configure(rate=0.0)
-    from swiftzarr_batch.verify import verify_store
+    from swiftzarr_batch.transfer.verify import verify_store
 
     report = verify_store(clean_store(swift_server, container_name), "a")
     assert not report.ok and report.missing_chunks > 0  # verify tells the job did not finish
@@ -250,7 +250,7 @@ def test_dask_read_of_1024_chunks_at_10_percent_faults_is_byte_identical(
 
 def _verify_clean(store: SwiftStore, path: str = "") -> None:
     """verify_store: every chunk present, every object's content matching its MD5."""
-    from swiftzarr_batch.verify import verify_store
+    from swiftzarr_batch.transfer.verify import verify_store
 
     report = verify_store(store, path)
     assert report.ok and report.content_checked and report.objects_read == report.keys, (
@@ -280,7 +280,7 @@ def _same_hierarchy(store: SwiftStore, arrays: dict[str, np.ndarray]) -> None:
 @pytest.mark.parametrize("server_side", [False, True], ids=["through-client", "server-side"])
 def test_copy_of_a_hierarchy_at_10_percent_faults_is_byte_identical(
         swift_server, proxy, container_name, dask_client, server_side):
-    from swiftzarr_batch.copy import copy_store
+    from swiftzarr_batch.transfer.copy import copy_store
 
     src_name, dst_name = f"{container_name}-src", f"{container_name}-dst"
     arrays = _hierarchy(clean_store(swift_server, src_name))
@@ -304,7 +304,7 @@ def test_copy_of_a_hierarchy_at_10_percent_faults_is_byte_identical(
 
 def test_an_outage_longer_than_the_budget_fails_the_copy_and_a_rerun_resumes(
         swift_server, proxy, container_name, dask_client):
-    from swiftzarr_batch.copy import CopyError, copy_store
+    from swiftzarr_batch.transfer.copy import CopyError, copy_store
 
     src_name, dst_name = f"{container_name}-src", f"{container_name}-dst"
     arrays = _hierarchy(clean_store(swift_server, src_name))
@@ -346,7 +346,7 @@ def test_an_outage_longer_than_the_budget_fails_the_copy_and_a_rerun_resumes(
 
 
 def test_swift_proxy_restart_in_the_middle_of_a_copy(swift_server, container_name, dask_client):
-    from swiftzarr_batch.copy import copy_store
+    from swiftzarr_batch.transfer.copy import copy_store
 
     src_name, dst_name = f"{container_name}-src", f"{container_name}-dst"
     patient = RetryPolicy(attempts=40, base_delay=0.1, max_delay=1.0, budget=120)

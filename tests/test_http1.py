@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from swiftzarr_batch.http1 import ConnectionFailed, Endpoint, Headers, Pool, request_head
+from swiftzarr_batch.swift.http1 import ConnectionFailed, Endpoint, Headers, Pool, request_head
 
 
 class Scripted:

@@ -27,11 +27,11 @@ from swiftzarr_batch import (
     SwiftStore,
 )
 from swiftzarr_batch.auth import resolve_credentials
-from swiftzarr_batch.credentials import check_token_lifetime
+from swiftzarr_batch.auth import check_token_lifetime
 from swiftzarr_batch.errors import TokenLifetimeWarning
-from swiftzarr_batch.keystone import KeystoneApplicationCredential, KeystonePassword
-from swiftzarr_batch.keystone_server import LocalKeystone
-from swiftzarr_batch.server import LocalSwift
+from swiftzarr_batch.auth.keystone import KeystoneApplicationCredential, KeystonePassword
+from swiftzarr_batch.testing.keystone_server import LocalKeystone
+from swiftzarr_batch.testing.swift_server import LocalSwift
 
 PROTO = default_buffer_prototype()
 ALICE, ALICE_PW, PROJECT = "alice", "pw-alice-6f1c9e", "zarr"
@@ -166,8 +166,8 @@ def test_keystone_secrets_never_leak(cloud, container_name, caplog):
                                         cloud["cred_secret"])
     store = SwiftStore(container_name, credential_provider=provider)
     _roundtrip(store)
-    tokens = [store._session().token.token, app.authenticate().token]
-    texts = [repr(provider), str(provider), repr(app), repr(store), repr(store._session().token),
+    tokens = [store.session.token.token, app.authenticate().token]
+    texts = [repr(provider), str(provider), repr(app), repr(store), repr(store.session.token),
              repr(pickle.loads(pickle.dumps(store)).__getstate__()["provider"])]
     for bad in (lambda: KeystonePassword(cloud["ks"].auth_url, ALICE, ALICE_PW + "x",
                                          project_name=PROJECT).authenticate(),

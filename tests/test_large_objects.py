@@ -17,8 +17,8 @@ from zarr.core.sync import sync
 
 from swiftzarr_batch import RetryPolicy, SwiftStore
 from swiftzarr_batch.auth import V1Password
-from swiftzarr_batch.large_objects import limits
-from swiftzarr_batch.server import LocalSwift
+from swiftzarr_batch.swift.large_objects import limits
+from swiftzarr_batch.testing.swift_server import LocalSwift
 from swiftzarr_batch.testing.faultproxy import FaultProxy
 
 LIMIT = 2 * 1024 * 1024
@@ -61,7 +61,7 @@ def _payload(n: int, seed: int = 0) -> bytes:
 
 
 def test_limits_come_from_the_cluster_info(store):
-    got = sync(limits(store._session()))
+    got = sync(limits(store.session))
     assert got.max_file_size == LIMIT and got.slo and got.max_manifest_segments >= 2
 
 

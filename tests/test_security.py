@@ -30,8 +30,8 @@ from swiftzarr_batch import (
     TokenExpiredError,
 )
 from swiftzarr_batch.auth import V1Password
-from swiftzarr_batch.credentials import EnvironmentCredentials
-from swiftzarr_batch.server import LocalSwift, _free_ports
+from swiftzarr_batch.auth import EnvironmentCredentials
+from swiftzarr_batch.testing.swift_server import LocalSwift, _free_ports
 from swiftzarr_batch.testing.faultproxy import FaultProxy
 
 PROTO = default_buffer_prototype()
@@ -81,7 +81,7 @@ def test_no_secret_in_logs_reprs_errors_or_pickles_over_a_whole_workflow(
     z[:] = np.arange(16)
     assert (zarr.open_array(store, path="a", mode="r")[:] == np.arange(16)).all()
     store.listdir(), store.walk()
-    session = store._session()
+    session = store.session
     tokens.append(session.token.token)
     keep(store, session, session.token, session.provider, store.counters)
     blob = pickle.dumps(store)
@@ -91,8 +91,8 @@ def test_no_secret_in_logs_reprs_errors_or_pickles_over_a_whole_workflow(
     stale = SwiftStore(container_name, authurl=secret_server.auth_url, user="sec:alice",
                        key=alice_key, preauthurl=store.storage_url, preauthtoken="AUTH_tkbogus")
     assert stale.listdir() == ["a", "zarr.json"]
-    tokens.append(stale._session().token.token)
-    keep(stale, stale._session())
+    tokens.append(stale.session.token.token)
+    keep(stale, stale.session)
 
     failures: list[BaseException] = []
     attempts = [
@@ -133,7 +133,7 @@ def test_no_secret_in_logs_reprs_errors_or_pickles_over_a_whole_workflow(
     everything = [*texts, *(r.getMessage() for r in caplog.records),
                   *(r.exc_text or "" for r in caplog.records), caplog.text]
     assert len(caplog.records) > 10  # the DEBUG logs were captured, third parties' too
-    assert {"urllib3.connectionpool", "swiftzarr_batch.transport"} <= {r.name for r in
+    assert {"urllib3.connectionpool", "swiftzarr_batch.swift.session"} <= {r.name for r in
                                                                        caplog.records}
     leaks = {t[:120]: _leaks(t, [alice_key, bob_key, *tokens]) for t in everything}
     assert {t: found for t, found in leaks.items() if found} == {}
@@ -333,7 +333,7 @@ def _cli(args: list[str], env: dict[str, str]) -> tuple[int, str]:
     import sys
 
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("ST_", "OS_"))}
-    done = subprocess.run([sys.executable, "-m", "swiftzarr_batch.cli", *args],
+    done = subprocess.run([sys.executable, "-m", "swiftzarr_batch.cli.main", *args],
                           env={**clean, **env}, capture_output=True, text=True, timeout=120)
     return done.returncode, done.stdout + done.stderr
 
@@ -345,7 +345,7 @@ def test_cli_output_shows_no_secret_except_the_token_commands_own_exports(secret
     env = {"ST_AUTH": secret_server.auth_url, "ST_USER": "sec:alice", "ST_KEY": key}
     store = SwiftStore(container_name, authurl=secret_server.auth_url, user="sec:alice", key=key)
     zarr.create_array(store, name="a", shape=(8,), chunks=(4,), dtype="i4")[:] = 5
-    token = store._session().token.token
+    token = store.session.token.token
     loc = f"swift://{container_name}"
     bad_token = _tamper(token)
     runs = {
@@ -358,7 +358,7 @@ def test_cli_output_shows_no_secret_except_the_token_commands_own_exports(secret
         "other account": (["--debug", "ls", loc], {
             "OS_STORAGE_URL": store.storage_url,
             "OS_AUTH_TOKEN": SwiftStore("x", authurl=secret_server.auth_url, user="sec2:bob",
-                                        key=other_key)._session().token.token}, 1),
+                                        key=other_key).session.token.token}, 1),
         "bad token": (["--debug", "verify", loc], {"OS_STORAGE_URL": store.storage_url,
                                                    "OS_AUTH_TOKEN": bad_token}, 1),
     }

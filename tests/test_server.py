@@ -1,4 +1,4 @@
-"""Tests of swiftzarr_batch.server: a real Swift on 127.0.0.1, driven by real clients."""
+"""Tests of swiftzarr_batch.testing.swift_server: a real Swift on 127.0.0.1, driven by real clients."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import requests
 from swiftclient import client as sc
 from swiftclient.exceptions import ClientException
 
-from swiftzarr_batch import server as server_mod
-from swiftzarr_batch.server import DEFAULT_USERS, PROBE_USER_AGENT, LocalSwift, ServerError
+from swiftzarr_batch.testing import swift_server as server_mod
+from swiftzarr_batch.testing.swift_server import DEFAULT_USERS, PROBE_USER_AGENT, LocalSwift, ServerError
 
 
 @pytest.fixture(scope="module")
@@ -237,7 +237,7 @@ def test_given_data_dir_is_kept_and_reused(tmp_path: Path) -> None:
 
 
 def test_server_dying_at_start_raises_with_its_log(monkeypatch: pytest.MonkeyPatch) -> None:
-    from swiftzarr_batch import _swift_configs
+    from swiftzarr_batch.testing import swift_configs as _swift_configs
 
     good = _swift_configs.proxy_server_conf
     monkeypatch.setattr(_swift_configs, "proxy_server_conf", lambda s: good(s).replace(
@@ -257,11 +257,11 @@ def _module_env() -> dict[str, str]:
 
 def test_install_and_run_subcommands() -> None:
     env = _module_env()
-    out = subprocess.run([sys.executable, "-m", "swiftzarr_batch.server", "install"], env=env,
+    out = subprocess.run([sys.executable, "-m", "swiftzarr_batch.testing.swift_server", "install"], env=env,
                          capture_output=True, text=True, timeout=900, check=True)
     assert Path(out.stdout.strip()).name == "python"
     script = "import os, sys; print(os.environ['ST_AUTH'], os.environ['ST_USER']); sys.exit(7)"
-    done = subprocess.run([sys.executable, "-m", "swiftzarr_batch.server", "run", "--no-memcached",
+    done = subprocess.run([sys.executable, "-m", "swiftzarr_batch.testing.swift_server", "run", "--no-memcached",
                            "--", sys.executable, "-c", script], env=env, capture_output=True,
                           text=True, timeout=120, check=False)
     assert done.returncode == 7, done.stderr
@@ -272,7 +272,7 @@ def test_install_and_run_subcommands() -> None:
 
 def test_serve_prints_exports_and_stops_on_sigterm() -> None:
     env = _module_env()
-    proc = subprocess.Popen([sys.executable, "-m", "swiftzarr_batch.server", "--token-life", "77",
+    proc = subprocess.Popen([sys.executable, "-m", "swiftzarr_batch.testing.swift_server", "--token-life", "77",
                              "--no-memcached"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
     try:

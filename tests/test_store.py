@@ -153,7 +153,7 @@ async def test_pickle_carries_token_not_user_key(swift_server, container_name):
     assert clone == store
     assert (await clone.get("k", PROTO)).to_bytes() == b"v"
     # Unpickled copies share the same session (one pool, no new auth).
-    assert clone._session() is store._session()
+    assert clone.session is store.session
 
 
 async def test_read_only_store_refuses_writes_and_never_creates_container(
@@ -176,7 +176,7 @@ async def test_read_only_store_refuses_writes_and_never_creates_container(
 async def test_upload_with_wrong_etag_is_rejected(swift_server, container_name):
     store = _store(swift_server, container_name)
     await store._open()
-    session = store._session()
+    session = store.session
     with pytest.raises(IntegrityError):
         await session.request("PUT", f"{container_name}/obj", body=b"payload",
                               headers={"ETag": "0" * 32})

@@ -19,14 +19,14 @@ from zarr.core.sync import sync
 
 from swiftzarr_batch import SwiftStore, TokenExpiredError
 from swiftzarr_batch.auth import V1Password
-from swiftzarr_batch.credentials import (
+from swiftzarr_batch.auth import (
     CredentialsFile,
     EnvironmentCredentials,
     check_token_lifetime,
 )
 from swiftzarr_batch.errors import ConfigurationError, TokenLifetimeWarning
-from swiftzarr_batch.server import LocalSwift
-from swiftzarr_batch.transport import process_counters
+from swiftzarr_batch.testing.swift_server import LocalSwift
+from swiftzarr_batch.swift.session import process_counters
 
 TOKEN_LIFE = 3
 PROTO = default_buffer_prototype()
@@ -39,7 +39,7 @@ def test_token_expiry_is_read_from_v1_auth_and_exposed(creds, container_name):
     assert 86400 - 60 < fresh.seconds_left() <= 86400  # the server's token_life, as it said
     store = SwiftStore(container_name, **creds)  # (its token may be cached from earlier)
     assert 0 < store.token_expires_at - time.time() <= 86400
-    assert store.token_expires_at == store._session().token.expires_at
+    assert store.token_expires_at == store.session.token.expires_at
 
 
 def test_check_token_lifetime_warns_or_raises_when_the_token_is_too_short(creds,
@@ -133,7 +133,7 @@ def _reauths(client) -> int:
 
 
 def _write(darr, store, path):
-    from swiftzarr_batch.dask_helpers import write_array
+    from swiftzarr_batch.jobs.write_array import write_array
 
     return write_array(darr, store, path, retries=0)
 

@@ -13,7 +13,7 @@ from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
 from swiftzarr_batch import SwiftStore
-from swiftzarr_batch.verify import verify_store
+from swiftzarr_batch.transfer.verify import verify_store
 
 PROTO = default_buffer_prototype()
 

@@ -21,12 +21,12 @@ from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
 from swiftzarr_batch import SwiftStore
-from swiftzarr_batch.transport import process_counters
-from workflows import dataset_state
-from workflows.common import EXIT_LOCKED, LockHeldError
-from workflows.ingest import run_from_config as ingest
-from workflows.lock import DatasetLock, LockLostError
-from workflows.mirror import run_from_config as mirror
+from swiftzarr_batch.swift.session import process_counters
+from swiftzarr_batch.workflows import dataset_state
+from swiftzarr_batch.workflows.common import EXIT_LOCKED, LockHeldError
+from swiftzarr_batch.workflows.ingest import run_from_config as ingest
+from swiftzarr_batch.workflows.lock import DatasetLock, LockLostError
+from swiftzarr_batch.workflows.mirror import run_from_config as mirror
 
 PROTO = default_buffer_prototype()
 STEPS = 6  # time steps per input file
@@ -170,7 +170,7 @@ def test_killed_ingest_process_blocks_until_its_lock_expires_then_recovers(
     for i in range(total):
         make_file(tmp_path / "in", i)
     cfg = write_config(tmp_path, container_name, ttl=4, per_commit=1)
-    proc = subprocess.Popen([sys.executable, "-m", "workflows.ingest", str(cfg)],
+    proc = subprocess.Popen([sys.executable, "-m", "swiftzarr_batch.workflows.ingest", str(cfg)],
                             env=env_auth, cwd=Path(__file__).parents[1],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     store = stored_store(swift_server, container_name)
@@ -217,7 +217,7 @@ def test_two_ingests_started_together_never_both_write(
     for i in range(4):
         make_file(tmp_path / "in", i)
     cfg = write_config(tmp_path, container_name, per_commit=1)
-    procs = [subprocess.Popen([sys.executable, "-m", "workflows.ingest", str(cfg), "--summary",
+    procs = [subprocess.Popen([sys.executable, "-m", "swiftzarr_batch.workflows.ingest", str(cfg), "--summary",
                                str(tmp_path / f"run{n}.json")], env=env_auth,
                               cwd=Path(__file__).parents[1], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL) for n in range(2)]
@@ -333,7 +333,7 @@ def test_entry_points_and_config_errors(swift_server, env_auth, container_name, 
     make_file(tmp_path / "in", 0)
     cfg = write_config(tmp_path, container_name)
     repo = Path(__file__).parents[1]
-    out = subprocess.run([sys.executable, "-m", "workflows.ingest", str(cfg)], env=env_auth,
+    out = subprocess.run([sys.executable, "-m", "swiftzarr_batch.workflows.ingest", str(cfg)], env=env_auth,
                          cwd=repo, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr
     assert "ingest finished: ok" in out.stderr and summary_of(tmp_path)["verified"]
@@ -360,7 +360,7 @@ def test_entry_points_and_config_errors(swift_server, env_auth, container_name, 
 def test_example_configs_are_valid():
     from workflows import ingest as ingest_module
     from workflows import mirror as mirror_module
-    from workflows.common import load_config
+    from swiftzarr_batch.workflows.common import load_config
 
     examples = Path(__file__).parents[1] / "workflows" / "examples"
     ing = load_config(examples / "ingest.toml", ingest_module.SCHEMA)

@@ -57,15 +57,15 @@ class Ours(ZarrContender):
 
 def _copy_module() -> Any:
     try:
-        return importlib.import_module("swiftzarr_batch.copy")
+        return importlib.import_module("swiftzarr_batch.transfer.copy")
     except ImportError as e:
-        raise Unavailable(f"not available yet: swiftzarr_batch.copy is not in the tree ({e})") from None
+        raise Unavailable(f"not available yet: swiftzarr_batch.transfer.copy is not in the tree ({e})") from None
 
 
 def _copy_call(copy: Any, src: Any, dst: Any, expect: int) -> dict[str, Any]:
     fn = getattr(copy, "copy_store", None)
     if fn is None:
-        raise Unavailable("not available yet: swiftzarr_batch.copy has no copy_store")
+        raise Unavailable("not available yet: swiftzarr_batch.transfer.copy has no copy_store")
     result = fn(src, dst)
     copied = getattr(result, "keys_total", None)  # a CopySummary
     return {"objects": expect, "bytes": getattr(result, "bytes_copied", 0),
@@ -74,16 +74,16 @@ def _copy_call(copy: Any, src: Any, dst: Any, expect: int) -> dict[str, Any]:
 
 
 class OursHelpers(Ours):
-    """The project's dask helpers (``swiftzarr_batch.dask_helpers.write_array``)."""
+    """The project's dask helpers (``swiftzarr_batch.jobs.write_array.write_array``)."""
 
     name = "ours-helpers"
 
     def w1_write(self, case: dict[str, Any], container: str, path: str) -> dict[str, Any]:
         try:
-            helpers = importlib.import_module("swiftzarr_batch.dask_helpers")
+            helpers = importlib.import_module("swiftzarr_batch.jobs.write_array")
         except ImportError as e:
             raise Unavailable(
-                f"not available yet: swiftzarr_batch.dask_helpers is not in the tree ({e})"
+                f"not available yet: swiftzarr_batch.jobs.write_array is not in the tree ({e})"
             ) from None
         write_array = getattr(helpers, "write_array", None)
         if write_array is None:

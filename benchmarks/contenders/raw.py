@@ -153,7 +153,7 @@ class RawLean(RawHTTP):
     name = "raw-lean"
 
     async def _session(self) -> Any:
-        from swiftzarr_batch.http1 import Endpoint, Pool
+        from swiftzarr_batch.swift.http1 import Endpoint, Pool
 
         self.endpoint = Endpoint(self.url)
         return Pool(self.endpoint, limit=self.server.concurrency, connect_timeout=10,

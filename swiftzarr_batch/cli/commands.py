@@ -1,0 +1,269 @@
+"""The ``swiftzarr`` sub-commands (argument parsing lives in ``cli``).
+
+Each takes the parsed arguments and returns the exit status; errors are raised and turned into
+one line by ``cli.main``. Results go to stdout, progress and warnings to stderr (logging).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import zarr
+from zarr.abc.store import Store
+from zarr.core.sync import sync
+from zarr.errors import NodeNotFoundError
+
+from swiftzarr_batch.transfer.copy import CopyError, copy_store
+from swiftzarr_batch.errors import ConfigurationError
+from swiftzarr_batch.store.locations import open_store, parse_swift_url, swift_credentials
+from swiftzarr_batch.transfer.objects import ObjectInfo, delete_keys, describe, list_objects
+from swiftzarr_batch.store.swift_store import SwiftStore
+from swiftzarr_batch.jobs.runner import Progress, dask_context, format_bytes
+from swiftzarr_batch.transfer.verify import verify_store
+
+log = logging.getLogger("swiftzarr_batch.cli.main")
+
+
+def _size(n: int, exact: bool = False) -> str:
+    return str(n) if exact else format_bytes(n)
+
+
+def _write_json(target: str | None, data: dict[str, Any]) -> None:
+    if not target:
+        return
+    text = json.dumps(data, indent=2, default=str)
+    if target == "-":
+        print(text)
+    else:
+        with open(target, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+
+
+# -- token ------------------------------------------------------------------------------------
+def token(args: argparse.Namespace) -> int:
+    resolved = swift_credentials(args.env_prefix)
+    provider = resolved.provider
+    if provider is None:
+        raise ConfigurationError(
+            f"a token needs credentials to authenticate with (ST_AUTH/ST_USER/ST_KEY or Keystone "
+            f"OS_*); the environment only has a token ({resolved.source})")
+    if args.lifetime is not None:
+        if args.lifetime < 1:
+            raise ConfigurationError("--lifetime must be at least 1 second")
+        if not hasattr(provider, "token_life"):
+            raise ConfigurationError(f"--lifetime needs v1 auth; {resolved.source} sets the "
+                                     "token's lifetime itself")
+        provider.token_life = args.lifetime
+    tok = provider.authenticate()
+    print(f"export OS_STORAGE_URL={shlex.quote(tok.storage_url)}")
+    print(f"export OS_AUTH_TOKEN={shlex.quote(tok.token)}")
+    if tok.expires_at is None:
+        print("# the server did not say when this token expires")
+    else:
+        left = tok.seconds_left() or 0
+        if args.lifetime and left < args.lifetime - 60:
+            log.warning("asked for a token valid %d s; the server granted %d s", args.lifetime,
+                        left)
+        when = datetime.fromtimestamp(tok.expires_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        print(f"export OS_AUTH_TOKEN_EXPIRES={shlex.quote(when)}  "
+              f"# in {int(tok.seconds_left() or 0)} s")
+    print("# SwiftStore prefers ST_AUTH/ST_USER/ST_KEY when set: unset them to use this token")
+    return 0
+
+
+# -- ls / du / tree ---------------------------------------------------------------------------
+def ls(args: argparse.Namespace) -> int:
+    if urlsplit(args.url).scheme == "swift" and not parse_swift_url(args.url).container:
+        for entry in sync(_list_containers(args.url)):
+            size = f"{_size(entry['bytes']):>10}  {entry['count']:>9}  " if args.long else ""
+            print(f"{size}{entry['name']}/")
+        return 0
+    store = open_store(args.url, read_only=True)
+    for name, size in sync(_first_level(store)):
+        shown = "" if not args.long else f"{'-' if size is None else _size(size):>10}  "
+        print(f"{shown}{name}")
+    return 0
+
+
+async def _list_containers(url: str) -> list[dict[str, Any]]:
+    loc = parse_swift_url(url)
+    # any container name will do to reach the account: the listing is account-level
+    store = open_store(f"swift://x?account={loc.account}" if loc.account else "swift://x",
+                       read_only=True)
+    assert isinstance(store, SwiftStore)
+    session = await store.asession()
+    found: list[dict[str, Any]] = []
+    marker = ""
+    while True:
+        params = {"format": "json", **({"marker": marker} if marker else {})}
+        resp = await session.request("GET", "", params=params)
+        page = json.loads(resp.body) if resp.body else []
+        if not page:
+            return found
+        found += page
+        marker = page[-1]["name"]
+
+
+async def _first_level(store: Store) -> list[tuple[str, int | None]]:
+    if isinstance(store, SwiftStore):
+        container = await store.swift_container()
+        base = f"{store.prefix}/" if store.prefix else ""
+        out = []
+        async for page in container.list_pages(base, delimiter="/"):
+            for e in page:
+                if "subdir" in e:
+                    out.append((e["subdir"][len(base):], None))
+                else:
+                    out.append((e["name"][len(base):], int(e["bytes"])))
+        return out
+    out: list[tuple[str, int | None]] = []
+    for name in sorted({n async for n in store.list_dir("")}):
+        if await anext(aiter(store.list_prefix(f"{name}/")), None) is not None:
+            out.append((f"{name}/", None))  # something lives under it: a directory
+        else:
+            out.append((name, await store.getsize(name)))
+    return out
+
+
+def du(args: argparse.Namespace) -> int:
+    store = open_store(args.url, read_only=True)
+    totals: dict[str, list[int]] = {}
+    progress = Progress("du", 0, unit="keys listed", interval=5.0)
+
+    async def walk(infos: AsyncIterator[ObjectInfo]) -> None:
+        async for info in infos:
+            size = info.size if info.size is not None else await store.getsize(info.key)
+            top = info.key.split("/", 1)
+            entry = totals.setdefault(top[0] + ("/" if len(top) > 1 else ""), [0, 0])
+            entry[0] += 1
+            entry[1] += size
+            progress.advance(1, size)
+
+    sync(walk(list_objects(store)))
+    count = sum(v[0] for v in totals.values())
+    size = sum(v[1] for v in totals.values())
+    if not args.summarize:
+        for name, (n, b) in sorted(totals.items()):
+            print(f"{_size(b, args.bytes):>12}  {n:>9}  {name}")
+    print(f"{_size(size, args.bytes):>12}  {count:>9}  total ({describe(store)})")
+    return 0
+
+
+def tree(args: argparse.Namespace) -> int:
+    store = open_store(args.url, read_only=True)
+    try:
+        node = zarr.open(store=store, mode="r")
+    except NodeNotFoundError:
+        raise FileNotFoundError(f"no zarr group or array at {describe(store)}") from None
+    if isinstance(node, zarr.Array):
+        print(f"/ {_array_line(node)}")
+        return 0
+    print(f"/ (group, zarr v{node.metadata.zarr_format})")
+    for path, member in sorted(node.members(max_depth=None, use_consolidated_for_children=False)):
+        depth = path.count("/")
+        name = path.rsplit("/", 1)[-1]
+        what = _array_line(member) if isinstance(member, zarr.Array) else "(group)"
+        print(f"{'  ' * (depth + 1)}{name} {what}")
+    return 0
+
+
+def _array_line(a: zarr.Array) -> str:
+    shards = f" shards={a.shards}" if getattr(a, "shards", None) else ""
+    return f"{a.shape} {a.dtype} chunks={a.chunks}{shards}"
+
+
+# -- copy / verify / consolidate / rm ---------------------------------------------------------
+def copy(args: argparse.Namespace) -> int:
+    source = open_store(args.src, read_only=True, env_prefix=args.src_env)
+    dest = open_store(args.dst, read_only=args.dry_run, env_prefix=args.dst_env)
+    server_side = {"auto": None, "always": True, "never": False}[args.server_side]
+    with dask_context(args.workers, args.scheduler):
+        try:
+            summary = copy_store(
+                source, dest, if_exists=args.if_exists, delete_extra=args.delete_extra,
+                verify=not args.no_verify, dry_run=args.dry_run, server_side=server_side,
+                batch_size=args.batch_size, concurrency=args.concurrency)
+        except CopyError as exc:
+            _write_json(args.json, {**exc.summary.as_dict(), "ok": False, "error": str(exc)})
+            raise
+    _write_json(args.json, {**summary.as_dict(), "ok": True})
+    if args.json != "-":
+        print(summary.line())
+    return 0
+
+
+def verify(args: argparse.Namespace) -> int:
+    store = open_store(args.url, read_only=True)
+    with dask_context(args.workers, args.scheduler):
+        report = verify_store(store, check_content=not args.no_content,
+                              allow_missing=args.allow_missing, batch_size=args.batch_size,
+                              concurrency=args.concurrency)
+    _write_json(args.json, report.as_dict())
+    if args.json != "-":
+        print(report.format())
+    return 0 if report.ok else 1
+
+
+def consolidate(args: argparse.Namespace) -> int:
+    store = open_store(args.url)
+    started = time.monotonic()
+    group = zarr.consolidate_metadata(store)
+    nodes = len(group.members(max_depth=None))  # from the consolidated metadata just written
+    print(f"consolidated the metadata of {nodes} nodes at {describe(store)} "
+          f"({time.monotonic() - started:.1f} s)")
+    return 0
+
+
+def rm(args: argparse.Namespace) -> int:
+    store = open_store(args.url)
+    keys = sync(_all_keys(store))
+    where = describe(store)
+    if not keys:
+        print(f"nothing to delete under {where}")
+        return 0
+    total = sum(info.size or 0 for info in keys)
+    if not args.yes:
+        print(f"delete {len(keys)} objects ({format_bytes(total)}) under {where}? [y/N] ",
+              end="", file=sys.stderr, flush=True)
+        answer = sys.stdin.readline().strip().lower()
+        if not sys.stdin.isatty():
+            print(file=sys.stderr)  # the answer was not echoed: end the prompt's line
+        if answer not in ("y", "yes"):
+            print("aborted: nothing was deleted", file=sys.stderr)
+            return 1
+    progress = Progress("rm", len(keys), interval=5.0)
+    large = [info.key for info in keys if info.large]
+    for start in range(0, len(keys), 10_000):
+        batch = [info.key for info in keys[start:start + 10_000]]
+        sync(delete_keys(store, batch, large=large))
+        progress.advance(len(batch))
+    progress.finish()
+    print(f"deleted {len(keys)} objects ({format_bytes(total)}) under {where}")
+    return 0
+
+
+async def _all_keys(store: Store) -> list[ObjectInfo]:
+    out = []
+    async for info in list_objects(store):
+        if info.size is None:
+            info = ObjectInfo(info.key, await store.getsize(info.key))
+        out.append(info)
+    return out
+
+
+# -- workflows ----------------------------------------------------------------------------------
+def workflow(args: argparse.Namespace) -> int:
+    if args.command == "ingest":
+        from swiftzarr_batch.workflows.ingest import run_from_config
+    else:
+        from swiftzarr_batch.workflows.mirror import run_from_config
+    return run_from_config(args.config, summary_path=args.summary, debug=args.debug)

@@ -1,0 +1,140 @@
+"""From a location string (what users type and put in config files) to a zarr store.
+
+- ``swift://CONTAINER/PREFIX``: a SwiftStore; credentials from the environment like the store's
+  (``ST_AUTH``/``ST_USER``/``ST_KEY``, else ``OS_STORAGE_URL``/``OS_AUTH_TOKEN``).
+  ``?account=AUTH_other`` addresses another account of the same cluster with the same token.
+  ``env_prefix="SRC_"`` reads ``SRC_ST_AUTH``, ... instead, for a second cluster.
+- ``/a/path``, ``./rel``, ``file:///a/path``: a zarr LocalStore.
+- any other ``scheme://...`` fsspec understands (``s3://``, ``memory://``, ...): an FsspecStore.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from zarr.abc.store import Store
+
+from swiftzarr_batch.auth import (
+    CredentialProvider,
+    Token,
+    cached_authenticate,
+    resolve_credentials,
+)
+from swiftzarr_batch.errors import ConfigurationError
+from swiftzarr_batch.store.swift_store import SwiftStore
+
+__all__ = ["SwiftLocation", "open_store", "parse_swift_url", "prefixed_env"]
+
+
+@dataclass(frozen=True)
+class SwiftLocation:
+    container: str
+    prefix: str
+    account: str | None
+
+
+def parse_swift_url(url: str) -> SwiftLocation:
+    """``swift://container/prefix[?account=AUTH_x]`` -> its parts (container may be "")."""
+    parts = urlsplit(url)
+    if parts.scheme != "swift":
+        raise ConfigurationError(f"not a swift:// URL: {url!r}")
+    query = parse_qs(parts.query)
+    unknown = set(query) - {"account"}
+    if unknown:
+        raise ConfigurationError(f"unknown option(s) {sorted(unknown)} in {url!r}; only "
+                                 "?account=AUTH_name is understood")
+    account = query.get("account", [None])[0]
+    return SwiftLocation(unquote(parts.netloc), unquote(parts.path).strip("/"), account)
+
+
+def prefixed_env(prefix: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment with ``prefix`` stripped from the variables that carry it."""
+    env = os.environ if env is None else env
+    if not prefix:
+        return dict(env)
+    return {k[len(prefix):]: v for k, v in env.items() if k.startswith(prefix)}
+
+
+class _OtherAccount:
+    """A credential provider whose tokens open another account of the same cluster.
+
+    It hands out the token the same credentials already have in this process, so stores of
+    both accounts share one token, which is what makes server-side copies between them possible.
+    (No ``cache_key`` of its own: the inner provider's cache is the one cache.)
+    """
+
+    def __init__(self, inner: CredentialProvider, account: str) -> None:
+        self.inner, self.account = inner, account
+        self._last: str | None = None
+
+    def __repr__(self) -> str:
+        return f"_OtherAccount({self.inner!r}, {self.account!r})"
+
+    def __reduce__(self):  # noqa: D105 - never ship the wrapped credentials
+        raise TypeError("credential providers holding keys are not picklable")
+
+    def authenticate(self) -> Token:
+        token = cached_authenticate(self.inner)
+        if token.token == self._last:  # asked again: the token we gave was rejected
+            token = cached_authenticate(self.inner, stale=token)
+        self._last = token.token
+        return Token(_with_account(token.storage_url, self.account), token.token,
+                     token.expires_at)
+
+
+def _with_account(storage_url: str, account: str) -> str:
+    return f"{storage_url.rstrip('/').rsplit('/', 1)[0]}/{account}"
+
+
+def open_store(
+    url: str, *, read_only: bool = False, env_prefix: str = "",
+    env: Mapping[str, str] | None = None,
+) -> Store:
+    """The zarr store a location string names (see the module docstring)."""
+    if not url:
+        raise ConfigurationError("empty location; give swift://CONTAINER/PREFIX or a path")
+    scheme = urlsplit(url).scheme
+    if scheme == "swift":
+        return _swift_store(url, read_only=read_only, env=prefixed_env(env_prefix, env))
+    if scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt"):
+        path = Path(unquote(urlsplit(url).path) if scheme == "file" else url).expanduser()
+        if read_only and not path.is_dir():
+            raise ConfigurationError(f"no such directory: {path}")
+        from zarr.storage import LocalStore
+
+        return LocalStore(path, read_only=read_only)
+    from zarr.storage import FsspecStore
+
+    try:
+        return FsspecStore.from_url(url, read_only=read_only)
+    except (ImportError, ValueError) as exc:
+        raise ConfigurationError(f"cannot open {url!r} with fsspec: {exc}") from None
+
+
+def _swift_store(url: str, *, read_only: bool, env: Mapping[str, str]) -> SwiftStore:
+    loc = parse_swift_url(url)
+    if not loc.container:
+        raise ConfigurationError(f"{url!r} names no container; use swift://CONTAINER/PREFIX")
+    resolved = resolve_credentials(authurl=None, user=None, key=None, preauthurl=None,
+                                   preauthtoken=None, env=dict(env))
+    if resolved.token is not None:
+        token = resolved.token
+        url_ = _with_account(token.storage_url, loc.account) if loc.account else token.storage_url
+        return SwiftStore(loc.container, loc.prefix, preauthurl=url_, preauthtoken=token.token,
+                          read_only=read_only)
+    provider = resolved.provider
+    assert provider is not None
+    if loc.account:
+        provider = _OtherAccount(provider, loc.account)
+    return SwiftStore(loc.container, loc.prefix, credential_provider=provider,
+                      read_only=read_only)
+
+
+def swift_credentials(env_prefix: str = "", env: Mapping[str, str] | None = None):
+    """The ResolvedAuth the environment (with ``env_prefix``) gives (for ``swiftzarr token``)."""
+    return resolve_credentials(authurl=None, user=None, key=None, preauthurl=None,
+                               preauthtoken=None, env=prefixed_env(env_prefix, env))

@@ -1,0 +1,199 @@
+"""Objects larger than the cluster's ``max_file_size``: Static Large Objects (SLO).
+
+Why: Swift refuses a single PUT above ``max_file_size`` (5 GiB by default) with 413. A zarr
+chunk or a copied file can be larger, so the store writes such a value as segments of at most
+``max_file_size`` bytes into ``<container>_segments`` (python-swiftclient's convention, so the
+``swift`` CLI understands them) and then a manifest under the object's own name, last: until
+the manifest exists, readers see the old value or none, never a partial one. A GET of the
+manifest returns the joined body; its ETag is the MD5 of the segments' ETags, so the whole
+body's MD5 is stored as metadata (``transport.BODY_MD5_HEADER``) and checked on every full read.
+
+Deleting a manifest with ``?multipart-manifest=delete`` removes its segments; overwriting one
+with another SLO removes the old segments once the new manifest is in place. (Overwriting a
+large object with a small value leaves its old segments behind: finding them would cost a HEAD
+on every small write.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from swiftzarr_batch.swift.container import SwiftContainer
+from swiftzarr_batch.errors import ConfigurationError, SwiftHTTPError
+from swiftzarr_batch.swift.names import MAX_OBJECT_NAME_BYTES, quote_path
+from swiftzarr_batch.swift.status import NOT_FOUND, PRECONDITION_FAILED
+from swiftzarr_batch.swift.session import BODY_MD5_HEADER, SwiftSession
+
+__all__ = ["Limits", "delete_large", "is_large", "limits", "put_large", "segment_container"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_FILE_SIZE = 5 * 1024**3 + 2  # Swift's default constraint
+SEGMENT_SUFFIX = "_segments"
+#: No Swift cluster limits single objects below this; smaller values skip the /info lookup.
+SMALL_ENOUGH = 1024 * 1024
+_PARALLEL_SEGMENTS = 4
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the cluster accepts: one object's size, and the SLO manifest's limits."""
+
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    max_manifest_segments: int = 1000
+    min_segment_size: int = 1
+    slo: bool = True
+
+
+async def limits(session: SwiftSession) -> Limits:
+    """The cluster's limits from ``/info`` (Swift's defaults when it is hidden)."""
+    info = await session.cluster_info()
+    swift, slo = info.get("swift") or {}, info.get("slo")
+    return Limits(
+        max_file_size=int(swift.get("max_file_size", DEFAULT_MAX_FILE_SIZE)),
+        max_manifest_segments=int((slo or {}).get("max_manifest_segments", 1000)),
+        min_segment_size=int((slo or {}).get("min_segment_size", 1)),
+        slo=slo is not None or not info,
+    )
+
+
+def segment_container(container: str) -> str:
+    return f"{container}{SEGMENT_SUFFIX}"
+
+
+def is_large(listing_entry: dict[str, Any]) -> bool:
+    """True for a container listing entry of an SLO manifest (Swift lists its ``slo_etag``)."""
+    return "slo_etag" in listing_entry
+
+
+async def put_large(
+    container: SwiftContainer, name: str, body: bytes | memoryview, limit: Limits, *,
+    if_none_match: bool = False, segment_size: int | None = None,
+) -> bool:
+    """Write ``body`` as segments + manifest; False only when ``if_none_match`` found one.
+
+    Segments that end up unused (a failure, or an existing object under ``if_none_match``)
+    are deleted again before returning or raising.
+    """
+    if not limit.slo:
+        raise ConfigurationError(
+            f"{name}: {len(body)} bytes exceed the cluster's max_file_size "
+            f"({limit.max_file_size}) and the cluster has no SLO middleware")
+    size = len(body)
+    seg = int(segment_size or limit.max_file_size)
+    count = -(-size // seg)
+    if count > limit.max_manifest_segments:
+        raise ConfigurationError(
+            f"{name}: {size} bytes need {count} segments of {seg} bytes, more than the cluster's "
+            f"max_manifest_segments ({limit.max_manifest_segments})")
+    session = container.session
+    segments = SwiftContainer(session, segment_container(container.name))
+    base = f"{name}/slo/{time.time():.6f}/{size}/{seg}/"
+    if len((base + "00000000").encode("utf-8")) > MAX_OBJECT_NAME_BYTES:
+        raise ConfigurationError(f"{name[:60]!r}...: too long a name for large-object segments")
+    await container.ensure_exists()  # cached per session: no request once known
+    await segments.ensure_exists()
+    view = memoryview(body).cast("B")
+    names = [f"{base}{i:08d}" for i in range(count)]
+    md5s: list[str] = [""] * count
+    gate = asyncio.Semaphore(_PARALLEL_SEGMENTS)
+
+    async def upload(i: int) -> None:
+        part = view[i * seg:(i + 1) * seg]
+        md5s[i] = hashlib.md5(part).hexdigest()
+        async with gate:
+            await segments.put(names[i], part, headers={"ETag": md5s[i]})
+
+    try:
+        await asyncio.gather(*(upload(i) for i in range(count)))
+        old = await _segments_of(container, name)
+        manifest = json.dumps([
+            {"path": f"/{segments.name}/{n}", "etag": md5s[i],
+             "size_bytes": min(seg, size - i * seg)} for i, n in enumerate(names)
+        ]).encode("utf-8")
+        headers = {
+            "ETag": hashlib.md5("".join(md5s).encode("ascii")).hexdigest(),  # Swift checks it
+            BODY_MD5_HEADER: hashlib.md5(view).hexdigest(),
+            "Content-Type": "application/octet-stream",
+        }
+        if if_none_match:
+            headers["If-None-Match"] = "*"
+        resp = await session.request(
+            "PUT", quote_path(container.name, name), params={"multipart-manifest": "put"},
+            headers=headers, body=manifest, allow=(PRECONDITION_FAILED,))
+        if resp.status == NOT_FOUND:
+            raise SwiftHTTPError(f"PUT {container.name}/{name} (manifest) answered 404: a "
+                                 "segment or the container is gone", status=404, method="PUT",
+                                 path=name)
+    except BaseException:
+        await _delete_quietly(segments, names)
+        raise
+    if resp.status == PRECONDITION_FAILED:
+        await _delete_quietly(segments, names)
+        return False
+    stale = [p for p in old if p not in {f"/{segments.name}/{n}" for n in names}]
+    if stale:
+        await _delete_paths(session, stale)
+    log.debug("wrote %s/%s as %d segments of %d bytes", container.name, name, count, seg)
+    return True
+
+
+async def _segments_of(container: SwiftContainer, name: str) -> list[str]:
+    """Segment paths (``/container/object``) of the manifest at ``name``; [] if none."""
+    head = await container.head(name)  # a plain object's body is not worth downloading
+    if head is None or "X-Static-Large-Object" not in head.headers:
+        return []
+    resp = await container.session.request(
+        "GET", quote_path(container.name, name),
+        params={"multipart-manifest": "get", "format": "raw"})
+    if resp.status == NOT_FOUND or "X-Static-Large-Object" not in resp.headers:
+        return []
+    try:
+        return [entry["path"] for entry in json.loads(resp.body)]
+    except (ValueError, KeyError, TypeError):
+        log.warning("could not read the old manifest of %s/%s; its segments are left",
+                    container.name, name)
+        return []
+
+
+async def _delete_paths(session: SwiftSession, paths: list[str]) -> None:
+    by_container: dict[str, list[str]] = {}
+    for path in paths:
+        cont, _, obj = path.lstrip("/").partition("/")
+        by_container.setdefault(cont, []).append(obj)
+    for cont, objs in by_container.items():
+        await SwiftContainer(session, cont).bulk_delete(objs)
+
+
+async def _delete_quietly(segments: SwiftContainer, names: list[str]) -> None:
+    try:
+        await segments.bulk_delete(names)
+    except Exception as exc:  # noqa: BLE001 - the original failure matters more
+        log.warning("could not remove %d unused segments of %s (%s)", len(names),
+                    segments.name, type(exc).__name__)
+
+
+async def delete_large(container: SwiftContainer, name: str) -> bool:
+    """Delete the manifest at ``name`` and its segments; False if it was missing."""
+    resp = await container.session.request(
+        "DELETE", quote_path(container.name, name), params={"multipart-manifest": "delete"},
+        headers={"Accept": "application/json"})
+    if resp.status == NOT_FOUND:
+        return False
+    try:
+        result = json.loads(resp.body)
+    except ValueError:
+        return True  # an old SLO middleware answers 204 without a body
+    errors = [e for e in result.get("Errors", []) if not str(e[1]).startswith("404")]
+    status = str(result.get("Response Status", ""))
+    if errors or not status.startswith("2"):
+        shown = "; ".join(f"{n}: {s}" for n, s in errors[:5])
+        raise SwiftHTTPError(f"deleting large object {container.name}/{name} failed ({status}) "
+                             f"{shown}", status=resp.status, method="DELETE", path=name)
+    return int(result.get("Number Deleted", 0)) > 0 or int(result.get("Number Not Found", 0)) == 0

@@ -1,0 +1,140 @@
+"""Config file text for the local Swift cluster of ``swiftzarr_batch.testing.swift_server``.
+
+Pure functions from settings to INI text: no I/O, no processes. One replica, one device, every
+server bound to 127.0.0.1, logs to files (see ``_swift_launcher``), nothing under ``/etc``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+#: The proxy pipeline (``cache`` is dropped without memcached, ``s3api`` goes before tempauth).
+PIPELINE = (
+    "catch_errors gatekeeper healthcheck proxy-logging cache listing_formats bulk tempurl "
+    "tempauth copy slo dlo proxy-logging proxy-server"
+)
+_NAME = re.compile(r"^[A-Za-z0-9.-]+$")
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Everything the config files depend on."""
+
+    swift_dir: str  # holds swift.conf, the *-server.conf files and the rings
+    devices: str  # parent of the device directory (``srv/node``)
+    run_user: str  # Swift drops privileges to this user when started as root
+    ports: Mapping[str, int]  # "proxy", "account", "container", "object"
+    users: Mapping[str, str]  # "account:user" -> key
+    admins: Collection[str]  # users in group .admin (owners of their account)
+    fernet_key: str  # urlsafe-base64 of 32 random bytes
+    token_life: int
+    hash_prefix: str
+    hash_suffix: str
+    max_file_size: int | None = None
+    memcache_server: str | None = None  # "127.0.0.1:PORT", or None for no cache filter
+    s3api: bool = False
+    proxy_workers: int = 0
+    keystone: Mapping[str, str] | None = None  # authtoken options: Keystone tokens too (KEY_*)
+
+
+def check_user_name(user: str, key: str) -> tuple[str, str]:
+    """Split ``account:user``; refuse what tempauth's ``user_<account>_<user>`` cannot express."""
+    account, sep, name = user.partition(":")
+    if not sep or not _NAME.match(account) or not _NAME.match(name):
+        raise ValueError(
+            f"user names must look like 'account:user' with letters, digits, '.' or '-': {user!r}"
+        )
+    if not key or any(c.isspace() for c in key):
+        raise ValueError(f"the key of {user!r} must be non-empty and contain no whitespace")
+    return account, name
+
+
+def swift_conf(s: ClusterSettings) -> str:
+    constraints = ""
+    if s.max_file_size is not None:
+        constraints = f"\n[swift-constraints]\nmax_file_size = {int(s.max_file_size)}\n"
+    return (
+        "[swift-hash]\n"
+        f"swift_hash_path_prefix = {s.hash_prefix}\n"
+        f"swift_hash_path_suffix = {s.hash_suffix}\n"
+        "\n[storage-policy:0]\nname = Policy-0\ndefault = yes\n"
+        f"{constraints}"
+    )
+
+
+def _default_section(s: ClusterSettings, server: str, workers: int) -> str:
+    return (
+        "[DEFAULT]\n"
+        f"bind_ip = 127.0.0.1\nbind_port = {s.ports[server]}\nworkers = {workers}\n"
+        f"user = {s.run_user}\nswift_dir = {s.swift_dir}\ndevices = {s.devices}\n"
+        f"mount_check = false\nlog_name = {server}-server\nlog_level = INFO\n"
+    )
+
+
+def backend_server_conf(s: ClusterSettings, server: str) -> str:
+    """account-, container- or object-server.conf."""
+    egg = {"account": "account", "container": "container", "object": "object"}[server]
+    return (
+        _default_section(s, server, 0)
+        + f"\n[pipeline:main]\npipeline = {server}-server\n"
+        + f"\n[app:{server}-server]\nuse = egg:swift#{egg}\n"
+    )
+
+
+def proxy_server_conf(s: ClusterSettings) -> str:
+    pipeline = PIPELINE.split()
+    if s.memcache_server is None:
+        pipeline.remove("cache")  # an empty memcache_servers would mean 127.0.0.1:11211
+    if s.s3api:
+        pipeline.insert(pipeline.index("tempauth"), "s3api")
+    if s.keystone:  # before tempauth, with its own reseller prefix (KEY_), so neither
+        at = pipeline.index("tempauth")  # overrides the other's authorize hook
+        pipeline[at:at] = ["authtoken", "keystoneauth"]
+    user_lines = []
+    for user, key in s.users.items():
+        account, name = check_user_name(user, key)
+        groups = " .admin" if user in s.admins else ""
+        user_lines.append(f"user_{account}_{name} = {key}{groups}\n")
+    filters = {
+        "catch_errors": "",
+        "gatekeeper": "",
+        "healthcheck": "",
+        "proxy-logging": "reveal_sensitive_prefix = 16\n",
+        "listing_formats": "",
+        "bulk": "",
+        "tempurl": "allowed_digests = sha256 sha512\n",  # sha1 is deprecated (logs a warning)
+        "copy": "",
+        "slo": "",
+        "dlo": "",
+        "tempauth": (
+            f"token_life = {int(s.token_life)}\n"
+            f"fernet_key_1 = {s.fernet_key}\nactive_fernet_key_id = 1\n"
+            + "".join(user_lines)
+        ),
+    }
+    if s.keystone:
+        filters["authtoken"] = "".join(f"{k} = {v}\n" for k, v in s.keystone.items()) + (
+            "cache = swift.cache\n" if s.memcache_server else "")
+        filters["keystoneauth"] = "operator_roles = admin, member\nreseller_prefix = KEY_\n"
+    eggs = {"proxy-logging": "proxy_logging"}
+    if s.memcache_server is not None:
+        filters["cache"] = f"memcache_servers = {s.memcache_server}\nmemcache_max_connections = 8\n"
+        eggs["cache"] = "memcache"
+    if s.s3api:
+        # Path-style buckets on 127.0.0.1; access key "account:user", secret = the user's key.
+        filters["s3api"] = "location = us-east-1\ndns_compliant_bucket_names = false\n"
+    text = [
+        _default_section(s, "proxy", s.proxy_workers),
+        f"\n[pipeline:main]\npipeline = {' '.join(pipeline)}\n",
+        "\n[app:proxy-server]\nuse = egg:swift#proxy\nallow_account_management = true\n"
+        "account_autocreate = true\nexpose_info = true\n",
+    ]
+    for name in dict.fromkeys(pipeline):
+        if name == "proxy-server":
+            continue
+        use = ("paste.filter_factory = keystonemiddleware.auth_token:filter_factory"
+               if name == "authtoken" else f"use = egg:swift#{eggs.get(name, name)}")
+        text.append(f"\n[filter:{name}]\n{use}\n{filters[name]}")
+    return "".join(text)

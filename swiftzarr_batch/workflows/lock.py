@@ -1,0 +1,191 @@
+"""A lock object next to a dataset, so two scheduled runs never write it at once.
+
+Taking the lock is a create with ``If-None-Match: *``: a PUT that arrives after another one
+completed gets 412. Swift does not serialise PUTs that are in flight at the same moment,
+though: both get 201 and the later timestamp wins. So the creator waits ``settle`` seconds
+(longer than a small PUT takes) and reads the lock back (``X-Newest``); only the run whose id
+is there holds it. A run that dies must not block the dataset forever, so the lock expires:
+- on Swift the lock object carries ``X-Delete-After``: once it is past, the object server treats
+  it as gone, and the next create succeeds (no clock of ours involved);
+- the lock also records ``expires_at``; a lock found past it (any store, or a Swift whose
+  expiry did not apply) is taken over through a one-time "steal" marker named after the expired
+  lock's id, so of several runs finding the same dead lock only one replaces it.
+While held, a background thread renews the lock every ``ttl/3`` seconds; if it finds the lock
+taken over, ``check()`` raises, and the holder stops before committing anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+from zarr.abc.store import Store
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+
+from swiftzarr_batch.errors import SwiftZarrError
+from swiftzarr_batch.swift.names import quote_path
+from swiftzarr_batch.swift.status import NOT_FOUND
+from swiftzarr_batch.store.swift_store import SwiftStore
+from swiftzarr_batch.store.keys import LOCKS_DIR, join
+from swiftzarr_batch.workflows.common import LockHeldError
+
+log = logging.getLogger(__name__)
+
+PROTO = default_buffer_prototype()
+
+
+class LockLostError(SwiftZarrError):
+    """The lock expired and another run took it while we held it."""
+
+
+class DatasetLock:
+    """``with DatasetLock(store, "ingest", ttl=3600): ...`` — raises LockHeldError if held."""
+
+    def __init__(self, store: Store, name: str, *, ttl: float = 3600.0, path: str = "",
+                 renew: bool = True, settle: float = 1.0) -> None:
+        if ttl < 2:
+            raise ValueError(f"lock ttl must be at least 2 seconds, got {ttl}")
+        self.store, self.name, self.ttl, self.renew_in_background = store, name, ttl, renew
+        self.settle = settle
+        self.key = join(path, LOCKS_DIR, name)
+        self.id = uuid.uuid4().hex
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lost: str | None = None
+
+    def __repr__(self) -> str:
+        return f"DatasetLock({self.key!r}, owner={self.owner!r})"
+
+    # -- the lock document ------------------------------------------------------------------
+    def _doc(self) -> bytes:
+        now = time.time()
+        return json.dumps({"id": self.id, "owner": self.owner, "acquired_at": now,
+                           "expires_at": now + self.ttl}).encode()
+
+    async def _read(self, key: str | None = None) -> dict[str, Any] | None:
+        key = key or self.key
+        if isinstance(self.store, SwiftStore):  # the newest replica, not any replica
+            container = await self.store.swift_container()
+            resp = await container.session.request(
+                "GET", quote_path(container.name, self.store.object_name(key)),
+                headers={"X-Newest": "true"}, check_md5=True)
+            body = None if resp.status == NOT_FOUND else resp.body
+        else:
+            buf = await self.store.get(key, PROTO)
+            body = None if buf is None else buf.to_bytes()
+        if body is None:
+            return None
+        try:
+            return json.loads(body)
+        except ValueError:  # never treated as expired: it could be someone's live lock
+            return {"id": "unreadable", "owner": "an unreadable lock object (remove it by "
+                    "hand if no run is active)", "expires_at": float("inf")}
+
+    async def _create(self, key: str, body: bytes) -> bool:
+        """Create ``key`` if absent; True only if it is ours once concurrent creates settled."""
+        if isinstance(self.store, SwiftStore):
+            container = await self.store.swift_container()
+            if not await container.put(self.store.object_name(key), body, if_none_match=True,
+                                       headers={"X-Delete-After": str(int(self.ttl + 1))}):
+                return False
+            await asyncio.sleep(self.settle)  # let PUTs that raced with ours land
+        else:
+            await self.store.set_if_not_exists(key, PROTO.buffer.from_bytes(body))
+        current = await self._read(key)  # who won?
+        return current is not None and json.loads(body)["id"] == current.get("id")
+
+    async def _write(self) -> None:
+        body = self._doc()
+        if isinstance(self.store, SwiftStore):
+            container = await self.store.swift_container()
+            await container.put(self.store.object_name(self.key), body,
+                                headers={"X-Delete-After": str(int(self.ttl + 1))})
+        else:
+            await self.store.set(self.key, PROTO.buffer.from_bytes(body))
+
+    # -- acquire / renew / release ----------------------------------------------------------
+    def acquire(self) -> None:
+        sync(self._acquire())
+        log.info("took lock %s (expires in %.0f s unless renewed)", self.key, self.ttl)
+        if self.renew_in_background:
+            self._thread = threading.Thread(target=self._renew_loop, daemon=True,
+                                            name=f"lock-{self.name}")
+            self._thread.start()
+
+    async def _acquire(self) -> None:
+        for _ in range(3):
+            if await self._create(self.key, self._doc()):
+                return
+            held = await self._read()
+            if held is None:
+                continue  # released or expired in between: try again
+            if held.get("expires_at", 0) > time.time():
+                left = held["expires_at"] - time.time()
+                raise LockHeldError(
+                    f"{self.key} is held by {held.get('owner', '?')} (expires in {left:.0f} s "
+                    "unless renewed); another run is in progress")
+            # Expired but still there: take it over, once for all runs that found it.
+            marker = f"{self.key}.steal.{held.get('id', 'unknown')}"
+            if not await self._create(marker, self._doc()):
+                raise LockHeldError(f"{self.key} expired and another run is taking it over")
+            current = await self._read()
+            if current is not None and current.get("id") == held.get("id"):
+                log.warning("lock %s of %s expired; taking it over", self.key, held.get("owner"))
+                await self.store.delete(self.key)
+            await self.store.delete(marker)
+        raise LockHeldError(f"could not take {self.key}: other runs keep taking it")
+
+    def check(self) -> None:
+        """Raise LockLostError if the background renewal found the lock taken over."""
+        if self._lost:
+            raise LockLostError(self._lost)
+
+    def renew(self) -> None:
+        sync(self._renew())
+
+    async def _renew(self) -> None:
+        held = await self._read()
+        if held is None or held.get("id") != self.id:
+            who = "nobody" if held is None else held.get("owner", "?")
+            self._lost = (f"lock {self.key} was lost (now held by {who}); stopped before "
+                          "committing anything")
+            raise LockLostError(self._lost)
+        await self._write()
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            try:
+                self.renew()
+            except LockLostError as exc:
+                log.error("%s", exc)
+                return
+            except Exception as exc:  # noqa: BLE001 - retried at the next interval
+                log.warning("could not renew lock %s: %s", self.key, exc)
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        try:
+            held = sync(self._read())
+            if held is not None and held.get("id") == self.id:
+                sync(self.store.delete(self.key))
+                log.info("released lock %s", self.key)
+        except Exception as exc:  # noqa: BLE001 - it expires by itself
+            log.warning("could not release lock %s (it expires by itself): %s", self.key, exc)
+
+    def __enter__(self) -> DatasetLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -1,0 +1,115 @@
+"""Keep a copy of a zarr dataset up to date: another container, account or Swift cluster.
+Run from cron or a batch scheduler: ``python -m swiftzarr_batch.workflows.mirror CONFIG``.
+
+Each run is an incremental ``copy_store``: keys whose size and MD5 already match are skipped,
+changed ones overwritten (server-side when both sides are on one cluster), chunks before
+metadata; with ``delete_extra`` keys that vanished at the source are deleted at the target.
+The copy is verified key by key against the source listing, optionally followed by a full
+``verify_store`` of the target. A source that an ingest run is writing right now (its lock is
+held) is left alone this time (exit 75): copying it mid-append would copy a half-grown dataset.
+Two mirror runs into one target exclude each other with a lock on the target.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+
+from swiftzarr_batch.transfer.copy import CopyError, copy_store
+from swiftzarr_batch.store.locations import open_store
+from swiftzarr_batch.jobs.runner import cluster_counters, counters_delta, dask_context
+from swiftzarr_batch.transfer.verify import verify_store
+from swiftzarr_batch.store.keys import LOCKS_DIR, join
+from swiftzarr_batch.workflows.common import REQUIRED, LockHeldError, main_for, run_workflow
+from swiftzarr_batch.workflows.lock import DatasetLock
+
+log = logging.getLogger(__name__)
+
+SCHEMA = {
+    "source": {"url": (str, REQUIRED), "env_prefix": (str, "")},
+    "target": {"url": (str, REQUIRED), "env_prefix": (str, "")},
+    "mirror": {"delete_extra": (bool, False), "if_exists": (str, "overwrite"),
+               "server_side": (str, "auto"), "respect_lock": (str, "ingest"),
+               "lock_ttl_seconds": ((int, float), 3600), "batch_size": (int, 250),
+               "concurrency": (int, 16)},
+    "verify": {"structure": (bool, False), "allow_missing": (bool, True),
+               "content": (bool, False)},
+    "dask": {"workers": (int, 0), "scheduler": (str, "")},
+    "output": {"summary": (str, "")},
+}
+SERVER_SIDE = {"auto": None, "always": True, "never": False}
+
+
+def run_from_config(config_path: str | Path, summary_path: str | Path | None = None, *,
+                    debug: bool = False) -> int:
+    """Mirror a dataset as the TOML config says; returns the exit code."""
+    return run_workflow("mirror", config_path, SCHEMA, mirror, summary_path, debug=debug)
+
+
+def mirror(config: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
+    src, tgt, opt = config["source"], config["target"], config["mirror"]
+    if opt["server_side"] not in SERVER_SIDE:
+        raise ValueError(f"[mirror] server_side must be one of {sorted(SERVER_SIDE)}")
+    source = open_store(src["url"], read_only=True, env_prefix=src["env_prefix"])
+    dest = open_store(tgt["url"], env_prefix=tgt["env_prefix"])
+    summary.update(source=src["url"], target=tgt["url"])
+    holder = _source_lock_holder(source, opt["respect_lock"])
+    if holder:
+        raise LockHeldError(f"{src['url']} is being written ({opt['respect_lock']} lock held by "
+                            f"{holder}); not mirrored this time")
+    before = cluster_counters()
+    with dask_context(config["dask"]["workers"] or None, config["dask"]["scheduler"] or None), \
+            DatasetLock(dest, "mirror", ttl=float(opt["lock_ttl_seconds"])):
+        try:
+            result = copy_store(
+                source, dest, if_exists=opt["if_exists"], delete_extra=opt["delete_extra"],
+                verify=True, server_side=SERVER_SIDE[opt["server_side"]],
+                batch_size=opt["batch_size"], concurrency=opt["concurrency"])
+        except CopyError as exc:
+            summary["copy"] = exc.summary.as_dict()
+            raise
+        summary["copy"] = result.as_dict()
+        verified = bool(result.verified)
+        if config["verify"]["structure"]:
+            report = verify_store(dest, check_content=config["verify"]["content"],
+                                  allow_missing=config["verify"]["allow_missing"])
+            summary["verify"] = {k: v for k, v in report.as_dict().items() if k != "arrays"}
+            verified = verified and report.ok
+            if not report.ok:
+                log.error("the mirror did not verify:\n%s", report.format())
+    if _source_lock_holder(source, opt["respect_lock"]):
+        log.warning("an ingest started at the source during the mirror; run again later")
+        verified = False
+    summary["verified"] = verified
+    summary["counters"] = counters_delta(before, cluster_counters())
+
+
+def _source_lock_holder(source: Any, name: str) -> str | None:
+    """Who holds the source's ``name`` lock (None if nobody, or if ``name`` is empty)."""
+    if not name:
+        return None
+    buf = sync(source.get(join(LOCKS_DIR, name), default_buffer_prototype()))
+    if buf is None:
+        return None
+    try:
+        doc = json.loads(buf.to_bytes())
+    except ValueError:
+        return "an unreadable lock"
+    if doc.get("expires_at", 0) <= time.time():
+        return None  # a dead run's lock: its expiry is past
+    return str(doc.get("owner", "?"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return main_for("python -m swiftzarr_batch.workflows.mirror", run_from_config, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
