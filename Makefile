@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup keystone demo test bench bench-quick serve clean
+.PHONY: setup keystone check demo test bench bench-quick serve clean
 
 $(STAMP): pyproject.toml scripts/find_python.sh scripts/setup_system.sh
 	@bash scripts/setup_system.sh
@@ -25,7 +25,14 @@ keystone: setup
 demo: setup
 	$(PY) -m swiftzarr_batch.testing.swift_server run -- $(PY) examples/seed_walkthrough.py
 
-test: setup keystone
+# The fast checks (seconds), before the suite: lint, format, types, and the one-way imports.
+check: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
+
+test: setup keystone check
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # Benchmarks: their own venv (benchmarks/.venv: the project plus the peers, never project

@@ -65,17 +65,33 @@ class Sizes:
 
 
 FULL = Sizes(
-    mode="full", reps=3, concurrency=16, dask_workers=4,
-    arrays=(ArrayCase("64KiB", (128, 128), (64, 64), (4, 4)),
-            ArrayCase("8MiB", (1024, 2048), (8, 8))),
-    listing_objects=50_000, copy_chunks=2_000, delete_objects=20_000,
-    upload_threads=(10, 20, 40), op_timeout=1800.0,
+    mode="full",
+    reps=3,
+    concurrency=16,
+    dask_workers=4,
+    arrays=(
+        ArrayCase("64KiB", (128, 128), (64, 64), (4, 4)),
+        ArrayCase("8MiB", (1024, 2048), (8, 8)),
+    ),
+    listing_objects=50_000,
+    copy_chunks=2_000,
+    delete_objects=20_000,
+    upload_threads=(10, 20, 40),
+    op_timeout=1800.0,
 )
 
 QUICK = Sizes(
-    mode="quick", reps=3, concurrency=16, dask_workers=4,
-    arrays=(ArrayCase("64KiB", (128, 128), (16, 32), (4, 4)),
-            ArrayCase("8MiB", (1024, 2048), (4, 4))),
-    listing_objects=12_000, copy_chunks=200, delete_objects=1_000,
-    upload_threads=(10, 20), op_timeout=300.0,
+    mode="quick",
+    reps=3,
+    concurrency=16,
+    dask_workers=4,
+    arrays=(
+        ArrayCase("64KiB", (128, 128), (16, 32), (4, 4)),
+        ArrayCase("8MiB", (1024, 2048), (4, 4)),
+    ),
+    listing_objects=12_000,
+    copy_chunks=200,
+    delete_objects=1_000,
+    upload_threads=(10, 20),
+    op_timeout=300.0,
 )

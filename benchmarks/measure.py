@@ -69,20 +69,36 @@ class Meter:
     def __exit__(self, *exc: object) -> None:
         wall0, self0, kids0 = self._start
         self.wall = time.perf_counter() - wall0
-        self.cpu = (_cpu(resource.getrusage(resource.RUSAGE_SELF)) - self0
-                    + _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) - kids0)
+        self.cpu = (
+            _cpu(resource.getrusage(resource.RUSAGE_SELF))
+            - self0
+            + _cpu(resource.getrusage(resource.RUSAGE_CHILDREN))
+            - kids0
+        )
         self.peak_rss_mb = max(peak_rss_mb(), self.child_peak_rss_mb)
 
 
-def run_child(argv: Sequence[str], meter: Meter | None = None, *, cwd: str | None = None,
-              env: dict[str, str] | None = None, timeout: float = 1800.0) -> tuple[str, int]:
+def run_child(
+    argv: Sequence[str],
+    meter: Meter | None = None,
+    *,
+    cwd: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 1800.0,
+) -> tuple[str, int]:
     """Run a CLI to completion; its CPU lands in RUSAGE_CHILDREN, its peak RSS in ``meter``.
 
     Returns the tail of its output and its number of output lines; raises RuntimeError with
     that tail when it exits non-zero.
     """
-    proc = subprocess.Popen(list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        list(argv),
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + timeout
     out, lines = b"", 0
     assert proc.stdout is not None

@@ -39,8 +39,10 @@ async def _pool(n: int, fn: Any) -> None:
 
 async def _aiohttp(url: str, token: str, n: int, tag: str, md5: bool) -> dict[str, float]:
     out = {}
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=C),
-                                     headers={"X-Auth-Token": token}) as s:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=C), headers={"X-Auth-Token": token}
+    ) as s:
+
         async def put(i: int) -> None:
             h = {"ETag": hashlib.md5(BODY).hexdigest()} if md5 else None
             async with s.put(f"{url}/micro/{tag}/{i}", data=BODY, headers=h) as r:
@@ -68,8 +70,10 @@ async def _http1(url: str, token: str, n: int, tag: str) -> dict[str, float]:
     out = {}
     for name, method, body in (("PUT", "PUT", BODY), ("GET", "GET", None)):
         c0, t0 = _cpu(), time.perf_counter()
-        await _pool(n, lambda i, m=method, b=body: pool.request(
-            m, f"{ep.base_path}/micro/{tag}/{i}", auth, b))
+        await _pool(
+            n,
+            lambda i, m=method, b=body: pool.request(m, f"{ep.base_path}/micro/{tag}/{i}", auth, b),
+        )
         out[name] = (1000 * (_cpu() - c0) / n, n / (time.perf_counter() - t0))
     pool.close()
     return out
@@ -79,8 +83,10 @@ async def _ours(store: Any, n: int, tag: str) -> dict[str, float]:
     c = await store.swift_container()
     mv = memoryview(BODY)
     out = {}
-    for name, fn in (("PUT", lambda i: c.put(f"{tag}/{i}", mv)),
-                     ("GET", lambda i: c.get(f"{tag}/{i}"))):
+    for name, fn in (
+        ("PUT", lambda i: c.put(f"{tag}/{i}", mv)),
+        ("GET", lambda i: c.get(f"{tag}/{i}")),
+    ):
         c0, t0 = _cpu(), time.perf_counter()
         await _pool(n, fn)
         out[name] = (1000 * (_cpu() - c0) / n, n / (time.perf_counter() - t0))
@@ -101,11 +107,14 @@ def main() -> None:
         conn = Connection(authurl=server.auth_url, user=server.user, key=server.key)
         conn.put_container("micro")
         url, token = conn.get_auth()
-        store = SwiftStore("micro", authurl=server.auth_url, user=server.user, key=server.key,
-                           max_connections=C)
+        store = SwiftStore(
+            "micro", authurl=server.auth_url, user=server.user, key=server.key, max_connections=C
+        )
         store.session
-        print(f"{'round':<6}{'client':<22}{'PUT ms cpu/req':>15}{'PUT/s':>8}"
-              f"{'GET ms cpu/req':>16}{'GET/s':>8}")
+        print(
+            f"{'round':<6}{'client':<22}{'PUT ms cpu/req':>15}{'PUT/s':>8}"
+            f"{'GET ms cpu/req':>16}{'GET/s':>8}"
+        )
         for rnd in range(args.rounds):  # interleaved
             for label, coro in (
                 ("aiohttp", _aiohttp(url, token, args.n, f"a{rnd}", False)),
@@ -114,8 +123,11 @@ def main() -> None:
                 ("SwiftContainer", _ours(store, args.n, f"o{rnd}")),
             ):
                 r = asyncio.run(coro)
-                print(f"{rnd:<6}{label:<22}{r['PUT'][0]:>15.3f}{r['PUT'][1]:>8.0f}"
-                      f"{r['GET'][0]:>16.3f}{r['GET'][1]:>8.0f}", flush=True)
+                print(
+                    f"{rnd:<6}{label:<22}{r['PUT'][0]:>15.3f}{r['PUT'][1]:>8.0f}"
+                    f"{r['GET'][0]:>16.3f}{r['GET'][1]:>8.0f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

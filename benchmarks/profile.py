@@ -31,14 +31,30 @@ def requests_for(workload: str, sizes: config.Sizes, reps: int, name: str) -> li
     for rep in range(reps):
         path = f"profile/{name}/r{rep}"
         if workload in ("W1", "W2"):
-            reqs.append({"op": "w1_write", "params": {"case": case, "container": plan.C_ARRAYS,
-                                                     "path": path}})
+            reqs.append(
+                {
+                    "op": "w1_write",
+                    "params": {"case": case, "container": plan.C_ARRAYS, "path": path},
+                }
+            )
         if workload == "W2":
-            reqs.append({"op": "w2_read", "params": {"case": case, "container": plan.C_ARRAYS,
-                                                    "path": path}})
+            reqs.append(
+                {
+                    "op": "w2_read",
+                    "params": {"case": case, "container": plan.C_ARRAYS, "path": path},
+                }
+            )
         if workload == "W3":
-            reqs.append({"op": "w3_keys", "params": {"container": plan.C_LIST, "prefix": "flat/",
-                                                    "expect": sizes.listing_objects}})
+            reqs.append(
+                {
+                    "op": "w3_keys",
+                    "params": {
+                        "container": plan.C_LIST,
+                        "prefix": "flat/",
+                        "expect": sizes.listing_objects,
+                    },
+                }
+            )
     return reqs
 
 
@@ -83,19 +99,44 @@ def main() -> int:
         if args.workload == "W3":
             runner.seed_list()
         reqs = Path(work, "requests.jsonl")
-        reqs.write_text("".join(json.dumps(r) + "\n" for r in requests_for(
-            args.workload, sizes, args.reps, args.contender)))
-        env = {**os.environ, "BENCH_AUTH_URL": server.auth_url, "BENCH_USER": server.user,
-               "BENCH_KEY": server.key, "BENCH_PROXY_URL": server.proxy_url,
-               "BENCH_CONCURRENCY": str(sizes.concurrency),
-                   "BENCH_DASK_WORKERS": str(sizes.dask_workers)}
+        reqs.write_text(
+            "".join(
+                json.dumps(r) + "\n"
+                for r in requests_for(args.workload, sizes, args.reps, args.contender)
+            )
+        )
+        env = {
+            **os.environ,
+            "BENCH_AUTH_URL": server.auth_url,
+            "BENCH_USER": server.user,
+            "BENCH_KEY": server.key,
+            "BENCH_PROXY_URL": server.proxy_url,
+            "BENCH_CONCURRENCY": str(sizes.concurrency),
+            "BENCH_DASK_WORKERS": str(sizes.dask_workers),
+        }
         spy = Path(sys.executable).with_name("py-spy")
-        argv = [str(spy), "record", "--format", "raw", "--threads", "--gil", "--rate", "100", "-o",
-                str(out), *(["--native"] if args.native else []), "--",
-                sys.executable, "-m", "benchmarks.worker", args.contender]
+        argv = [
+            str(spy),
+            "record",
+            "--format",
+            "raw",
+            "--threads",
+            "--gil",
+            "--rate",
+            "100",
+            "-o",
+            str(out),
+            *(["--native"] if args.native else []),
+            "--",
+            sys.executable,
+            "-m",
+            "benchmarks.worker",
+            args.contender,
+        ]
         with open(reqs) as stdin:
-            done = subprocess.run(argv, stdin=stdin, cwd=REPO, env=env, capture_output=True,
-                                  text=True)
+            done = subprocess.run(
+                argv, stdin=stdin, cwd=REPO, env=env, capture_output=True, text=True
+            )
         print(done.stdout[-3000:])
         if done.returncode != 0:
             print(done.stderr[-3000:], file=sys.stderr)

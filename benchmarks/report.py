@@ -7,12 +7,18 @@ from dataclasses import dataclass
 from typing import Any
 
 
-def summarize(workload: str, case: str, label: str, samples: list[dict[str, Any]]
-              ) -> dict[str, Any]:
+def summarize(
+    workload: str, case: str, label: str, samples: list[dict[str, Any]]
+) -> dict[str, Any]:
     """One row: median/min/max of the successful repetitions, and what they cost the client."""
     ok = [s for s in samples if s.get("ok")]
-    row: dict[str, Any] = {"workload": workload, "case": case, "contender": label,
-                           "reps": len(ok), "samples": samples}
+    row: dict[str, Any] = {
+        "workload": workload,
+        "case": case,
+        "contender": label,
+        "reps": len(ok),
+        "samples": samples,
+    }
     failed = [s for s in samples if not s.get("ok")]
     if failed:
         row["error"] = failed[-1].get("unavailable") or failed[-1].get("error")
@@ -27,14 +33,20 @@ def summarize(workload: str, case: str, label: str, samples: list[dict[str, Any]
     objects = ok[0].get("objects", 0)
     nbytes = ok[0].get("bytes", 0)
     cpu = statistics.median(s["cpu"] for s in ok)
-    row.update({
-        "median_s": med, "min_s": min(walls), "max_s": max(walls),
-        "objects": objects, "objects_per_s": objects / med if med else None,
-        "mb_per_s": nbytes / med / 1e6 if nbytes and med else None,
-        "cpu_s": cpu, "cpu_ms_per_request": 1000 * cpu / objects if objects else None,
-        "peak_rss_mb": max(s["peak_rss_mb"] for s in ok),
-        "rss_delta_mb": statistics.median(s.get("rss_delta_mb", 0.0) for s in ok),
-    })
+    row.update(
+        {
+            "median_s": med,
+            "min_s": min(walls),
+            "max_s": max(walls),
+            "objects": objects,
+            "objects_per_s": objects / med if med else None,
+            "mb_per_s": nbytes / med / 1e6 if nbytes and med else None,
+            "cpu_s": cpu,
+            "cpu_ms_per_request": 1000 * cpu / objects if objects else None,
+            "peak_rss_mb": max(s["peak_rss_mb"] for s in ok),
+            "rss_delta_mb": statistics.median(s.get("rss_delta_mb", 0.0) for s in ok),
+        }
+    )
     return row
 
 
@@ -64,12 +76,15 @@ def _fmt(v: Any, spec: str) -> str:
 
 def table(cases: list[tuple[str, str | None, str, list[dict[str, Any]]]]) -> str:
     lines = []
-    head = (f"{'contender':<18}{'median s':>9}{'min':>8}{'max':>8}{'obj/s':>9}{'MB/s':>8}"
-            f"{'cpu ms/req':>11}{'peak MB':>9}{'dMB':>7}{'x ref':>7}  notes")
+    head = (
+        f"{'contender':<18}{'median s':>9}{'min':>8}{'max':>8}{'obj/s':>9}{'MB/s':>8}"
+        f"{'cpu ms/req':>11}{'peak MB':>9}{'dMB':>7}{'x ref':>7}  notes"
+    )
     for title, ref, note, rows in cases:
         lines.append("")
-        lines.append(f"== {title}   (x ref = speed vs {ref or 'n/a'})"
-                     + (f"  [{note}]" if note else ""))
+        lines.append(
+            f"== {title}   (x ref = speed vs {ref or 'n/a'})" + (f"  [{note}]" if note else "")
+        )
         lines.append(head)
         for r in rows:
             notes = r.get("check", "")
@@ -82,7 +97,8 @@ def table(cases: list[tuple[str, str | None, str, list[dict[str, Any]]]]) -> str
                 f"{r['contender']:<18}{r['median_s']:>9.3f}{r['min_s']:>8.3f}{r['max_s']:>8.3f}"
                 f"{_fmt(r.get('objects_per_s'), '.0f'):>9}{_fmt(r.get('mb_per_s'), '.1f'):>8}"
                 f"{_fmt(r.get('cpu_ms_per_request'), '.3f'):>11}{r['peak_rss_mb']:>9.0f}"
-                f"{r['rss_delta_mb']:>7.0f}{_fmt(r.get('speed_vs_ref'), '.2f'):>7}  {notes[:160]}")
+                f"{r['rss_delta_mb']:>7.0f}{_fmt(r.get('speed_vs_ref'), '.2f'):>7}  {notes[:160]}"
+            )
     return "\n".join(lines)
 
 
@@ -102,8 +118,12 @@ class Target:
 
 def _row(rows: list[dict[str, Any]], case_prefix: str, label: str) -> dict[str, Any] | None:
     for r in rows:
-        if r["case"].startswith(case_prefix) and r["contender"] == label and "median_s" in r \
-                and not r.get("check"):
+        if (
+            r["case"].startswith(case_prefix)
+            and r["contender"] == label
+            and "median_s" in r
+            and not r.get("check")
+        ):
             return r
     return None
 
@@ -113,7 +133,9 @@ def _speed(rows: list[dict[str, Any]], case: str, a: str, b: str) -> tuple[float
     if ra is None or rb is None:
         missing = a if ra is None else b
         return None, f"{missing}: no valid result"
-    return rb["median_s"] / ra["median_s"], f"{a} {ra['median_s']:.3f}s vs {b} {rb['median_s']:.3f}s"
+    return rb["median_s"] / ra[
+        "median_s"
+    ], f"{a} {ra['median_s']:.3f}s vs {b} {rb['median_s']:.3f}s"
 
 
 def targets(rows: list[dict[str, Any]], arrays: list[str]) -> list[Target]:
@@ -129,8 +151,11 @@ def targets(rows: list[dict[str, Any]], arrays: list[str]) -> list[Target]:
             case = f"{w} dask {verb} {a}"
             raws = [r for r in (_row(rows, case, "raw"), _row(rows, case, "raw-lean")) if r]
             best_raw = min(raws, key=lambda r: r["median_s"])["contender"] if raws else "raw"
-            variants = ("ours", "ours-helpers", "ours-xarray", "ours-nomd5") if w == "W1" \
+            variants = (
+                ("ours", "ours-helpers", "ours-xarray", "ours-nomd5")
+                if w == "W1"
                 else ("ours", "ours-xarray", "ours-nomd5")
+            )
             for ours in variants:
                 if ours != "ours" and _row(rows, case, ours) is None:
                     continue
@@ -141,31 +166,73 @@ def targets(rows: list[dict[str, Any]], arrays: list[str]) -> list[Target]:
     ratio("W3 keys: ours vs swiftclient full listing", "W3 list keys", "ours", "swiftclient", 1.0)
     ratio("W3 keys: ours vs obstore", "W3 list keys", "ours", "obstore", 2.0)
     ratio("W3 list_dir: ours vs obstore", "W3 list_dir", "ours", "obstore", 2.0)
-    small = next((r for r in rows if r["case"].startswith("W3 list keys")
-                  and "memory" in r["case"] and r["contender"] == "ours" and "median_s" in r), None)
-    big = next((r for r in rows if r["case"].startswith("W3 list keys")
-                and "memory" not in r["case"] and r["contender"] == "ours" and "median_s" in r),
-               None)
+    small = next(
+        (
+            r
+            for r in rows
+            if r["case"].startswith("W3 list keys")
+            and "memory" in r["case"]
+            and r["contender"] == "ours"
+            and "median_s" in r
+        ),
+        None,
+    )
+    big = next(
+        (
+            r
+            for r in rows
+            if r["case"].startswith("W3 list keys")
+            and "memory" not in r["case"]
+            and r["contender"] == "ours"
+            and "median_s" in r
+        ),
+        None,
+    )
     if big and small:
         # Streaming holds ~2 pages (<= 20 000 entries, ~10 MB decoded) whatever the count;
         # a full listing in memory grows with it (swiftclient's row shows by how much).
         grow = big["rss_delta_mb"] - small["rss_delta_mb"]
-        full = next((r for r in rows if r["case"] == big["case"]
-                     and r["contender"] == "swiftclient" and "median_s" in r), None)
+        full = next(
+            (
+                r
+                for r in rows
+                if r["case"] == big["case"] and r["contender"] == "swiftclient" and "median_s" in r
+            ),
+            None,
+        )
         contrast = f"; swiftclient full listing grew {full['rss_delta_mb']:.1f} MB" if full else ""
-        out.append(Target("W3 ours memory flat in object count", "<= 16 MB", grow, grow <= 16.0,
-                          f"peak RSS growth {big['rss_delta_mb']:.1f} MB for {big['objects']} "
-                          f"vs {small['rss_delta_mb']:.1f} MB for {small['objects']} keys"
-                          + contrast))
+        out.append(
+            Target(
+                "W3 ours memory flat in object count",
+                "<= 16 MB",
+                grow,
+                grow <= 16.0,
+                f"peak RSS growth {big['rss_delta_mb']:.1f} MB for {big['objects']} "
+                f"vs {small['rss_delta_mb']:.1f} MB for {small['objects']} keys" + contrast,
+            )
+        )
     ratio("W4 Swift->Swift: ours vs download+upload", "W4 copy Swift->Swift", "ours", "raw", 5.0)
-    l2s = [r for r in rows if r["case"].startswith("W4 copy local") and "median_s" in r
-           and r["contender"].startswith("swift-cli") and not r.get("check")]
+    l2s = [
+        r
+        for r in rows
+        if r["case"].startswith("W4 copy local")
+        and "median_s" in r
+        and r["contender"].startswith("swift-cli")
+        and not r.get("check")
+    ]
     if l2s:
         best = min(l2s, key=lambda r: r["median_s"])["contender"]
         ratio(f"W4 local->Swift: ours vs {best} (best)", "W4 copy local", "ours", best, 1.5)
     else:
-        out.append(Target("W4 local->Swift: ours vs best swift upload", ">= 1.5x", None, None,
-                          "no swift-cli result"))
+        out.append(
+            Target(
+                "W4 local->Swift: ours vs best swift upload",
+                ">= 1.5x",
+                None,
+                None,
+                "no swift-cli result",
+            )
+        )
     ratio("W5 delete: ours vs swift delete", "W5 delete", "ours", "swift-cli", 1.0)
     ratio("W5 delete: ours vs one DELETE per object", "W5 delete", "ours", "raw", 10.0)
     if arrays:
@@ -176,21 +243,40 @@ def targets(rows: list[dict[str, Any]], arrays: list[str]) -> list[Target]:
             for peer, factor in (("obstore", 1.0), ("zarr-swiftstore", 0.5)):
                 other = _row(rows, case, peer)
                 if ours is None or other is None:
-                    out.append(Target(f"W6 cpu/{what} ours vs {peer}", f"<= {factor}x", None, None,
-                                      "missing result"))
+                    out.append(
+                        Target(
+                            f"W6 cpu/{what} ours vs {peer}",
+                            f"<= {factor}x",
+                            None,
+                            None,
+                            "missing result",
+                        )
+                    )
                     continue
                 v = ours["cpu_ms_per_request"] / other["cpu_ms_per_request"]
-                out.append(Target(f"W6 cpu/{what} ({a}) ours vs {peer}", f"<= {factor}x", v,
-                                  v <= factor, f"{ours['cpu_ms_per_request']:.3f} vs "
-                                  f"{other['cpu_ms_per_request']:.3f} ms per chunk"))
+                out.append(
+                    Target(
+                        f"W6 cpu/{what} ({a}) ours vs {peer}",
+                        f"<= {factor}x",
+                        v,
+                        v <= factor,
+                        f"{ours['cpu_ms_per_request']:.3f} vs "
+                        f"{other['cpu_ms_per_request']:.3f} ms per chunk",
+                    )
+                )
                 floor = _row(rows, case, "zarr-memory")
                 if floor is not None:  # the same ratio without the dask + zarr cost they share
                     f = floor["cpu_ms_per_request"]
                     mine, theirs = ours["cpu_ms_per_request"] - f, other["cpu_ms_per_request"] - f
                     if theirs > 0:
-                        out.append(Target(
-                            f"  (store only, minus zarr-memory) vs {peer}", f"<= {factor}x",
-                            mine / theirs, mine / theirs <= factor,
-                            f"{mine:.3f} vs {theirs:.3f} ms per chunk above the {f:.3f} ms "
-                            "dask+zarr floor"))
+                        out.append(
+                            Target(
+                                f"  (store only, minus zarr-memory) vs {peer}",
+                                f"<= {factor}x",
+                                mine / theirs,
+                                mine / theirs <= factor,
+                                f"{mine:.3f} vs {theirs:.3f} ms per chunk above the {f:.3f} ms "
+                                "dask+zarr floor",
+                            )
+                        )
     return out

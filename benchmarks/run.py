@@ -41,10 +41,17 @@ class Runner(plan.Hooks):
     def _seed(self, container: str, names: list[str], body: Any = None) -> None:
         started = time.monotonic()
         kwargs = {"body": body} if body else {}
-        seed_objects(self.storage_url, self.token, container, names,
-                     parallel=self.sizes.seed_parallel, **kwargs)
-        log.info("seeded %d objects into %s in %.1f s", len(names), container,
-                 time.monotonic() - started)
+        seed_objects(
+            self.storage_url,
+            self.token,
+            container,
+            names,
+            parallel=self.sizes.seed_parallel,
+            **kwargs,
+        )
+        log.info(
+            "seeded %d objects into %s in %.1f s", len(names), container, time.monotonic() - started
+        )
 
     def seed_list(self) -> None:
         self._seed(plan.C_LIST, [f"flat/c.{i:06d}" for i in range(self.sizes.listing_objects)])
@@ -65,8 +72,9 @@ class Runner(plan.Hooks):
         n = self.sizes.copy_chunks
         root = zarr.open_group(zarr.storage.LocalStore(local), mode="w")
         root.attrs["title"] = "benchmark copy source"
-        arr = root.create_array("a", shape=(n, 16384), chunks=(1, 16384), dtype="int32",
-                                compressors=None)
+        arr = root.create_array(
+            "a", shape=(n, 16384), chunks=(1, 16384), dtype="int32", compressors=None
+        )
         arr[:] = np.arange(n * 16384, dtype="int32").reshape(n, 16384)
         files = sorted(p for p in local.rglob("*") if p.is_file())
         names = [f"src/{p.relative_to(local).as_posix()}" for p in files]
@@ -97,13 +105,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         # A fresh data dir per run: tombstones of earlier runs' deletes never slow this one.
         with LocalSwift(args.data_dir, s3api=True) as server:
-            log.info("local Swift at %s (data %s), %s run", server.proxy_url, server.data_dir,
-                     sizes.mode)
+            log.info(
+                "local Swift at %s (data %s), %s run", server.proxy_url, server.data_dir, sizes.mode
+            )
             runner = Runner(server, sizes, work_dir)
-            env = {"BENCH_AUTH_URL": server.auth_url, "BENCH_USER": server.user,
-                   "BENCH_KEY": server.key, "BENCH_PROXY_URL": server.proxy_url,
-                   "BENCH_CONCURRENCY": str(sizes.concurrency),
-                   "BENCH_DASK_WORKERS": str(sizes.dask_workers), "PYTHONUNBUFFERED": "1"}
+            env = {
+                "BENCH_AUTH_URL": server.auth_url,
+                "BENCH_USER": server.user,
+                "BENCH_KEY": server.key,
+                "BENCH_PROXY_URL": server.proxy_url,
+                "BENCH_CONCURRENCY": str(sizes.concurrency),
+                "BENCH_DASK_WORKERS": str(sizes.dask_workers),
+                "PYTHONUNBUFFERED": "1",
+            }
             if args.profile:
                 Path(args.profile).mkdir(parents=True, exist_ok=True)
                 env["BENCH_PROFILE"] = str(Path(args.profile).resolve())
@@ -118,8 +132,9 @@ def run(args: argparse.Namespace) -> int:
                     printed.append((case.title, ref, case.note, case_rows))
                     print(report.table([printed[-1]]), flush=True)
                     # Written after every case: an interrupted long run keeps what it measured.
-                    write(args, sizes, stamp, started, rows, pool.setup_info, log_dir,
-                          complete=False)
+                    write(
+                        args, sizes, stamp, started, rows, pool.setup_info, log_dir, complete=False
+                    )
             finally:
                 pool.close()
             setup_info = pool.setup_info
@@ -135,16 +150,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def write(args: argparse.Namespace, sizes: config.Sizes, stamp: str, started: float,
-          rows: list[dict[str, Any]], setup_info: dict[str, Any], log_dir: Path, *,
-          complete: bool) -> Path:
+def write(
+    args: argparse.Namespace,
+    sizes: config.Sizes,
+    stamp: str,
+    started: float,
+    rows: list[dict[str, Any]],
+    setup_info: dict[str, Any],
+    log_dir: Path,
+    *,
+    complete: bool,
+) -> Path:
     goals = report.targets(rows, [f"{a.chunks} x {a.name}" for a in sizes.arrays])
     result = {
-        "meta": {"mode": sizes.mode, "complete": complete, "args": vars(args),
-                 "sizes": sizes.as_dict(), "started": started,
-                 "seconds": time.time() - started, "python": sys.version.split()[0],
-                 "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-                 "contenders": setup_info, "logs": str(log_dir.relative_to(REPO))},
+        "meta": {
+            "mode": sizes.mode,
+            "complete": complete,
+            "args": vars(args),
+            "sizes": sizes.as_dict(),
+            "started": started,
+            "seconds": time.time() - started,
+            "python": sys.version.split()[0],
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+            "contenders": setup_info,
+            "logs": str(log_dir.relative_to(REPO)),
+        },
         "results": rows,
         "targets": [t.__dict__ for t in goals],
     }
@@ -155,8 +185,9 @@ def write(args: argparse.Namespace, sizes: config.Sizes, stamp: str, started: fl
     return out
 
 
-def run_case(case: plan.Case, sizes: config.Sizes, pool: Pool,
-             ok_labels: dict[tuple[str, str], bool]) -> list[dict[str, Any]]:
+def run_case(
+    case: plan.Case, sizes: config.Sizes, pool: Pool, ok_labels: dict[tuple[str, str], bool]
+) -> list[dict[str, Any]]:
     samples: dict[str, list[dict[str, Any]]] = {e.label: [] for e in case.entries}
     log.info("%s: %s x %d reps", case.title, ", ".join(samples), sizes.reps)
     for rep in range(sizes.reps):
@@ -179,10 +210,15 @@ def run_case(case: plan.Case, sizes: config.Sizes, pool: Pool,
                 if check != "ok":
                     result["check"] = check
             samples[e.label].append(result)
-            log.info("  rep %d %-18s %s", rep, e.label,
-                     f"{result['wall']:.3f} s cpu {result['cpu']:.3f} s"
-                     + (f" [{result['check']}]" if result.get("check", "ok") != "ok" else "")
-                     if result.get("ok") else (result.get("unavailable") or result.get("error")))
+            log.info(
+                "  rep %d %-18s %s",
+                rep,
+                e.label,
+                f"{result['wall']:.3f} s cpu {result['cpu']:.3f} s"
+                + (f" [{result['check']}]" if result.get("check", "ok") != "ok" else "")
+                if result.get("ok")
+                else (result.get("unavailable") or result.get("error")),
+            )
     rows = []
     for e in case.entries:
         row = report.summarize(case.workload, case.title, e.label, samples[e.label])

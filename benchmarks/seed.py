@@ -31,8 +31,12 @@ def _extract(storage_url: str, token: str, container: str, archive: bytes) -> in
     url = urlsplit(storage_url)
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=1800)
     try:
-        conn.request("PUT", f"{url.path}/{quote(container)}?extract-archive=tar", body=archive,
-                     headers={"X-Auth-Token": token, "Accept": "application/json"})
+        conn.request(
+            "PUT",
+            f"{url.path}/{quote(container)}?extract-archive=tar",
+            body=archive,
+            headers={"X-Auth-Token": token, "Accept": "application/json"},
+        )
         resp = conn.getresponse()
         text = resp.read().decode()
     finally:
@@ -45,17 +49,24 @@ def _extract(storage_url: str, token: str, container: str, archive: bytes) -> in
     return int(result["Number Files Created"])
 
 
-def seed_objects(storage_url: str, token: str, container: str, names: Sequence[str],
-                 body: Callable[[int], bytes] = lambda i: b"%016d" % i, *,
-                 parallel: int = 6, per_archive: int = 2_000) -> int:
+def seed_objects(
+    storage_url: str,
+    token: str,
+    container: str,
+    names: Sequence[str],
+    body: Callable[[int], bytes] = lambda i: b"%016d" % i,
+    *,
+    parallel: int = 6,
+    per_archive: int = 2_000,
+) -> int:
     """Create ``names`` in ``container`` (which must exist); returns how many were created."""
-    batches = [(start, names[start:start + per_archive])
-               for start in range(0, len(names), per_archive)]
+    batches = [
+        (start, names[start : start + per_archive]) for start in range(0, len(names), per_archive)
+    ]
 
     def one(batch: tuple[int, Sequence[str]]) -> int:
         start, chunk = batch
-        return _extract(storage_url, token, container,
-                        tar_of(chunk, lambda i: body(start + i)))
+        return _extract(storage_url, token, container, tar_of(chunk, lambda i: body(start + i)))
 
     with ThreadPoolExecutor(max(1, parallel)) as pool:
         created = sum(pool.map(one, batches))

@@ -80,8 +80,14 @@ class Ops:
 
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
 
-    async def _ok(self, method: str, target: str, body: bytes | None = None,
-                  headers: dict[str, str] | None = None, want: tuple[int, ...] = (201,)) -> bytes:
+    async def _ok(
+        self,
+        method: str,
+        target: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        want: tuple[int, ...] = (201,),
+    ) -> bytes:
         r = await self.pool.request(method, target, {**self.auth, **(headers or {})}, body)
         if r.status not in want:
             raise RuntimeError(f"{method} {target} answered {r.status}")
@@ -97,27 +103,36 @@ class Ops:
         async def one(i: int) -> None:
             body = await self._ok("GET", self._obj(c, f"{p}/{i}"), want=(200,))
             await self._ok("PUT", self._obj(dc, f"{dp}/{i}"), body)
+
         await self._each(one)
 
     async def copy(self, c: str, p: str, dc: str, dp: str) -> None:
-        await self._each(lambda i: self._ok(
-            "PUT", self._obj(dc, f"{dp}/{i}"), headers={"X-Copy-From": f"/{c}/{p}/{i}"}))
+        await self._each(
+            lambda i: self._ok(
+                "PUT", self._obj(dc, f"{dp}/{i}"), headers={"X-Copy-From": f"/{c}/{p}/{i}"}
+            )
+        )
 
     async def delete(self, c: str, p: str) -> None:
         await self._each(lambda i: self._ok("DELETE", self._obj(c, f"{p}/{i}"), want=(204,)))
 
     async def bulk_delete(self, c: str, p: str) -> None:
         names = [f"/{c}/{p}/{i}" for i in range(self.n)]
-        batches = [names[i:i + 1000] for i in range(0, len(names), 1000)]
+        batches = [names[i : i + 1000] for i in range(0, len(names), 1000)]
         gate = asyncio.Semaphore(10)
 
         async def one(batch: list[str]) -> None:
             async with gate:
                 out = await self._ok(
-                    "POST", f"{self.base}?bulk-delete=1", "\n".join(batch).encode(),
-                    {"Content-Type": "text/plain", "Accept": "application/json"}, want=(200,))
+                    "POST",
+                    f"{self.base}?bulk-delete=1",
+                    "\n".join(batch).encode(),
+                    {"Content-Type": "text/plain", "Accept": "application/json"},
+                    want=(200,),
+                )
                 if json.loads(out).get("Number Deleted") != len(batch):
                     raise RuntimeError(f"bulk delete: {out[:200]!r}")
+
         await asyncio.gather(*(one(b) for b in batches))
 
     async def extract(self, c: str, p: str) -> None:
@@ -128,15 +143,22 @@ class Ops:
                     info = tarfile.TarInfo(f"{p}/{i}")
                     info.size = len(BODY)
                     tf.addfile(info, io.BytesIO(BODY))
-            out = await self._ok("PUT", f"{self.base}/{c}?extract-archive=tar", buf.getvalue(),
-                                 {"Accept": "application/json"}, want=(200,))
+            out = await self._ok(
+                "PUT",
+                f"{self.base}/{c}?extract-archive=tar",
+                buf.getvalue(),
+                {"Accept": "application/json"},
+                want=(200,),
+            )
             if json.loads(out).get("Number Files Created") != min(1000, self.n - start):
                 raise RuntimeError(f"extract-archive: {out[:200]!r}")
+
         gate = asyncio.Semaphore(6)
 
         async def gated(start: int) -> None:
             async with gate:
                 await one(start)
+
         await asyncio.gather(*(gated(s) for s in range(0, self.n, 1000)))
 
 
@@ -197,21 +219,34 @@ def main() -> None:
     print(f"\nCPU ms per 64 KiB object (medians of {args.rounds} rounds, {args.n} objects)")
     print(head)
     for name, row in table.items():
-        print(f"{name:<16}{row['obj/s']:>8.0f}" + "".join(f"{row[c]:>11.3f}" for c in cols)
-              + f"{row['server']:>9.3f}")
+        print(
+            f"{name:<16}{row['obj/s']:>8.0f}"
+            + "".join(f"{row[c]:>11.3f}" for c in cols)
+            + f"{row['server']:>9.3f}"
+        )
     bounds = {
-        "W4 server-side copy vs download+upload (server CPU ratio)":
-            table["GET+PUT"]["server"] / table["COPY"]["server"],
-        "W5 bulk delete vs one DELETE per object (server CPU ratio)":
-            table["DELETE"]["server"] / table["bulk DELETE"]["server"],
+        "W4 server-side copy vs download+upload (server CPU ratio)": table["GET+PUT"]["server"]
+        / table["COPY"]["server"],
+        "W5 bulk delete vs one DELETE per object (server CPU ratio)": table["DELETE"]["server"]
+        / table["bulk DELETE"]["server"],
     }
     print("\nBest case on this server (server CPU of the slow path / of the fast path):")
     for k, v in bounds.items():
         print(f"  {k}: {v:.2f}x")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "server-cpu.json"
-    out.write_text(json.dumps({"n": args.n, "rounds": args.rounds, "ms_per_object": table,
-                               "raw_rounds": rounds, "bounds": bounds}, indent=1))
+    out.write_text(
+        json.dumps(
+            {
+                "n": args.n,
+                "rounds": args.rounds,
+                "ms_per_object": table,
+                "raw_rounds": rounds,
+                "bounds": bounds,
+            },
+            indent=1,
+        )
+    )
     print(f"wrote {out}")
 
 

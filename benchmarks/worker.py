@@ -55,14 +55,20 @@ def _run(contender: Any, op: str, params: dict[str, Any], seq: int) -> dict[str,
                 _meter = None
     except Unavailable as e:
         return {"ok": False, "unavailable": str(e)}
-    except Exception as e:  # noqa: BLE001 - a contender's failure is its result
+    except Exception as e:
         traceback.print_exc()
         return {"ok": False, "error": f"{type(e).__name__}: {e}"[:500]}
     if profiler:
         out = Path(profile_dir, f"{contender.name}-{op}-{seq}.txt")
         out.write_text(profiler.output_text(unicode=True, color=False, show_all=False))
-    return {"ok": True, "wall": meter.wall, "cpu": meter.cpu, "peak_rss_mb": meter.peak_rss_mb,
-            "rss_delta_mb": max(0.0, meter.peak_rss_mb - meter.rss_before_mb), **(info or {})}
+    return {
+        "ok": True,
+        "wall": meter.wall,
+        "cpu": meter.cpu,
+        "peak_rss_mb": meter.peak_rss_mb,
+        "rss_delta_mb": max(0.0, meter.peak_rss_mb - meter.rss_before_mb),
+        **(info or {}),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -79,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         if req["op"] == "setup":
             try:
                 result = {"ok": True, **(contender.setup() or {})}
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 traceback.print_exc()
                 result = {"ok": False, "error": f"setup: {type(e).__name__}: {e}"[:500]}
         else:

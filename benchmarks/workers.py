@@ -21,9 +21,15 @@ class Worker:
         self.name = name
         self._log = open(log_dir / f"{name}.log", "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.worker", name], cwd=REPO, env=env,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True,
-            bufsize=1)
+            [sys.executable, "-m", "benchmarks.worker", name],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            bufsize=1,
+        )
         self._lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.setup: dict[str, Any] = {}
@@ -34,8 +40,9 @@ class Worker:
             self._lines.put(line)
         self._lines.put(None)
 
-    def call(self, op: str, params: dict[str, Any] | None = None, timeout: float = 600.0
-             ) -> dict[str, Any]:
+    def call(
+        self, op: str, params: dict[str, Any] | None = None, timeout: float = 600.0
+    ) -> dict[str, Any]:
         assert self.proc.stdin is not None
         try:
             self.proc.stdin.write(json.dumps({"op": op, "params": params or {}}) + "\n")

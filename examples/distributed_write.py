@@ -33,12 +33,20 @@ from swiftzarr_batch.testing.swift_server import LocalSwift
 def make_dataset(steps: int) -> xr.Dataset:
     rng = np.random.default_rng(2024)
     return xr.Dataset(
-        {"temp": (("time", "lat", "lon"), rng.normal(280, 5, (steps, 64, 128)).astype("f4"),
-                  {"units": "K"}),
-         "wind": (("time", "lat", "lon"), rng.normal(0, 3, (steps, 64, 128)).astype("f4")),
-         "station_count": (("time",), rng.integers(0, 500, steps).astype("i4"))},
-        coords={"time": pd.date_range("2024-01-01", periods=steps, freq="6h"),
-                "lat": np.linspace(-88.6, 88.6, 64), "lon": np.linspace(0, 357.2, 128)},
+        {
+            "temp": (
+                ("time", "lat", "lon"),
+                rng.normal(280, 5, (steps, 64, 128)).astype("f4"),
+                {"units": "K"},
+            ),
+            "wind": (("time", "lat", "lon"), rng.normal(0, 3, (steps, 64, 128)).astype("f4")),
+            "station_count": (("time",), rng.integers(0, 500, steps).astype("i4")),
+        },
+        coords={
+            "time": pd.date_range("2024-01-01", periods=steps, freq="6h"),
+            "lat": np.linspace(-88.6, 88.6, 64),
+            "lon": np.linspace(0, 357.2, 128),
+        },
         attrs={"title": "swiftzarr_batch distributed_write example"},
     ).chunk({"time": 4, "lat": 32, "lon": 64})
 
@@ -52,27 +60,63 @@ def show(label: str, result) -> None:
 def run(args: argparse.Namespace, credentials: dict[str, str]) -> None:
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=args.workers, threads_per_worker=args.threads, processes=True,
-                      host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster, \
-            Client(cluster) as client:
-        print(f"cluster: {args.workers} worker processes x {args.threads} threads; "
-              f"dashboard {client.dashboard_link}")
-        store = SwiftStore(args.container, args.prefix, authurl=credentials["ST_AUTH"],
-                           user=credentials["ST_USER"], key=credentials["ST_KEY"])
+    with (
+        LocalCluster(
+            n_workers=args.workers,
+            threads_per_worker=args.threads,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        print(
+            f"cluster: {args.workers} worker processes x {args.threads} threads; "
+            f"dashboard {client.dashboard_link}"
+        )
+        store = SwiftStore(
+            args.container,
+            args.prefix,
+            authurl=credentials["ST_AUTH"],
+            user=credentials["ST_USER"],
+            key=credentials["ST_KEY"],
+        )
         ds = make_dataset(args.steps)
         half = args.steps // 2
-        show("dataset, first half", write_dataset(
-            ds.isel(time=slice(0, half)), store, path="dataset", zarr_format=args.zarr_format,
-            progress=True))
-        show("dataset, appended second half", write_dataset(
-            ds.isel(time=slice(half, None)), store, path="dataset", mode="a",
-            append_dim="time", rechunk=True, progress=True))
+        show(
+            "dataset, first half",
+            write_dataset(
+                ds.isel(time=slice(0, half)),
+                store,
+                path="dataset",
+                zarr_format=args.zarr_format,
+                progress=True,
+            ),
+        )
+        show(
+            "dataset, appended second half",
+            write_dataset(
+                ds.isel(time=slice(half, None)),
+                store,
+                path="dataset",
+                mode="a",
+                append_dim="time",
+                rechunk=True,
+                progress=True,
+            ),
+        )
 
         data = np.arange(1024 * 1024, dtype="i4").reshape(1024, 1024)
         for i in range(args.repeat):  # new paths: replacing an array first deletes its objects
             path = "array" if i == 0 else f"array-{i + 1}"
-            result = write_array(da.from_array(data, chunks=(128, 256)), store, path,
-                                 chunks=(64, 64), zarr_format=args.zarr_format, progress=True)
+            result = write_array(
+                da.from_array(data, chunks=(128, 256)),
+                store,
+                path,
+                chunks=(64, 64),
+                zarr_format=args.zarr_format,
+                progress=True,
+            )
             show(f"array of 256 chunks at {path!r}", result)
 
         back = xr.open_zarr(store, group="dataset", consolidated=True).load()
@@ -97,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         if not all(credentials.values()):
             print("ST_AUTH/ST_USER/ST_KEY not set: starting a local Swift server")
             credentials = stack.enter_context(LocalSwift()).env
-        print(f"writing to {credentials['ST_AUTH']} as {credentials['ST_USER']}, "
-              f"container {args.container!r}, prefix {args.prefix!r}")
+        print(
+            f"writing to {credentials['ST_AUTH']} as {credentials['ST_USER']}, "
+            f"container {args.container!r}, prefix {args.prefix!r}"
+        )
         run(args, credentials)
     return 0
 

@@ -72,8 +72,9 @@ def main(zarr_format: int = 2, container: str = "demo") -> dict[str, object]:
 
     preauthurl = store.conn.url
     preauthtoken = store.conn.token
-    new_store = SwiftStore(container=container, prefix="xarray-demo2", preauthurl=preauthurl,
-                           preauthtoken=preauthtoken)
+    new_store = SwiftStore(
+        container=container, prefix="xarray-demo2", preauthurl=preauthurl, preauthtoken=preauthtoken
+    )
     ds.to_zarr(store=new_store, mode="w", consolidated=True, zarr_format=zarr_format)
     results["new_store listdir"] = new_store.listdir()
     print(results["new_store listdir"])
@@ -82,8 +83,9 @@ def main(zarr_format: int = 2, container: str = "demo") -> dict[str, object]:
     results["swift list --delimiter"] = swift_cli("list", "--delimiter", "/", container)
     print("\n".join(results["swift list --delimiter"]))
 
-    storageurl, token = acquire_token(authurl=getenv("ST_AUTH"), user=getenv("ST_USER"),
-                                      key=getenv("ST_KEY"))
+    storageurl, token = acquire_token(
+        authurl=getenv("ST_AUTH"), user=getenv("ST_USER"), key=getenv("ST_KEY")
+    )
     print(storageurl is not None, token is not None)
     store = SwiftStore(container=container, preauthurl=storageurl, preauthtoken=token)
     results["root listdir"] = store.listdir()

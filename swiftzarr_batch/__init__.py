@@ -6,7 +6,6 @@ the rooms below it: ``cli`` > ``workflows`` > ``transfer`` > ``jobs`` > ``store`
 """
 
 from swiftzarr_batch import _moved
-
 from swiftzarr_batch.auth import (
     CredentialsFile,
     EnvironmentCredentials,
@@ -57,9 +56,9 @@ __all__ = [
     "EnvironmentCredentials",
     "IntegrityError",
     "InvalidNameError",
+    "JobResult",
     "KeystoneApplicationCredential",
     "KeystonePassword",
-    "JobResult",
     "PermissionDeniedError",
     "ReadOnlyError",
     "RetryPolicy",
@@ -71,14 +70,14 @@ __all__ = [
     "Token",
     "TokenExpiredError",
     "TokenLifetimeWarning",
-    "VerifyReport",
     "V1Password",
+    "VerifyReport",
     "acquire_token",
     "check_token_lifetime",
     "consolidate",
     "copy_store",
     "job_counters",
-    "write_array",
     "verify_store",
+    "write_array",
     "write_dataset",
 ]

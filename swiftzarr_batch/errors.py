@@ -53,7 +53,12 @@ class SwiftHTTPError(SwiftZarrError, OSError):
     """
 
     def __init__(
-        self, message: str, *, status: int | None = None, attempts: int = 1, method: str = "",
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        attempts: int = 1,
+        method: str = "",
         path: str = "",
     ) -> None:
         super().__init__(message)

@@ -9,11 +9,26 @@ import pytest
 
 from swiftzarr_batch.testing.swift_server import LocalSwift
 
-ENV_VARS = ("ST_AUTH", "ST_USER", "ST_KEY", "OS_STORAGE_URL", "OS_AUTH_TOKEN", "OS_AUTH_URL",
-            "OS_USERNAME", "OS_PASSWORD", "OS_PROJECT_NAME", "OS_PROJECT_ID", "OS_CLOUD",
-            "OS_USER_DOMAIN_NAME", "OS_PROJECT_DOMAIN_NAME", "OS_APPLICATION_CREDENTIAL_ID",
-            "OS_APPLICATION_CREDENTIAL_SECRET", "OS_REGION_NAME", "OS_INTERFACE",
-            "OS_CLIENT_CONFIG_FILE")
+ENV_VARS = (
+    "ST_AUTH",
+    "ST_USER",
+    "ST_KEY",
+    "OS_STORAGE_URL",
+    "OS_AUTH_TOKEN",
+    "OS_AUTH_URL",
+    "OS_USERNAME",
+    "OS_PASSWORD",
+    "OS_PROJECT_NAME",
+    "OS_PROJECT_ID",
+    "OS_CLOUD",
+    "OS_USER_DOMAIN_NAME",
+    "OS_PROJECT_DOMAIN_NAME",
+    "OS_APPLICATION_CREDENTIAL_ID",
+    "OS_APPLICATION_CREDENTIAL_SECRET",
+    "OS_REGION_NAME",
+    "OS_INTERFACE",
+    "OS_CLIENT_CONFIG_FILE",
+)
 
 
 @pytest.fixture(scope="session")

@@ -20,8 +20,9 @@ CLEARED = ("ST_AUTH", "ST_USER", "ST_KEY", "OS_STORAGE_URL", "OS_AUTH_TOKEN")
 
 
 def run(args, env, *, stdin: str = "", timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([SWIFTZARR, *args], env=env, input=stdin, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [SWIFTZARR, *args], env=env, input=stdin, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture
@@ -32,8 +33,13 @@ def env(swift_server) -> dict[str, str]:
 
 @pytest.fixture
 def dataset(swift_server, container_name) -> str:
-    store = SwiftStore(container_name, "ds", authurl=swift_server.auth_url,
-                       user=swift_server.user, key=swift_server.key)
+    store = SwiftStore(
+        container_name,
+        "ds",
+        authurl=swift_server.auth_url,
+        user=swift_server.user,
+        key=swift_server.key,
+    )
     root = zarr.group(store)
     a = root.create_array("a", shape=(20, 20), chunks=(5, 5), dtype="f4")
     a[:] = np.arange(400, dtype="f4").reshape(20, 20)
@@ -54,8 +60,9 @@ def test_token_exports_a_token_that_works_alone(env, dataset, swift_server):
     assert "the server granted" in out.stderr
     assert exports["OS_AUTH_TOKEN"] not in out.stderr
     token_only = {k: v for k, v in env.items() if not k.startswith("ST_")}
-    token_only.update(OS_STORAGE_URL=exports["OS_STORAGE_URL"],
-                      OS_AUTH_TOKEN=exports["OS_AUTH_TOKEN"])
+    token_only.update(
+        OS_STORAGE_URL=exports["OS_STORAGE_URL"], OS_AUTH_TOKEN=exports["OS_AUTH_TOKEN"]
+    )
     listed = run(["ls", dataset], token_only)
     assert listed.returncode == 0 and listed.stdout.split() == ["a/", "g/", "zarr.json"]
     assert exports["OS_AUTH_TOKEN"] not in listed.stderr
@@ -73,12 +80,16 @@ def test_ls_du_tree(env, dataset, container_name):
     rows = {line.split()[-1]: line.split() for line in du.stdout.splitlines()}
     assert int(rows["a/"][1]) == 17 and int(rows["g/"][1]) == 4  # chunks + zarr.json
     assert int(rows["a/"][0]) + int(rows["g/"][0]) + int(rows["zarr.json"][0]) == int(
-        du.stdout.splitlines()[-1].split()[0])
+        du.stdout.splitlines()[-1].split()[0]
+    )
     tree = run(["tree", dataset], env)
     assert tree.returncode == 0
     assert tree.stdout.splitlines() == [
-        "/ (group, zarr v3)", "  a (20, 20) float32 chunks=(5, 5)", "  g (group)",
-        "    b (6,) int64 chunks=(3,)"]
+        "/ (group, zarr v3)",
+        "  a (20, 20) float32 chunks=(5, 5)",
+        "  g (group)",
+        "    b (6,) int64 chunks=(3,)",
+    ]
 
 
 def test_copy_verify_consolidate_end_to_end(env, dataset, tmp_path):
@@ -91,8 +102,9 @@ def test_copy_verify_consolidate_end_to_end(env, dataset, tmp_path):
     assert "copied 22/22 keys" in out.stdout and "copy chunks: 18/18" in out.stderr  # progress
     again = run(["copy", dataset, str(local)], env)
     assert "skipped 22 matching" in again.stdout
-    np.testing.assert_array_equal(zarr.open_array(local, path="a", mode="r")[:],
-                                  np.arange(400, dtype="f4").reshape(20, 20))
+    np.testing.assert_array_equal(
+        zarr.open_array(local, path="a", mode="r")[:], np.arange(400, dtype="f4").reshape(20, 20)
+    )
 
     assert run(["verify", str(local)], env).returncode == 0
     (local / "a" / "c" / "3" / "1").unlink()
@@ -117,8 +129,7 @@ def test_copy_between_two_clusters_with_env_prefixes(env, dataset):
 
     with LocalSwift() as other:
         both = {**env, **{f"DST_{k}": v for k, v in other.env.items()}}
-        out = run(["copy", dataset, "swift://mirror/ds", "--dst-env", "DST_", "--json", "-"],
-                  both)
+        out = run(["copy", dataset, "swift://mirror/ds", "--dst-env", "DST_", "--json", "-"], both)
         assert out.returncode == 0, out.stderr
         summary = json.loads(out.stdout)
         assert summary["verified"] and summary["keys_copied"] == 22

@@ -26,14 +26,20 @@ def seeded(swift_server, swift_conn):
             info.size = 1
             tar.addfile(info, io.BytesIO(b"x"))
     swift_conn.put_container(name)
-    swift_conn.put_object(name, "", buf.getvalue(), query_string="extract-archive=tar",
-                          headers={"Accept": "application/json"})
+    swift_conn.put_object(
+        name,
+        "",
+        buf.getvalue(),
+        query_string="extract-archive=tar",
+        headers={"Accept": "application/json"},
+    )
     return name, names
 
 
 def _container(swift_server, name):
-    store = SwiftStore(name, authurl=swift_server.auth_url, user=swift_server.user,
-                       key=swift_server.key)
+    store = SwiftStore(
+        name, authurl=swift_server.auth_url, user=swift_server.user, key=swift_server.key
+    )
     return container_mod.SwiftContainer(store.session, name)
 
 
@@ -64,8 +70,9 @@ async def test_stopping_early_leaves_no_pending_request(swift_server, seeded):
     assert c.session.counters.requests - before <= 2
 
 
-async def test_parallel_bulk_delete_deletes_everything(swift_server, seeded, swift_conn,
-                                                       monkeypatch):
+async def test_parallel_bulk_delete_deletes_everything(
+    swift_server, seeded, swift_conn, monkeypatch
+):
     name, names = seeded
     monkeypatch.setattr(container_mod, "BULK_DELETE_MIN", 10)
     monkeypatch.setattr(container_mod, "BULK_DELETE_SPLIT", 40)  # 451 names -> 12 requests
@@ -78,8 +85,14 @@ async def test_parallel_bulk_delete_deletes_everything(swift_server, seeded, swi
     assert [e["name"] for e in left] == ["q/a", "q/b", "q/c"]
 
 
-TRICKY = ['t/a "name": "b', 't/}, {"name": "x"}', "t/back\\slash\\", "t/ünïcødé ✓",
-          't/"subdir": "s/', "t/zz"]
+TRICKY = [
+    't/a "name": "b',
+    't/}, {"name": "x"}',
+    "t/back\\slash\\",
+    "t/ünïcødé ✓",
+    't/"subdir": "s/',
+    "t/zz",
+]
 
 
 def test_last_name_is_read_from_the_tail_of_a_full_page():

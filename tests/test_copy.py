@@ -15,17 +15,23 @@ from zarr.core.sync import sync
 from zarr.storage import LocalStore, WrapperStore
 
 from swiftzarr_batch import SwiftStore
-from swiftzarr_batch.transfer.copy import CopyConflictError, CopyError, copy_store
 from swiftzarr_batch.errors import ConfigurationError, ReadOnlyError
-from swiftzarr_batch.swift.session import process_counters
 from swiftzarr_batch.store.keys import is_metadata_key
+from swiftzarr_batch.swift.session import process_counters
+from swiftzarr_batch.transfer.copy import CopyConflictError, CopyError, copy_store
 
 PROTO = default_buffer_prototype()
 
 
 def _swift(swift_server, container, prefix="", **kw) -> SwiftStore:
-    return SwiftStore(container, prefix, authurl=swift_server.auth_url, user=swift_server.user,
-                      key=swift_server.key, **kw)
+    return SwiftStore(
+        container,
+        prefix,
+        authurl=swift_server.auth_url,
+        user=swift_server.user,
+        key=swift_server.key,
+        **kw,
+    )
 
 
 def build_hierarchy(store, zarr_format: int, seed: int = 0, big: bool = False) -> None:
@@ -36,8 +42,9 @@ def build_hierarchy(store, zarr_format: int, seed: int = 0, big: bool = False) -
     a[:] = rng.random((60, 40))
     b = root.create_group("g").create_array("b", shape=(50,), chunks=(7,), dtype="i4")
     b[:] = rng.integers(0, 1000, 50)
-    c = root.create_group("g/h").create_array("c", shape=(20, 20), chunks=(20, 5), dtype="u2",
-                                              fill_value=7)
+    c = root.create_group("g/h").create_array(
+        "c", shape=(20, 20), chunks=(20, 5), dtype="u2", fill_value=7
+    )
     c[:10] = rng.integers(0, 60000, (10, 20))
     c.attrs["units"] = "K"
     if big:  # 16 chunks of 32 KiB: bodies dwarf listings
@@ -63,7 +70,8 @@ def _delta(before):
 
 @pytest.mark.parametrize("zarr_format", [2, 3])
 def test_round_trip_local_swift_swift_local_is_byte_identical(
-        swift_server, container_name, tmp_path, zarr_format):
+    swift_server, container_name, tmp_path, zarr_format
+):
     src = LocalStore(tmp_path / "src")
     build_hierarchy(src, zarr_format)
     original = store_bytes(src)
@@ -86,8 +94,10 @@ def test_round_trip_local_swift_swift_local_is_byte_identical(
     s3 = copy_store(two, back)
     assert s3.keys_copied == len(original) and s3.bytes_through_client == s1.bytes_copied
     assert store_bytes(back) == original
-    np.testing.assert_array_equal(zarr.open_array(back, path="g/h/c", mode="r")[:],
-                                  zarr.open_array(src, path="g/h/c", mode="r")[:])
+    np.testing.assert_array_equal(
+        zarr.open_array(back, path="g/h/c", mode="r")[:],
+        zarr.open_array(src, path="g/h/c", mode="r")[:],
+    )
 
 
 def requests_since(swift_server, started: float) -> list[str]:
@@ -121,8 +131,9 @@ def test_server_side_copy_sends_no_object_body_through_the_client(swift_server, 
     assert len(puts) == len(data)
     for fields in puts:
         assert "SSC" not in fields and fields[fields.index("HTTP/1.0") + 7] == "-"  # bytes in
-    client_gets = [ln for ln in lines if f" GET /v1/AUTH_test/{container_name}/ds/" in ln
-                   and " SSC " not in ln]
+    client_gets = [
+        ln for ln in lines if f" GET /v1/AUTH_test/{container_name}/ds/" in ln and " SSC " not in ln
+    ]
     assert client_gets == []
     assert store_bytes(dst) == data
 
@@ -134,12 +145,21 @@ def test_server_side_copy_across_accounts(swift_server, container_name, swift_co
     other.put_container(container_name, headers={"X-Container-Read": "test:tester"})
     me = _swift(swift_server, container_name + "-mine")
     token = me.session.token
-    theirs = SwiftStore(container_name, "shared", preauthurl=swift_server.storage_url("test2"),
-                        preauthtoken=other.get_auth()[1])
+    theirs = SwiftStore(
+        container_name,
+        "shared",
+        preauthurl=swift_server.storage_url("test2"),
+        preauthtoken=other.get_auth()[1],
+    )
     build_hierarchy(theirs, 2)
     # the same token (test:tester's) opens the other account, read-only by ACL
-    src = SwiftStore(container_name, "shared", preauthurl=swift_server.storage_url("test2"),
-                     preauthtoken=token.token, read_only=True)
+    src = SwiftStore(
+        container_name,
+        "shared",
+        preauthurl=swift_server.storage_url("test2"),
+        preauthtoken=token.token,
+        read_only=True,
+    )
     summary = copy_store(src, me, server_side=True)
     assert summary.keys_server_side == summary.keys_total > 0 and summary.verified
     assert store_bytes(me) == store_bytes(theirs)
@@ -147,15 +167,17 @@ def test_server_side_copy_across_accounts(swift_server, container_name, swift_co
     from swiftzarr_batch.store.locations import open_store
 
     env = swift_server.env
-    by_url = open_store(f"swift://{container_name}/shared?account=AUTH_test2", read_only=True,
-                        env=env)
+    by_url = open_store(
+        f"swift://{container_name}/shared?account=AUTH_test2", read_only=True, env=env
+    )
     into = open_store(f"swift://{container_name}-mine/again", env=env)
     again = copy_store(by_url, into, server_side=True)
     assert again.keys_server_side == summary.keys_total and again.verified
 
 
-def test_server_side_required_but_impossible_is_a_clear_error(swift_server, container_name,
-                                                              tmp_path):
+def test_server_side_required_but_impossible_is_a_clear_error(
+    swift_server, container_name, tmp_path
+):
     with pytest.raises(ConfigurationError, match="server-side copy needs two Swift stores"):
         copy_store(LocalStore(tmp_path), _swift(swift_server, container_name), server_side=True)
 
@@ -180,7 +202,8 @@ class FailingSource(WrapperStore):
 
 
 def test_resume_after_interruption_resends_nothing_already_copied(
-        swift_server, container_name, tmp_path):
+    swift_server, container_name, tmp_path
+):
     src = LocalStore(tmp_path / "src")
     build_hierarchy(src, 3)
     data = store_bytes(src)
@@ -204,8 +227,9 @@ def test_resume_after_interruption_resends_nothing_already_copied(
     assert again.keys_copied == 0 and again.keys_skipped == len(data)
 
 
-def test_metadata_is_written_deepest_first_after_every_chunk(swift_server, container_name,
-                                                            tmp_path):
+def test_metadata_is_written_deepest_first_after_every_chunk(
+    swift_server, container_name, tmp_path
+):
     src = LocalStore(tmp_path / "src")
     build_hierarchy(src, 3)
     data = store_bytes(src)
@@ -223,8 +247,9 @@ def test_metadata_is_written_deepest_first_after_every_chunk(swift_server, conta
     assert "zarr.json" in pending  # the root (with the consolidated metadata) comes last
 
 
-def test_failed_chunk_stops_before_metadata_and_names_the_key(swift_server, container_name,
-                                                              tmp_path):
+def test_failed_chunk_stops_before_metadata_and_names_the_key(
+    swift_server, container_name, tmp_path
+):
     src = _swift(swift_server, container_name, "ds")
     build_hierarchy(src, 3)
     bad_key = "a/c/2/3"
@@ -241,8 +266,11 @@ def object_data_file(swift_server, container: str, name: str):
     """The object server's .data file of an object (found by the name in its xattr metadata)."""
     want = f"/AUTH_test/{container}/{name}".encode()
     for path in (swift_server.data_dir / "srv").rglob("*.data"):
-        raw = b"".join(os.getxattr(path, a) for a in sorted(os.listxattr(path))
-                       if a.startswith("user.swift.metadata"))
+        raw = b"".join(
+            os.getxattr(path, a)
+            for a in sorted(os.listxattr(path))
+            if a.startswith("user.swift.metadata")
+        )
         if want in raw:  # the pickled metadata holds the full name
             return path
     raise AssertionError(f"no data file for {container}/{name}")
@@ -319,8 +347,10 @@ def test_copy_on_distributed_worker_processes(swift_server, container_name, tmp_
         summary = copy_store(src, dst, batch_size=20)
         assert summary.requests > summary.keys_copied  # counted on the workers, summed here
     assert summary.verified and store_bytes(dst) == store_bytes(src)
-    assert hashlib.md5(store_bytes(dst)["a/c/0/0"]).hexdigest() == hashlib.md5(
-        store_bytes(src)["a/c/0/0"]).hexdigest()
+    assert (
+        hashlib.md5(store_bytes(dst)["a/c/0/0"]).hexdigest()
+        == hashlib.md5(store_bytes(src)["a/c/0/0"]).hexdigest()
+    )
 
 
 def test_large_objects_are_copied_through_the_client_and_deleted_with_their_segments():
@@ -333,14 +363,17 @@ def test_large_objects_are_copied_through_the_client_and_deleted_with_their_segm
 
     limit = 2 * 1024 * 1024
     with LocalSwift(max_file_size=limit) as server:
+
         def store(container, prefix=""):
-            return SwiftStore(container, prefix, authurl=server.auth_url, user=server.user,
-                              key=server.key)
+            return SwiftStore(
+                container, prefix, authurl=server.auth_url, user=server.user, key=server.key
+            )
 
         src = store("src", "ds")
         root = zarr.group(src)
-        big = root.create_array("big", shape=(2, 400_000), chunks=(1, 400_000), dtype="f8",
-                                compressors=None)  # 3.2 MB chunks: above max_file_size
+        big = root.create_array(
+            "big", shape=(2, 400_000), chunks=(1, 400_000), dtype="f8", compressors=None
+        )  # 3.2 MB chunks: above max_file_size
         big[:] = np.random.default_rng(3).random((2, 400_000))
         root.create_array("small", shape=(4,), chunks=(2,), dtype="i2")[:] = 1
         dst = store("dst", "ds")

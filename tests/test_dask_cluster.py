@@ -19,6 +19,7 @@ import pytest
 import xarray as xr
 import zarr
 from zarr.storage import MemoryStore
+from zarr_reference import raw_arrays, reference_objects, swift_objects
 
 from swiftzarr_batch import (
     AppendConflictError,
@@ -30,14 +31,15 @@ from swiftzarr_batch import (
     write_dataset,
 )
 from swiftzarr_batch.auth import V1Password
-from swiftzarr_batch.testing.swift_server import LocalSwift
-from swiftzarr_batch.testing.faultproxy import FaultProxy
 from swiftzarr_batch.swift.session import process_counters
-from zarr_reference import raw_arrays, reference_objects, swift_objects
+from swiftzarr_batch.testing.faultproxy import FaultProxy
+from swiftzarr_batch.testing.swift_server import LocalSwift
 
 distributed = pytest.importorskip("distributed")
-pytestmark = [pytest.mark.filterwarnings("ignore::zarr.errors.ZarrUserWarning"),
-              pytest.mark.timeout(300)]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::zarr.errors.ZarrUserWarning"),
+    pytest.mark.timeout(300),
+]
 
 DATA = np.arange(1024 * 1024, dtype="<i4").reshape(1024, 1024)  # 16 x 16 = 256 chunks of 64x64
 AUTH = " GET /auth/v1.0 "
@@ -53,8 +55,16 @@ def swift():
 def client():
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=2, processes=True, host="127.0.0.1",
-                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as c:
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=2,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+        ) as cluster,
+        Client(cluster) as c,
+    ):
         yield c
 
 
@@ -68,19 +78,25 @@ def conn(swift):
 
 
 def make_store(server, container, prefix="", user="test:tester", **kw) -> SwiftStore:
-    return SwiftStore(container, prefix, authurl=server.auth_url, user=user,
-                      key=server.users[user], **kw)
+    return SwiftStore(
+        container, prefix, authurl=server.auth_url, user=user, key=server.users[user], **kw
+    )
 
 
 def dataset(steps: int = 24) -> xr.Dataset:
     rng = np.random.default_rng(11)
     return xr.Dataset(
-        {"temp": (("time", "y", "x"), rng.random((steps, 32, 48)).astype("f4"), {"units": "K"}),
-         "count": (("time", "y"), rng.integers(0, 100, (steps, 32))),
-         "flag": (("time",), rng.random(steps) > 0.5),
-         "mask": (("y", "x"), rng.random((32, 48)) > 0.5)},
-        coords={"time": pd.date_range("2000-01-01", periods=steps, freq="6h"),
-                "y": np.arange(32), "x": np.arange(48.0)},
+        {
+            "temp": (("time", "y", "x"), rng.random((steps, 32, 48)).astype("f4"), {"units": "K"}),
+            "count": (("time", "y"), rng.integers(0, 100, (steps, 32))),
+            "flag": (("time",), rng.random(steps) > 0.5),
+            "mask": (("y", "x"), rng.random((32, 48)) > 0.5),
+        },
+        coords={
+            "time": pd.date_range("2000-01-01", periods=steps, freq="6h"),
+            "y": np.arange(32),
+            "x": np.arange(48.0),
+        },
         attrs={"title": "cluster test"},
     ).chunk({"time": 4, "y": 16, "x": 16})
 
@@ -118,8 +134,9 @@ def settle(client) -> None:
 
 # -- round trips ------------------------------------------------------------------------------
 @pytest.mark.parametrize("zarr_format", [2, 3])
-def test_256_chunk_array_round_trips_and_counters_sum_workers(swift, client, conn, zarr_format,
-                                                              record_property):
+def test_256_chunk_array_round_trips_and_counters_sum_workers(
+    swift, client, conn, zarr_format, record_property
+):
     container = f"arr{zarr_format}"
     store = make_store(swift, container)
     store.storage_url  # authenticate now, so the log below holds only the job's requests
@@ -133,8 +150,10 @@ def test_256_chunk_array_round_trips_and_counters_sum_workers(swift, client, con
     assert result.counters["bytes_sent"] >= DATA.nbytes // 20  # zstd on a ramp
     rate = result.chunks_per_second
     record_property(f"chunks_per_second_v{zarr_format}", rate)
-    print(f"\nv{zarr_format}: 256 chunks in {result.seconds:.2f} s = {rate:.0f} objects/s "
-          f"on 2 workers x 2 threads; counters {result.counters}")
+    print(
+        f"\nv{zarr_format}: 256 chunks in {result.seconds:.2f} s = {rate:.0f} objects/s "
+        f"on 2 workers x 2 threads; counters {result.counters}"
+    )
     expected = reference_objects(DATA, "a", chunks=(64, 64), zarr_format=zarr_format)
     assert swift_objects(conn, container) == expected
     totals = job_counters(client)
@@ -169,8 +188,12 @@ def test_a_whole_job_authenticates_once_on_the_client(swift, client):
 def test_task_retries_travel_with_the_lazy_result(swift, client):
     token = V1Password(swift.auth_url, swift.user, swift.key).authenticate()
     with FaultProxy(swift.proxy_url, seed=9) as proxy:
-        store = SwiftStore("retries", preauthurl=proxy.via(token.storage_url),
-                           preauthtoken=token.token, retry=RetryPolicy(attempts=1))
+        store = SwiftStore(
+            "retries",
+            preauthurl=proxy.via(token.storage_url),
+            preauthtoken=token.token,
+            retry=RetryPolicy(attempts=1),
+        )
         darr = da.from_array(DATA[:256], chunks=(64, 256))
         lazy = write_array(darr, store, "a", chunks=(64, 64), retries=0, compute=False)
         proxy.inject("503", 1, method="PUT", path_contains="/a/c/")
@@ -181,7 +204,8 @@ def test_task_retries_travel_with_the_lazy_result(swift, client):
         assert client.compute(lazy).result() == 64  # no retries= here: the graph carries them
         assert proxy.counts["503"] == 3
     np.testing.assert_array_equal(
-        zarr.open_array(make_store(swift, "retries"), path="b", mode="r")[:], DATA[:256])
+        zarr.open_array(make_store(swift, "retries"), path="b", mode="r")[:], DATA[:256]
+    )
 
 
 def test_killing_a_worker_mid_write_loses_nothing(swift, client, conn):
@@ -205,8 +229,9 @@ def test_killing_a_worker_mid_write_loses_nothing(swift, client, conn):
 def test_interrupted_write_rerun_has_no_extra_objects(swift, client, conn):
     store = make_store(swift, "rerun")
     darr = da.from_array(DATA, chunks=(64, 64)).map_blocks(slow_blocks(0.05), dtype=DATA.dtype)
-    future = client.compute(write_array(darr, store, "a", chunks=(64, 64), consolidated=True,
-                                        compute=False))
+    future = client.compute(
+        write_array(darr, store, "a", chunks=(64, 64), consolidated=True, compute=False)
+    )
     wait_for(lambda: log_count(swift, "PUT /v1/AUTH_test/rerun/a/c/") >= 30, what="30 PUTs")
     client.cancel(future)
     settle(client)
@@ -228,8 +253,11 @@ def test_interrupted_append_rerun_finishes_it(swift, client):
     write_dataset(ds.isel(time=slice(0, 16)), store)
     puts = "PUT /v1/AUTH_test/append/ds/temp/c/"
     before = log_count(swift, puts)
-    future = client.compute(write_dataset(ds.isel(time=slice(16, 40)), store, mode="a",
-                                          append_dim="time", compute=False))
+    future = client.compute(
+        write_dataset(
+            ds.isel(time=slice(16, 40)), store, mode="a", append_dim="time", compute=False
+        )
+    )
     wait_for(lambda: log_count(swift, puts) - before >= 8, what="some of the append's PUTs")
     client.cancel(future)
     settle(client)
@@ -258,13 +286,15 @@ def test_plain_dask_and_xarray_writes_work_on_the_cluster(swift, client):
 
 def test_progress_and_dashboard_show_the_job(swift, client, capsys):
     store = make_store(swift, "progress")
-    write_array(da.from_array(DATA[:256], chunks=(64, 64)), store, "a", chunks=(64, 64),
-                progress=True)
+    write_array(
+        da.from_array(DATA[:256], chunks=(64, 64)), store, "a", chunks=(64, 64), progress=True
+    )
     assert "100% Completed" in capsys.readouterr().out
     prefixes = client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
     assert {"swiftzarr-write", "swiftzarr-finish"} <= set(prefixes)
-    lazy = write_array(da.from_array(DATA[:256], chunks=(64, 64)), store, "b", chunks=(64, 64),
-                       compute=False)
+    lazy = write_array(
+        da.from_array(DATA[:256], chunks=(64, 64)), store, "b", chunks=(64, 64), compute=False
+    )
     future = client.compute(lazy)
     distributed.progress(future)  # what users call on the lazy result
     assert future.result() == 64

@@ -22,14 +22,16 @@ import pandas as pd
 import pytest
 import xarray as xr
 import zarr
+from zarr_reference import reference_objects
 
 from swiftzarr_batch import SwiftStore, write_array, write_dataset
 from swiftzarr_batch.testing.swift_server import LocalSwift
-from zarr_reference import reference_objects
 
 pytest.importorskip("distributed")
-pytestmark = [pytest.mark.filterwarnings("ignore::zarr.errors.ZarrUserWarning"),
-              pytest.mark.timeout(300)]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::zarr.errors.ZarrUserWarning"),
+    pytest.mark.timeout(300),
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 DASK = str(Path(sys.executable).with_name("dask"))
@@ -50,20 +52,38 @@ class CliCluster:
         self.port = _free_port()
         self.address = f"tcp://127.0.0.1:{self.port}"
         self.log_dir = log_dir
-        self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("ST_", "OS_"))}  # workers get no credentials
+        self.env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("ST_", "OS_"))
+        }  # workers get no credentials
         self.procs: dict[str, subprocess.Popen] = {}
-        self._spawn("scheduler", [DASK, "scheduler", "--host", "127.0.0.1", "--port",
-                                  str(self.port), "--no-dashboard"])
+        self._spawn(
+            "scheduler",
+            [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(self.port), "--no-dashboard"],
+        )
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        self.procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                            env=self.env, start_new_session=True)
+        self.procs[name] = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+        )
 
     def start_worker(self, name: str) -> None:
-        self._spawn(name, [DASK, "worker", self.address, "--host", "127.0.0.1", "--nthreads",
-                           "2", "--no-nanny", "--no-dashboard", "--name", name])
+        self._spawn(
+            name,
+            [
+                DASK,
+                "worker",
+                self.address,
+                "--host",
+                "127.0.0.1",
+                "--nthreads",
+                "2",
+                "--no-nanny",
+                "--no-dashboard",
+                "--name",
+                name,
+            ],
+        )
 
     def kill(self, name: str) -> None:
         proc = self.procs.pop(name)
@@ -118,11 +138,16 @@ def swift_objects(server, container: str) -> dict[str, bytes]:
 def dataset(steps: int = 16) -> xr.Dataset:
     rng = np.random.default_rng(3)
     return xr.Dataset(
-        {"temp": (("time", "y", "x"), rng.random((steps, 32, 32)).astype("f4")),
-         "wind": (("time", "y", "x"), rng.normal(size=(steps, 32, 32))),
-         "station": (("time",), rng.integers(0, 9, steps).astype("i2"))},
-        coords={"time": pd.date_range("2001-01-01", periods=steps, freq="h"),
-                "y": np.arange(32), "x": np.arange(32)},
+        {
+            "temp": (("time", "y", "x"), rng.random((steps, 32, 32)).astype("f4")),
+            "wind": (("time", "y", "x"), rng.normal(size=(steps, 32, 32))),
+            "station": (("time",), rng.integers(0, 9, steps).astype("i2")),
+        },
+        coords={
+            "time": pd.date_range("2001-01-01", periods=steps, freq="h"),
+            "y": np.arange(32),
+            "x": np.arange(32),
+        },
     ).chunk({"time": 4, "y": 16, "x": 16})
 
 
@@ -135,20 +160,26 @@ def test_cli_cluster_round_trips_with_one_auth(swift, cli_client):
     ds = dataset()
     for zarr_format in (2, 3):
         darr = da.from_array(DATA, chunks=(128, 256))
-        result = write_array(darr, store, f"a{zarr_format}", chunks=(64, 64),
-                             zarr_format=zarr_format)
+        result = write_array(
+            darr, store, f"a{zarr_format}", chunks=(64, 64), zarr_format=zarr_format
+        )
         assert result.chunks == 256
         write_dataset(ds, store, path=f"ds{zarr_format}", zarr_format=zarr_format)
         back = xr.open_zarr(store, group=f"ds{zarr_format}", consolidated=True).load()
         xr.testing.assert_identical(back, ds.load())
-        assert all(back[v].values.tobytes() == ds[v].values.tobytes()
-                   for v in ("temp", "wind", "station"))
+        assert all(
+            back[v].values.tobytes() == ds[v].values.tobytes() for v in ("temp", "wind", "station")
+        )
     assert log_count(swift, AUTH) == 1  # a fresh server: the client's one auth, nothing else
     stored = swift_objects(swift, "cli")
     for zarr_format in (2, 3):
-        expected = {k: v for k, v in reference_objects(
-            DATA, f"a{zarr_format}", chunks=(64, 64), zarr_format=zarr_format).items()
-            if k.startswith(f"a{zarr_format}/")}  # the root group is shared (consolidated)
+        expected = {
+            k: v
+            for k, v in reference_objects(
+                DATA, f"a{zarr_format}", chunks=(64, 64), zarr_format=zarr_format
+            ).items()
+            if k.startswith(f"a{zarr_format}/")
+        }  # the root group is shared (consolidated)
         assert len(expected) > 256
         assert {k: v for k, v in stored.items() if k.startswith(f"a{zarr_format}/")} == expected
     workers = cli_client.run(lambda: __import__("os").environ.get("ST_KEY"))
@@ -167,8 +198,9 @@ def test_killing_a_worker_process_mid_write(swift, cli_client):
         assert future.status == "pending", future.exception(timeout=5)
         assert time.monotonic() < deadline, "the write did not start"
         time.sleep(0.05)
-    victim = [a for a, info in cli_client.scheduler_info()["workers"].items()
-              if info["name"] == "victim"]
+    victim = [
+        a for a, info in cli_client.scheduler_info()["workers"].items() if info["name"] == "victim"
+    ]
     assert victim and cli_client.processing()[victim[0]], "the victim must be busy"
     cluster.kill("victim")
     assert future.result(timeout=240) == 256
@@ -193,15 +225,32 @@ def slow_blocks(seconds: float):
 def test_example_script_writes_and_reports(swift_server, tmp_path):
     env = {**os.environ, **swift_server.env}
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "distributed_write.py"), "--container",
-         "example", "--prefix", "run1", "--steps", "12"],
-        env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path,
+        [
+            sys.executable,
+            str(ROOT / "examples" / "distributed_write.py"),
+            "--container",
+            "example",
+            "--prefix",
+            "run1",
+            "--steps",
+            "12",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "100% Completed" in out and "objects/s" in out and "auth_calls" in out
-    store = SwiftStore("example", "run1", authurl=swift_server.auth_url,
-                       user=swift_server.user, key=swift_server.key)
+    store = SwiftStore(
+        "example",
+        "run1",
+        authurl=swift_server.auth_url,
+        user=swift_server.user,
+        key=swift_server.key,
+    )
     ds = xr.open_zarr(store, group="dataset", consolidated=True)
     assert ds.sizes["time"] == 12 and set(ds.data_vars) >= {"temp", "wind"}
     assert zarr.open_array(store, path="array", mode="r").nchunks == 256

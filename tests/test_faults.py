@@ -13,7 +13,6 @@ import threading
 import time
 
 import cloudpickle
-
 import dask.array as da
 import numpy as np
 import pytest
@@ -34,17 +33,25 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])  # dask workers can'
 
 @pytest.fixture
 def proxy(swift_server):
-    with FaultProxy(swift_server.proxy_url, seed=1234, stall_seconds=READ_TIMEOUT + 1.5,
-                    retry_after=1) as fp:
+    with FaultProxy(
+        swift_server.proxy_url, seed=1234, stall_seconds=READ_TIMEOUT + 1.5, retry_after=1
+    ) as fp:
         yield fp
 
 
-def faulty_store(server, fp: FaultProxy, container: str, *, retry: RetryPolicy = RETRY,
-                 token=None, **kw) -> SwiftStore:
+def faulty_store(
+    server, fp: FaultProxy, container: str, *, retry: RetryPolicy = RETRY, token=None, **kw
+) -> SwiftStore:
     """A store whose data path goes through ``fp`` (authenticated directly with the server)."""
     token = token or V1Password(server.auth_url, server.user, server.key).authenticate()
-    return SwiftStore(container, preauthurl=fp.via(token.storage_url), preauthtoken=token.token,
-                      read_timeout=READ_TIMEOUT, retry=retry, **kw)
+    return SwiftStore(
+        container,
+        preauthurl=fp.via(token.storage_url),
+        preauthtoken=token.token,
+        read_timeout=READ_TIMEOUT,
+        retry=retry,
+        **kw,
+    )
 
 
 def clean_store(server, container: str) -> SwiftStore:
@@ -53,8 +60,9 @@ def clean_store(server, container: str) -> SwiftStore:
 
 # -- one fault at a time ----------------------------------------------------------------------
 @pytest.mark.parametrize("kind", [k for k in ALL_FAULTS if k not in ("truncate", "corrupt")])
-def test_each_fault_on_a_write_costs_one_retry_and_no_data(swift_server, proxy, container_name,
-                                                           kind):
+def test_each_fault_on_a_write_costs_one_retry_and_no_data(
+    swift_server, proxy, container_name, kind
+):
     store = faulty_store(swift_server, proxy, container_name)
     payload = np.random.default_rng(1).bytes(50_000)
     sync(store.set("warmup", PROTO.buffer.from_bytes(b"w")))
@@ -68,7 +76,8 @@ def test_each_fault_on_a_write_costs_one_retry_and_no_data(swift_server, proxy, 
 
 
 def test_an_upload_damaged_on_the_way_is_refused_by_the_server_and_sent_again(
-        swift_server, proxy, container_name):
+    swift_server, proxy, container_name
+):
     """With the body's MD5 as ETag (the default) Swift answers 422 and the retry stores the
     right bytes; with ``verify_writes=False`` the damaged bytes are stored: the trade made."""
     payload = np.random.default_rng(5).bytes(70_000)
@@ -89,8 +98,9 @@ def test_an_upload_damaged_on_the_way_is_refused_by_the_server_and_sent_again(
 
 
 @pytest.mark.parametrize("kind", ["truncate", "corrupt", "reset-after-body", "504", "stall"])
-def test_a_damaged_read_is_retried_and_never_handed_to_zarr(swift_server, proxy, container_name,
-                                                            kind):
+def test_a_damaged_read_is_retried_and_never_handed_to_zarr(
+    swift_server, proxy, container_name, kind
+):
     clean = clean_store(swift_server, container_name)
     z = zarr.create_array(clean, name="a", shape=(64, 64), chunks=(32, 32), dtype="f8")
     data = np.random.default_rng(2).random((64, 64))
@@ -104,13 +114,15 @@ def test_a_damaged_read_is_retried_and_never_handed_to_zarr(swift_server, proxy,
 
 
 @pytest.mark.parametrize("kind", ["truncate", "corrupt"])
-def test_without_retries_a_damaged_body_raises_instead_of_returning(swift_server, proxy,
-                                                                    container_name, kind):
+def test_without_retries_a_damaged_body_raises_instead_of_returning(
+    swift_server, proxy, container_name, kind
+):
     clean = clean_store(swift_server, container_name)
     payload = np.random.default_rng(3).bytes(100_000)
     sync(clean.set("blob", PROTO.buffer.from_bytes(payload)))
-    store = faulty_store(swift_server, proxy, container_name, read_only=True,
-                         retry=RetryPolicy(attempts=1))
+    store = faulty_store(
+        swift_server, proxy, container_name, read_only=True, retry=RetryPolicy(attempts=1)
+    )
     proxy.inject(kind, 1, method="GET", path_contains="/blob")
     with pytest.raises(SwiftHTTPError) as info:
         sync(store.get("blob", PROTO))
@@ -123,10 +135,12 @@ def test_without_retries_a_damaged_body_raises_instead_of_returning(swift_server
 
 
 # -- budgets: at 100 % faults the job fails, clearly and in bounded time ------------------------
-@pytest.mark.parametrize("kinds", [("503",), ("429-retry-after",), ("reset-before-body",),
-                                   ("stall",), ALL_FAULTS])
+@pytest.mark.parametrize(
+    "kinds", [("503",), ("429-retry-after",), ("reset-before-body",), ("stall",), ALL_FAULTS]
+)
 def test_at_100_percent_faults_a_write_fails_clearly_within_the_budget(
-        swift_server, proxy, container_name, kinds):
+    swift_server, proxy, container_name, kinds
+):
     budget = RetryPolicy(attempts=4, base_delay=0.05, max_delay=0.2, budget=6)
     store = faulty_store(swift_server, proxy, container_name, retry=budget)
     proxy.configure(rate=1.0, kinds=kinds)
@@ -145,13 +159,19 @@ def test_at_100_percent_faults_a_write_fails_clearly_within_the_budget(
     assert clean_store(swift_server, container_name).walk() in ([], ["a/zarr.json"])
 
 
-def test_at_100_percent_faults_reads_fail_and_never_look_missing(swift_server, proxy,
-                                                                 container_name):
+def test_at_100_percent_faults_reads_fail_and_never_look_missing(
+    swift_server, proxy, container_name
+):
     clean = clean_store(swift_server, container_name)
     z = zarr.create_array(clean, name="a", shape=(8,), chunks=(4,), dtype="i4", fill_value=-1)
     z[:] = np.arange(8)
-    store = faulty_store(swift_server, proxy, container_name, read_only=True,
-                         retry=RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.1, budget=5))
+    store = faulty_store(
+        swift_server,
+        proxy,
+        container_name,
+        read_only=True,
+        retry=RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.1, budget=5),
+    )
     reader = zarr.open_array(store, path="a", mode="r")
     proxy.configure(rate=1.0, kinds=STATUS_FAULTS)
     with pytest.raises(SwiftHTTPError):
@@ -163,8 +183,16 @@ def test_at_100_percent_faults_reads_fail_and_never_look_missing(swift_server, p
 def dask_client():
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=4, processes=True,
-                      dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as c:
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=4,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=40,
+        ) as cluster,
+        Client(cluster) as c,
+    ):
         yield c
 
 
@@ -189,7 +217,8 @@ def _write(darr, store, path):
 
 
 def test_dask_write_of_1024_chunks_at_10_percent_faults_is_byte_identical(
-        swift_server, proxy, container_name, dask_client):
+    swift_server, proxy, container_name, dask_client
+):
     darr = da.random.RandomState(7).random_sample((1024, 512), chunks=(32, 16))
     assert darr.npartitions == 1024
     expected = darr.compute()
@@ -212,7 +241,8 @@ def test_dask_write_of_1024_chunks_at_10_percent_faults_is_byte_identical(
 
 
 def test_at_100_percent_faults_a_dask_write_fails_within_the_budget_and_claims_nothing(
-        swift_server, proxy, container_name, dask_client):
+    swift_server, proxy, container_name, dask_client
+):
     from swiftzarr_batch.jobs.write_array import write_array
 
     budget = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.2, budget=5)
@@ -232,12 +262,14 @@ def test_at_100_percent_faults_a_dask_write_fails_within_the_budget_and_claims_n
 
 
 def test_dask_read_of_1024_chunks_at_10_percent_faults_is_byte_identical(
-        swift_server, proxy, container_name, dask_client):
+    swift_server, proxy, container_name, dask_client
+):
     clean = clean_store(swift_server, container_name)
     darr = da.random.RandomState(8).random_sample((1024, 512), chunks=(32, 16))
     expected = darr.compute()
-    zarr.create_array(clean, name="a", shape=expected.shape, chunks=(32, 16),
-                      dtype="f8")[:] = expected
+    zarr.create_array(clean, name="a", shape=expected.shape, chunks=(32, 16), dtype="f8")[:] = (
+        expected
+    )
     store = faulty_store(swift_server, proxy, container_name, read_only=True)
     proxy.configure(rate=0.10, kinds=ALL_FAULTS)
     got = da.from_zarr(zarr.open_array(store, path="a", mode="r")).compute()
@@ -254,7 +286,8 @@ def _verify_clean(store: SwiftStore, path: str = "") -> None:
 
     report = verify_store(store, path)
     assert report.ok and report.content_checked and report.objects_read == report.keys, (
-        report.format())
+        report.format()
+    )
 
 
 # -- copies of a hierarchy --------------------------------------------------------------------------
@@ -264,8 +297,9 @@ def _hierarchy(store: SwiftStore) -> dict[str, np.ndarray]:
     arrays = {"x": rng.random((200, 300)), "sub/y": rng.integers(0, 1000, (100, 100))}
     root = zarr.open_group(store, mode="w", attributes={"title": "fault test"})
     root.create_array("x", shape=(200, 300), chunks=(10, 20), dtype="f8")[:] = arrays["x"]
-    root.create_group("sub").create_array("y", shape=(100, 100), chunks=(10, 10),
-                                          dtype="i8")[:] = arrays["sub/y"]
+    root.create_group("sub").create_array("y", shape=(100, 100), chunks=(10, 10), dtype="i8")[:] = (
+        arrays["sub/y"]
+    )
     zarr.consolidate_metadata(store)
     return arrays
 
@@ -279,7 +313,8 @@ def _same_hierarchy(store: SwiftStore, arrays: dict[str, np.ndarray]) -> None:
 
 @pytest.mark.parametrize("server_side", [False, True], ids=["through-client", "server-side"])
 def test_copy_of_a_hierarchy_at_10_percent_faults_is_byte_identical(
-        swift_server, proxy, container_name, dask_client, server_side):
+    swift_server, proxy, container_name, dask_client, server_side
+):
     from swiftzarr_batch.transfer.copy import copy_store
 
     src_name, dst_name = f"{container_name}-src", f"{container_name}-dst"
@@ -291,8 +326,10 @@ def test_copy_of_a_hierarchy_at_10_percent_faults_is_byte_identical(
     summary = copy_store(source, dest, server_side=server_side)
     proxy.configure(rate=0.0)
     counts = proxy.counts
-    print(f"\nfault counts (copy, {'server-side' if server_side else 'through client'}):",
-          {k: v for k, v in sorted(counts.items())})
+    print(
+        f"\nfault counts (copy, {'server-side' if server_side else 'through client'}):",
+        {k: v for k, v in sorted(counts.items())},
+    )
     assert summary.keys_failed == 0 and summary.verified is True
     assert summary.keys_copied == summary.keys_total > 400
     assert summary.keys_server_side == (summary.keys_total if server_side else 0)
@@ -303,7 +340,8 @@ def test_copy_of_a_hierarchy_at_10_percent_faults_is_byte_identical(
 
 
 def test_an_outage_longer_than_the_budget_fails_the_copy_and_a_rerun_resumes(
-        swift_server, proxy, container_name, dask_client):
+    swift_server, proxy, container_name, dask_client
+):
     from swiftzarr_batch.transfer.copy import CopyError, copy_store
 
     src_name, dst_name = f"{container_name}-src", f"{container_name}-dst"
@@ -351,8 +389,13 @@ def test_swift_proxy_restart_in_the_middle_of_a_copy(swift_server, container_nam
     src_name, dst_name = f"{container_name}-src", f"{container_name}-dst"
     patient = RetryPolicy(attempts=40, base_delay=0.1, max_delay=1.0, budget=120)
     arrays = _hierarchy(clean_store(swift_server, src_name))
-    creds = dict(authurl=swift_server.auth_url, user=swift_server.user, key=swift_server.key,
-                 retry=patient, read_timeout=5)
+    creds = dict(
+        authurl=swift_server.auth_url,
+        user=swift_server.user,
+        key=swift_server.key,
+        retry=patient,
+        read_timeout=5,
+    )
     source = SwiftStore(src_name, read_only=True, **creds)
     dest = SwiftStore(dst_name, **creds)
     source.listdir(), dest.listdir()  # token cached before the outage
@@ -365,13 +408,20 @@ def test_swift_proxy_restart_in_the_middle_of_a_copy(swift_server, container_nam
 
 
 # -- the proxy restarts in the middle of a job ------------------------------------------------------
-def test_swift_proxy_restart_in_the_middle_of_a_dask_write(swift_server, container_name,
-                                                           dask_client):
+def test_swift_proxy_restart_in_the_middle_of_a_dask_write(
+    swift_server, container_name, dask_client
+):
     darr = da.random.RandomState(9).random_sample((256, 512), chunks=(16, 16))
     expected = darr.compute()
     patient = RetryPolicy(attempts=40, base_delay=0.1, max_delay=1.0, budget=120)
-    store = SwiftStore(container_name, authurl=swift_server.auth_url, user=swift_server.user,
-                       key=swift_server.key, retry=patient, read_timeout=5)
+    store = SwiftStore(
+        container_name,
+        authurl=swift_server.auth_url,
+        user=swift_server.user,
+        key=swift_server.key,
+        retry=patient,
+        read_timeout=5,
+    )
     zarr.create_group(store)  # container exists, token cached before the outage
     before = _worker_counters(dask_client)
     with proxy_outage(swift_server, after=1.0, downtime=2.0) as restarted:

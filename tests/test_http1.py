@@ -87,8 +87,9 @@ async def fails_with(script, match: str) -> None:
 
 
 def ok(body: bytes, extra: str = "") -> bytes:
-    return (f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nEtag: x\r\n{extra}\r\n"
-            .encode() + body)
+    return (
+        f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nEtag: x\r\n{extra}\r\n".encode() + body
+    )
 
 
 async def test_split_heads_and_bodies_and_keepalive_reuse():
@@ -97,7 +98,7 @@ async def test_split_heads_and_bodies_and_keepalive_reuse():
     async def script(n, head, body, w):
         raw = ok(payload)
         for i in range(0, len(raw), 7 if n == 0 else 50_000):  # tiny pieces, then big ones
-            w.write(raw[i:i + (7 if n == 0 else 50_000)])
+            w.write(raw[i : i + (7 if n == 0 else 50_000)])
             await w.drain()
 
     async with Scripted(script) as srv:
@@ -111,8 +112,9 @@ async def test_split_heads_and_bodies_and_keepalive_reuse():
 
 async def test_chunked_body_with_extensions_and_trailers():
     async def script(n, head, body, w):
-        w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                b"5;ext=1\r\nhello\r\n1\r\n \r\n")
+        w.write(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n1\r\n \r\n"
+        )
         await w.drain()
         w.write(b"5\r\nworld\r\n0\r\nX-Trailer: t\r\n\r\n")
 
@@ -217,10 +219,16 @@ async def test_a_slow_upload_is_progress_not_a_stall():
         pool.close()
 
 
-@pytest.mark.parametrize("answer", [b"HTTP/2 200\r\n\r\n", b"garbage\r\n\r\n",
-                                    b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
-                                    b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n",
-                                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/2 200\r\n\r\n",
+        b"garbage\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+)
 async def test_malformed_responses_fail(answer):
     async def script(n, head, body, w):
         w.write(answer)
@@ -275,8 +283,7 @@ async def test_connect_refused_is_a_connection_failure():
     port = server.sockets[0].getsockname()[1]
     server.close()
     await server.wait_closed()
-    pool = Pool(Endpoint(f"http://127.0.0.1:{port}"), limit=1, connect_timeout=1,
-                read_timeout=1)
+    pool = Pool(Endpoint(f"http://127.0.0.1:{port}"), limit=1, connect_timeout=1, read_timeout=1)
     with pytest.raises(ConnectionFailed, match="connect to 127.0.0.1"):
         await pool.request("GET", "/")
 
@@ -301,8 +308,12 @@ def test_headers_are_case_insensitive_and_repr_hides_values():
 
 def test_endpoint_parsing():
     e = Endpoint("https://[::1]:8443/swift/v1/AUTH_x/")
-    assert (e.host, e.port, e.host_header, e.base_path) == ("::1", 8443, "[::1]:8443",
-                                                            "/swift/v1/AUTH_x")
+    assert (e.host, e.port, e.host_header, e.base_path) == (
+        "::1",
+        8443,
+        "[::1]:8443",
+        "/swift/v1/AUTH_x",
+    )
     assert Endpoint("http://h/v1/A").host_header == "h"
     with pytest.raises(ValueError, match="not an http"):
         Endpoint("ftp://h/v1")

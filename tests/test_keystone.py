@@ -26,10 +26,9 @@ from swiftzarr_batch import (
     PermissionDeniedError,
     SwiftStore,
 )
-from swiftzarr_batch.auth import resolve_credentials
-from swiftzarr_batch.auth import check_token_lifetime
-from swiftzarr_batch.errors import TokenLifetimeWarning
+from swiftzarr_batch.auth import check_token_lifetime, resolve_credentials
 from swiftzarr_batch.auth.keystone import KeystoneApplicationCredential, KeystonePassword
+from swiftzarr_batch.errors import TokenLifetimeWarning
 from swiftzarr_batch.testing.keystone_server import LocalKeystone
 from swiftzarr_batch.testing.swift_server import LocalSwift
 
@@ -40,14 +39,21 @@ BOB, BOB_PW, OTHER = "bob", "pw-bob-0d27aa", "other"
 
 @pytest.fixture(scope="module")
 def cloud():
-    with LocalKeystone(token_expiration=3600) as ks, \
-            LocalSwift(keystone=ks.authtoken_settings()) as swift:
+    with (
+        LocalKeystone(token_expiration=3600) as ks,
+        LocalSwift(keystone=ks.authtoken_settings()) as swift,
+    ):
         ks.register_swift(swift.proxy_url)
         alice = ks.add_user(ALICE, ALICE_PW, PROJECT)
         ks.add_user(BOB, BOB_PW, OTHER)
         cred_id, cred_secret = ks.create_application_credential(ALICE, ALICE_PW, PROJECT, "job")
-        yield {"ks": ks, "swift": swift, "project_id": alice["project_id"],
-               "cred_id": cred_id, "cred_secret": cred_secret}
+        yield {
+            "ks": ks,
+            "swift": swift,
+            "project_id": alice["project_id"],
+            "cred_id": cred_id,
+            "cred_secret": cred_secret,
+        }
 
 
 def alice(cloud, **kw) -> KeystonePassword:
@@ -56,13 +62,13 @@ def alice(cloud, **kw) -> KeystonePassword:
 
 def _roundtrip(store: SwiftStore) -> None:
     data = np.arange(12, dtype="i2").reshape(3, 4)
-    zarr.create_array(store, name="a", shape=data.shape, chunks=(2, 2), dtype="i2",
-                      overwrite=True)[:] = data
+    zarr.create_array(store, name="a", shape=data.shape, chunks=(2, 2), dtype="i2", overwrite=True)[
+        :
+    ] = data
     np.testing.assert_array_equal(zarr.open_array(store, path="a", mode="r")[:], data)
 
 
-def test_password_auth_picks_the_object_store_endpoint_and_reads_the_expiry(cloud,
-                                                                            container_name):
+def test_password_auth_picks_the_object_store_endpoint_and_reads_the_expiry(cloud, container_name):
     store = SwiftStore(container_name, credential_provider=alice(cloud))
     _roundtrip(store)
     assert store.storage_url == f"{cloud['swift'].proxy_url}/v1/KEY_{cloud['project_id']}"
@@ -75,20 +81,21 @@ def test_password_auth_picks_the_object_store_endpoint_and_reads_the_expiry(clou
 
 
 def test_application_credential_auth(cloud, container_name):
-    provider = KeystoneApplicationCredential(cloud["ks"].auth_url, cloud["cred_id"],
-                                             cloud["cred_secret"])
+    provider = KeystoneApplicationCredential(
+        cloud["ks"].auth_url, cloud["cred_id"], cloud["cred_secret"]
+    )
     store = SwiftStore(container_name, credential_provider=provider)
     _roundtrip(store)
     assert store.storage_url.endswith(f"/KEY_{cloud['project_id']}")
 
 
-def test_os_environment_variables_are_in_the_credentials_chain(cloud, container_name,
-                                                               monkeypatch):
+def test_os_environment_variables_are_in_the_credentials_chain(cloud, container_name, monkeypatch):
     for k, v in cloud["ks"].env(ALICE, ALICE_PW, PROJECT).items():
         monkeypatch.setenv(k, v)
     _roundtrip(SwiftStore(container_name))  # no arguments at all
-    auth = resolve_credentials(authurl=None, user=None, key=None, preauthurl=None,
-                               preauthtoken=None)
+    auth = resolve_credentials(
+        authurl=None, user=None, key=None, preauthurl=None, preauthtoken=None
+    )
     assert auth.source == "OS_AUTH_URL" and isinstance(auth.provider, KeystonePassword)
     # Keystone credentials (renewable) win over a bare token ...
     monkeypatch.setenv("OS_STORAGE_URL", "http://127.0.0.1:1/v1/KEY_x")
@@ -116,8 +123,11 @@ def test_clouds_yaml_with_secure_yaml(cloud, container_name, tmp_path, monkeypat
         "clouds:\n  lab:\n    region_name: RegionOne\n    interface: public\n    auth:\n"
         f"      auth_url: {cloud['ks'].auth_url}\n      username: {ALICE}\n"
         f"      project_name: {PROJECT}\n      user_domain_name: Default\n"
-        "      project_domain_name: Default\n")
-    (tmp_path / "secure.yaml").write_text(f"clouds:\n  lab:\n    auth:\n      password: {ALICE_PW}\n")
+        "      project_domain_name: Default\n"
+    )
+    (tmp_path / "secure.yaml").write_text(
+        f"clouds:\n  lab:\n    auth:\n      password: {ALICE_PW}\n"
+    )
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(tmp_path / "clouds.yaml"))
     monkeypatch.setenv("OS_CLOUD", "lab")
     _roundtrip(SwiftStore(container_name))
@@ -138,11 +148,13 @@ def test_wrong_password_and_unknown_region_are_clear_errors(cloud, container_nam
     with pytest.raises(AuthenticationError, match="refused user 'alice' .project 'zarr'.") as e:
         KeystonePassword(ks.auth_url, ALICE, "wrong-pw-91b2", project_name=PROJECT).authenticate()
     assert "wrong-pw-91b2" not in str(e.value)
-    with pytest.raises(ConfigurationError, match="no object-store endpoint .* region 'Mars'.*"
-                                                 "public@RegionOne"):
+    with pytest.raises(
+        ConfigurationError, match="no object-store endpoint .* region 'Mars'.*public@RegionOne"
+    ):
         alice(cloud, region="Mars").authenticate()
-    assert alice(cloud, interface="internal").authenticate().storage_url.endswith(
-        cloud["project_id"])
+    assert (
+        alice(cloud, interface="internal").authenticate().storage_url.endswith(cloud["project_id"])
+    )
 
 
 def test_another_project_is_denied_not_missing(cloud, container_name):
@@ -150,8 +162,9 @@ def test_another_project_is_denied_not_missing(cloud, container_name):
     _roundtrip(owner)
     bob = KeystonePassword(cloud["ks"].auth_url, BOB, BOB_PW, project_name=OTHER)
     token = bob.authenticate()
-    intruder = SwiftStore(container_name, preauthurl=owner.storage_url, preauthtoken=token.token,
-                          read_only=True)
+    intruder = SwiftStore(
+        container_name, preauthurl=owner.storage_url, preauthtoken=token.token, read_only=True
+    )
     with pytest.raises(PermissionDeniedError, match="403"):
         sync(intruder.get("a/zarr.json", PROTO))
     with pytest.raises(PermissionDeniedError):
@@ -162,16 +175,27 @@ def test_keystone_secrets_never_leak(cloud, container_name, caplog):
     for name in ("", "swiftzarr_batch", "urllib3", "requests", "aiohttp"):
         caplog.set_level(logging.DEBUG, logger=name)
     provider = alice(cloud)
-    app = KeystoneApplicationCredential(cloud["ks"].auth_url, cloud["cred_id"],
-                                        cloud["cred_secret"])
+    app = KeystoneApplicationCredential(
+        cloud["ks"].auth_url, cloud["cred_id"], cloud["cred_secret"]
+    )
     store = SwiftStore(container_name, credential_provider=provider)
     _roundtrip(store)
     tokens = [store.session.token.token, app.authenticate().token]
-    texts = [repr(provider), str(provider), repr(app), repr(store), repr(store.session.token),
-             repr(pickle.loads(pickle.dumps(store)).__getstate__()["provider"])]
-    for bad in (lambda: KeystonePassword(cloud["ks"].auth_url, ALICE, ALICE_PW + "x",
-                                         project_name=PROJECT).authenticate(),
-                lambda: pickle.dumps(provider), lambda: pickle.dumps(app)):
+    texts = [
+        repr(provider),
+        str(provider),
+        repr(app),
+        repr(store),
+        repr(store.session.token),
+        repr(pickle.loads(pickle.dumps(store)).__getstate__()["provider"]),
+    ]
+    for bad in (
+        lambda: KeystonePassword(
+            cloud["ks"].auth_url, ALICE, ALICE_PW + "x", project_name=PROJECT
+        ).authenticate(),
+        lambda: pickle.dumps(provider),
+        lambda: pickle.dumps(app),
+    ):
         with pytest.raises((AuthenticationError, TypeError)) as info:
             bad()
         texts.append(str(info.value))

@@ -24,14 +24,31 @@ EXPECTED = {
     2: {
         # zarr 3 also writes an (empty) .zattrs next to each .zgroup/.zarray in format 2.
         "listdir": [".zattrs", ".zgroup", "foo"],
-        "walk": [".zattrs", ".zgroup", "foo/.zattrs", "foo/.zgroup", "foo/bar/.zarray",
-                 "foo/bar/.zattrs", "foo/bar/0.0", "foo/bar/0.1", "foo/bar/1.0", "foo/bar/1.1"],
+        "walk": [
+            ".zattrs",
+            ".zgroup",
+            "foo/.zattrs",
+            "foo/.zgroup",
+            "foo/bar/.zarray",
+            "foo/bar/.zattrs",
+            "foo/bar/0.0",
+            "foo/bar/0.1",
+            "foo/bar/1.0",
+            "foo/bar/1.1",
+        ],
         "xarray": [".zattrs", ".zgroup", ".zmetadata", "foo", "x", "y"],
     },
     3: {
         "listdir": ["foo", "zarr.json"],
-        "walk": ["foo/bar/c/0/0", "foo/bar/c/0/1", "foo/bar/c/1/0", "foo/bar/c/1/1",
-                 "foo/bar/zarr.json", "foo/zarr.json", "zarr.json"],
+        "walk": [
+            "foo/bar/c/0/0",
+            "foo/bar/c/0/1",
+            "foo/bar/c/1/0",
+            "foo/bar/c/1/1",
+            "foo/bar/zarr.json",
+            "foo/zarr.json",
+            "zarr.json",
+        ],
         "xarray": ["foo", "x", "y", "zarr.json"],
     },
 }

@@ -20,7 +20,12 @@ from swiftclient import client as sc
 from swiftclient.exceptions import ClientException
 
 from swiftzarr_batch.testing import swift_server as server_mod
-from swiftzarr_batch.testing.swift_server import DEFAULT_USERS, PROBE_USER_AGENT, LocalSwift, ServerError
+from swiftzarr_batch.testing.swift_server import (
+    DEFAULT_USERS,
+    PROBE_USER_AGENT,
+    LocalSwift,
+    ServerError,
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +58,11 @@ def test_properties_and_env(swift: LocalSwift) -> None:
     assert swift.users == dict(DEFAULT_USERS)
     assert swift.env == {"ST_AUTH": swift.auth_url, "ST_USER": "test:tester", "ST_KEY": "testing"}
     lines = swift.export_lines().splitlines()
-    assert lines == [f"export ST_AUTH={swift.auth_url}", "export ST_USER=test:tester",
-                     "export ST_KEY=testing"]
+    assert lines == [
+        f"export ST_AUTH={swift.auth_url}",
+        "export ST_USER=test:tester",
+        "export ST_KEY=testing",
+    ]
     assert swift.proxy_log_path == swift.data_dir / "logs" / "proxy.log"
     assert set(swift.pids) >= {"account", "container", "object", "proxy"}
     text = repr(swift)
@@ -63,8 +71,11 @@ def test_properties_and_env(swift: LocalSwift) -> None:
 
 
 def test_every_user_authenticates(swift: LocalSwift) -> None:
-    for user, account in (("test:tester", "test"), ("test2:tester2", "test2"),
-                          ("test:reader", "test")):
+    for user, account in (
+        ("test:tester", "test"),
+        ("test2:tester2", "test2"),
+        ("test:reader", "test"),
+    ):
         url, token = _auth(swift, user)
         assert url == swift.storage_url(account)
         assert token.startswith("AUTH_")
@@ -92,8 +103,13 @@ def test_swift_cli_lists_containers(swift: LocalSwift) -> None:
         pytest.skip(f"no swift CLI next to {sys.executable}")
     url, token = _auth(swift)
     sc.put_container(url, token, "cli-visible")
-    out = subprocess.run([str(cli), "-A", swift.auth_url, "-U", swift.user, "-K", swift.key,
-                          "list"], capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run(
+        [str(cli), "-A", swift.auth_url, "-U", swift.user, "-K", swift.key, "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert "cli-visible" in out.stdout.split()
 
 
@@ -116,8 +132,9 @@ def test_accounts_are_isolated(swift: LocalSwift) -> None:
 
 
 def test_token_expires_header_is_seconds_left(swift: LocalSwift) -> None:
-    r = requests.get(swift.auth_url, headers={"X-Auth-User": swift.user,
-                                              "X-Auth-Key": swift.key}, timeout=10)
+    r = requests.get(
+        swift.auth_url, headers={"X-Auth-User": swift.user, "X-Auth-Key": swift.key}, timeout=10
+    )
     assert r.status_code == 200
     assert 86400 - 5 <= int(r.headers["X-Auth-Token-Expires"]) <= 86400
 
@@ -152,8 +169,12 @@ def test_bulk_delete(swift: LocalSwift) -> None:
     sc.put_container(url, token, "bulk-nonempty")
     sc.put_object(url, token, "bulk-nonempty", "keep", b"data")
     body = "\n".join([*(f"/bulk/{n}" for n in names), "/bulk/missing", "/bulk-nonempty"])
-    r = requests.delete(f"{url}?bulk-delete", data=body.encode(), timeout=30, headers={
-        "X-Auth-Token": token, "Content-Type": "text/plain", "Accept": "application/json"})
+    r = requests.delete(
+        f"{url}?bulk-delete",
+        data=body.encode(),
+        timeout=30,
+        headers={"X-Auth-Token": token, "Content-Type": "text/plain", "Accept": "application/json"},
+    )
     assert r.status_code == 200  # even though one delete failed
     result = json.loads(r.text)
     assert result["Number Deleted"] == 3
@@ -176,12 +197,18 @@ def test_s3api_and_max_file_size() -> None:
         date = email.utils.formatdate(usegmt=True)
         to_sign = f"GET\n\n\n{date}\n/"
         sig = base64.b64encode(hmac.new(srv.key.encode(), to_sign.encode(), "sha1").digest())
-        r = requests.get(srv.proxy_url + "/", timeout=10, headers={
-            "Date": date, "Authorization": f"AWS {srv.user}:{sig.decode()}"})
+        r = requests.get(
+            srv.proxy_url + "/",
+            timeout=10,
+            headers={"Date": date, "Authorization": f"AWS {srv.user}:{sig.decode()}"},
+        )
         assert r.status_code == 200, r.text
         assert "<Name>s3-bucket</Name>" in r.text
-        bad = requests.get(srv.proxy_url + "/", timeout=10, headers={
-            "Date": date, "Authorization": f"AWS {srv.user}:AAAA"})
+        bad = requests.get(
+            srv.proxy_url + "/",
+            timeout=10,
+            headers={"Date": date, "Authorization": f"AWS {srv.user}:AAAA"},
+        )
         assert bad.status_code == 403 and "SignatureDoesNotMatch" in bad.text
 
 
@@ -189,8 +216,9 @@ def test_short_token_life_expires_and_stop_cleans_up() -> None:
     srv = LocalSwift(token_life=3, memcached=False)
     with srv:
         assert "memcached" not in srv.pids
-        r = requests.get(srv.auth_url, headers={"X-Auth-User": srv.user,
-                                                "X-Auth-Key": srv.key}, timeout=10)
+        r = requests.get(
+            srv.auth_url, headers={"X-Auth-User": srv.user, "X-Auth-Key": srv.key}, timeout=10
+        )
         assert int(r.headers["X-Auth-Token-Expires"]) <= 3
         url, token = r.headers["X-Storage-Url"], r.headers["X-Auth-Token"]
         sc.head_account(url, token)
@@ -240,8 +268,11 @@ def test_server_dying_at_start_raises_with_its_log(monkeypatch: pytest.MonkeyPat
     from swiftzarr_batch.testing import swift_configs as _swift_configs
 
     good = _swift_configs.proxy_server_conf
-    monkeypatch.setattr(_swift_configs, "proxy_server_conf", lambda s: good(s).replace(
-        "use = egg:swift#tempurl", "use = egg:swift#no_such_filter"))
+    monkeypatch.setattr(
+        _swift_configs,
+        "proxy_server_conf",
+        lambda s: good(s).replace("use = egg:swift#tempurl", "use = egg:swift#no_such_filter"),
+    )
     srv = LocalSwift(memcached=False)
     with pytest.raises(ServerError, match="(?s)exited during start.*no_such_filter"):
         srv.start()
@@ -251,19 +282,42 @@ def test_server_dying_at_start_raises_with_its_log(monkeypatch: pytest.MonkeyPat
 
 def _module_env() -> dict[str, str]:
     root = Path(server_mod.__file__).resolve().parent.parent
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(root), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    }
 
 
 def test_install_and_run_subcommands() -> None:
     env = _module_env()
-    out = subprocess.run([sys.executable, "-m", "swiftzarr_batch.testing.swift_server", "install"], env=env,
-                         capture_output=True, text=True, timeout=900, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "swiftzarr_batch.testing.swift_server", "install"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=True,
+    )
     assert Path(out.stdout.strip()).name == "python"
     script = "import os, sys; print(os.environ['ST_AUTH'], os.environ['ST_USER']); sys.exit(7)"
-    done = subprocess.run([sys.executable, "-m", "swiftzarr_batch.testing.swift_server", "run", "--no-memcached",
-                           "--", sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "swiftzarr_batch.testing.swift_server",
+            "run",
+            "--no-memcached",
+            "--",
+            sys.executable,
+            "-c",
+            script,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 7, done.stderr
     auth_url, user = done.stdout.split()
     assert auth_url.startswith("http://127.0.0.1:") and auth_url.endswith("/auth/v1.0")
@@ -272,16 +326,31 @@ def test_install_and_run_subcommands() -> None:
 
 def test_serve_prints_exports_and_stops_on_sigterm() -> None:
     env = _module_env()
-    proc = subprocess.Popen([sys.executable, "-m", "swiftzarr_batch.testing.swift_server", "--token-life", "77",
-                             "--no-memcached"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "swiftzarr_batch.testing.swift_server",
+            "--token-life",
+            "77",
+            "--no-memcached",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         assert proc.stdout is not None
-        exports = dict(proc.stdout.readline().strip().removeprefix("export ").split("=", 1)
-                       for _ in range(3))
+        exports = dict(
+            proc.stdout.readline().strip().removeprefix("export ").split("=", 1) for _ in range(3)
+        )
         assert set(exports) == {"ST_AUTH", "ST_USER", "ST_KEY"}
-        r = requests.get(exports["ST_AUTH"], timeout=10, headers={
-            "X-Auth-User": exports["ST_USER"], "X-Auth-Key": exports["ST_KEY"]})
+        r = requests.get(
+            exports["ST_AUTH"],
+            timeout=10,
+            headers={"X-Auth-User": exports["ST_USER"], "X-Auth-Key": exports["ST_KEY"]},
+        )
         assert r.status_code == 200 and int(r.headers["X-Auth-Token-Expires"]) <= 77
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0

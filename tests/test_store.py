@@ -27,8 +27,14 @@ PROTO = default_buffer_prototype()
 
 
 def _store(swift_server, container, prefix="", **kw) -> SwiftStore:
-    return SwiftStore(container, prefix, authurl=swift_server.auth_url, user=swift_server.user,
-                      key=swift_server.key, **kw)
+    return SwiftStore(
+        container,
+        prefix,
+        authurl=swift_server.auth_url,
+        user=swift_server.user,
+        key=swift_server.key,
+        **kw,
+    )
 
 
 def _bulk_upload(swift_conn, container: str, prefix: str, count: int) -> None:
@@ -42,8 +48,14 @@ def _bulk_upload(swift_conn, container: str, prefix: str, count: int) -> None:
             tar.addfile(info, io.BytesIO(data))
     swift_conn.put_container(container)
     resp: dict = {}
-    swift_conn.put_object(container, "", buf.getvalue(), query_string="extract-archive=tar",
-                          headers={"Accept": "application/json"}, response_dict=resp)
+    swift_conn.put_object(
+        container,
+        "",
+        buf.getvalue(),
+        query_string="extract-archive=tar",
+        headers={"Accept": "application/json"},
+        response_dict=resp,
+    )
     assert resp["status"] == 201 or resp["status"] == 200
 
 
@@ -103,8 +115,12 @@ async def test_bad_token_raises_never_fill_values(swift_server, container_name):
 
 
 async def test_wrong_key_is_a_clear_authentication_error(swift_server, container_name):
-    store = SwiftStore(container_name, authurl=swift_server.auth_url, user=swift_server.user,
-                       key="not-the-key-0xdeadbeef")
+    store = SwiftStore(
+        container_name,
+        authurl=swift_server.auth_url,
+        user=swift_server.user,
+        key="not-the-key-0xdeadbeef",
+    )
     with pytest.raises(AuthenticationError) as info:
         await store.get("x", PROTO)
     assert "not-the-key-0xdeadbeef" not in str(info.value)
@@ -178,8 +194,9 @@ async def test_upload_with_wrong_etag_is_rejected(swift_server, container_name):
     await store._open()
     session = store.session
     with pytest.raises(IntegrityError):
-        await session.request("PUT", f"{container_name}/obj", body=b"payload",
-                              headers={"ETag": "0" * 32})
+        await session.request(
+            "PUT", f"{container_name}/obj", body=b"payload", headers={"ETag": "0" * 32}
+        )
     assert await store.get("obj", PROTO) is None
 
 
@@ -188,13 +205,22 @@ async def test_byte_ranges_and_bad_ranges(swift_server, container_name):
 
     store = _store(swift_server, container_name)
     await store.set("k", cpu.Buffer.from_bytes(b"0123456789"))
-    cases = {RangeByteRequest(2, 5): b"234", OffsetByteRequest(7): b"789",
-             SuffixByteRequest(3): b"789", RangeByteRequest(4, 4): b"",
-             RangeByteRequest(8, 20): b"89", RangeByteRequest(12, 20): b""}
+    cases = {
+        RangeByteRequest(2, 5): b"234",
+        OffsetByteRequest(7): b"789",
+        SuffixByteRequest(3): b"789",
+        RangeByteRequest(4, 4): b"",
+        RangeByteRequest(8, 20): b"89",
+        RangeByteRequest(12, 20): b"",
+    }
     for req, want in cases.items():
         assert (await store.get("k", PROTO, req)).to_bytes() == want, req
-    for bad in (RangeByteRequest(5, 2), RangeByteRequest(-1, 2), OffsetByteRequest(-3),
-                SuffixByteRequest(-1)):
+    for bad in (
+        RangeByteRequest(5, 2),
+        RangeByteRequest(-1, 2),
+        OffsetByteRequest(-3),
+        SuffixByteRequest(-1),
+    ):
         with pytest.raises(ValueError):
             await store.get("k", PROTO, bad)
     assert await store.get("missing", PROTO, RangeByteRequest(0, 2)) is None
@@ -202,9 +228,9 @@ async def test_byte_ranges_and_bad_ranges(swift_server, container_name):
 
 async def test_set_if_not_exists_is_atomic(swift_server, container_name):
     store = _store(swift_server, container_name)
-    results = await asyncio.gather(*(
-        store.set_if_not_exists("lock", cpu.Buffer.from_bytes(str(i).encode())) for i in range(8)
-    ))
+    results = await asyncio.gather(
+        *(store.set_if_not_exists("lock", cpu.Buffer.from_bytes(str(i).encode())) for i in range(8))
+    )
     assert results == [None] * 8
     value = (await store.get("lock", PROTO)).to_bytes()
     await store.set_if_not_exists("lock", cpu.Buffer.from_bytes(b"later"))
@@ -215,8 +241,9 @@ def test_store_conn_helpers_and_second_store(swift_server, container_name):
     store = _store(swift_server, container_name, "a")
     z = zarr.zeros((6,), chunks=(3,), dtype="i2", store=store, zarr_format=2)
     z[:] = 7
-    second = SwiftStore(container_name, "b", preauthurl=store.conn.url,
-                        preauthtoken=store.conn.token)
+    second = SwiftStore(
+        container_name, "b", preauthurl=store.conn.url, preauthtoken=store.conn.token
+    )
     z2 = zarr.zeros((6,), chunks=(3,), dtype="i2", store=second, zarr_format=2)
     z2[:] = np.arange(6)
     assert second.walk() == [".zarray", ".zattrs", "0", "1"]

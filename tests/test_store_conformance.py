@@ -54,6 +54,10 @@ def _conn(store: SwiftStore):
 
 
 async def test_get_missing_returns_none_only_for_404(swift_server) -> None:
-    store = SwiftStore(f"c-{uuid.uuid4().hex[:8]}", authurl=swift_server.auth_url,
-                       user=swift_server.user, key=swift_server.key)
+    store = SwiftStore(
+        f"c-{uuid.uuid4().hex[:8]}",
+        authurl=swift_server.auth_url,
+        user=swift_server.user,
+        key=swift_server.key,
+    )
     assert await store.get("nope", default_buffer_prototype()) is None

@@ -18,15 +18,15 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from swiftzarr_batch import SwiftStore, TokenExpiredError
-from swiftzarr_batch.auth import V1Password
 from swiftzarr_batch.auth import (
     CredentialsFile,
     EnvironmentCredentials,
+    V1Password,
     check_token_lifetime,
 )
 from swiftzarr_batch.errors import ConfigurationError, TokenLifetimeWarning
-from swiftzarr_batch.testing.swift_server import LocalSwift
 from swiftzarr_batch.swift.session import process_counters
+from swiftzarr_batch.testing.swift_server import LocalSwift
 
 TOKEN_LIFE = 3
 PROTO = default_buffer_prototype()
@@ -42,8 +42,7 @@ def test_token_expiry_is_read_from_v1_auth_and_exposed(creds, container_name):
     assert store.token_expires_at == store.session.token.expires_at
 
 
-def test_check_token_lifetime_warns_or_raises_when_the_token_is_too_short(creds,
-                                                                          container_name):
+def test_check_token_lifetime_warns_or_raises_when_the_token_is_too_short(creds, container_name):
     store = SwiftStore(container_name, **creds)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -54,8 +53,9 @@ def test_check_token_lifetime_warns_or_raises_when_the_token_is_too_short(creds,
         check_token_lifetime(store, 2 * 86400, strict=True)
 
 
-def test_check_token_lifetime_is_quiet_when_workers_can_renew(swift_server, container_name,
-                                                              monkeypatch):
+def test_check_token_lifetime_is_quiet_when_workers_can_renew(
+    swift_server, container_name, monkeypatch
+):
     for name, value in swift_server.env.items():
         monkeypatch.setenv(name, value)
     store = SwiftStore(container_name, credential_provider=EnvironmentCredentials())
@@ -76,8 +76,9 @@ def test_travelling_providers_pickle_without_secrets(swift_server, tmp_path, mon
         assert pickle.loads(blob).authenticate().token
     with pytest.raises(TypeError, match="travels=True"):
         pickle.dumps(V1Password(swift_server.auth_url, swift_server.user, swift_server.key))
-    travelling = V1Password(swift_server.auth_url, swift_server.user, swift_server.key,
-                            travels=True)
+    travelling = V1Password(
+        swift_server.auth_url, swift_server.user, swift_server.key, travels=True
+    )
     assert pickle.loads(pickle.dumps(travelling)).authenticate().token  # the user's choice
 
 
@@ -106,8 +107,13 @@ def short_client(short_server):
     saved = {k: os.environ.get(k) for k in short_server.env}
     os.environ.update(short_server.env)
     try:
-        cluster = LocalCluster(n_workers=2, threads_per_worker=2, processes=True,
-                               dashboard_address=None, silence_logs=40)
+        cluster = LocalCluster(
+            n_workers=2,
+            threads_per_worker=2,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=40,
+        )
     finally:
         for k, v in saved.items():
             if v is None:
@@ -139,8 +145,9 @@ def _write(darr, store, path):
 
 
 def test_token_life_is_short_on_the_short_server(short_server, container_name):
-    store = SwiftStore(container_name, authurl=short_server.auth_url, user=short_server.user,
-                       key=short_server.key)
+    store = SwiftStore(
+        container_name, authurl=short_server.auth_url, user=short_server.user, key=short_server.key
+    )
     assert 0 < store.token_expires_at - time.time() <= TOKEN_LIFE
     with pytest.warns(TokenLifetimeWarning):
         check_token_lifetime(store, 60)
@@ -148,7 +155,8 @@ def test_token_life_is_short_on_the_short_server(short_server, container_name):
 
 @pytest.mark.parametrize("how", ["environment", "file", "travelling key"])
 def test_a_job_that_outlives_its_token_completes_with_a_travelling_provider(
-        short_server, short_client, container_name, tmp_path, monkeypatch, how):
+    short_server, short_client, container_name, tmp_path, monkeypatch, how
+):
     if how == "environment":  # resolved in each process (client, workers) from its environment
         for name, value in short_server.env.items():
             monkeypatch.setenv(name, value)
@@ -159,8 +167,9 @@ def test_a_job_that_outlives_its_token_completes_with_a_travelling_provider(
         rc.chmod(0o600)
         provider = CredentialsFile(rc)
     else:
-        provider = V1Password(short_server.auth_url, short_server.user, short_server.key,
-                              travels=True)
+        provider = V1Password(
+            short_server.auth_url, short_server.user, short_server.key, travels=True
+        )
     store = SwiftStore(container_name, credential_provider=provider)
     expected, slow = _long_job_array()
     before = _reauths(short_client)
@@ -168,17 +177,23 @@ def test_a_job_that_outlives_its_token_completes_with_a_travelling_provider(
     _write(slow, store, "a")
     assert time.monotonic() - started > TOKEN_LIFE + 1  # the job did outlive the first token
     assert _reauths(short_client) > before  # ... and the workers renewed it
-    fresh = SwiftStore(container_name, authurl=short_server.auth_url, user=short_server.user,
-                       key=short_server.key, read_only=True)
-    np.testing.assert_array_equal(zarr.open_array(fresh, path="a", mode="r")[:],
-                                  expected.compute())
+    fresh = SwiftStore(
+        container_name,
+        authurl=short_server.auth_url,
+        user=short_server.user,
+        key=short_server.key,
+        read_only=True,
+    )
+    np.testing.assert_array_equal(zarr.open_array(fresh, path="a", mode="r")[:], expected.compute())
 
 
-def test_without_a_provider_a_long_job_fails_with_token_expired(short_server, short_client,
-                                                               container_name):
+def test_without_a_provider_a_long_job_fails_with_token_expired(
+    short_server, short_client, container_name
+):
     # The key stays on the client: workers get the token only, and cannot renew it.
-    store = SwiftStore(container_name, authurl=short_server.auth_url, user=short_server.user,
-                       key=short_server.key)
+    store = SwiftStore(
+        container_name, authurl=short_server.auth_url, user=short_server.user, key=short_server.key
+    )
     _, slow = _long_job_array()
     with pytest.warns(TokenLifetimeWarning):
         check_token_lifetime(store, 60)  # what a caller would see before launching
@@ -186,8 +201,9 @@ def test_without_a_provider_a_long_job_fails_with_token_expired(short_server, sh
         _write(slow, store, "a")
 
 
-def test_a_bare_token_has_an_unknown_expiry_and_fails_loudly_too(short_server, short_client,
-                                                                 container_name):
+def test_a_bare_token_has_an_unknown_expiry_and_fails_loudly_too(
+    short_server, short_client, container_name
+):
     token = V1Password(short_server.auth_url, short_server.user, short_server.key).authenticate()
     store = SwiftStore(container_name, preauthurl=token.storage_url, preauthtoken=token.token)
     assert check_token_lifetime(store, 60) is None  # Swift cannot tell a bare token's expiry
@@ -197,15 +213,21 @@ def test_a_bare_token_has_an_unknown_expiry_and_fails_loudly_too(short_server, s
 
 
 def test_an_expired_token_never_reads_as_missing(short_server, container_name):
-    writer = SwiftStore(container_name, authurl=short_server.auth_url, user=short_server.user,
-                        key=short_server.key)
+    writer = SwiftStore(
+        container_name, authurl=short_server.auth_url, user=short_server.user, key=short_server.key
+    )
     z = zarr.create_array(writer, name="a", shape=(4,), chunks=(2,), dtype="i4", fill_value=-7)
     z[:] = np.arange(4)
     token = V1Password(short_server.auth_url, short_server.user, short_server.key).authenticate()
     # (other options than the writer's: a token minted in the same second may be the same
     # string, and a same-token store of this process would share the writer's session)
-    reader = SwiftStore(container_name, preauthurl=token.storage_url, preauthtoken=token.token,
-                        read_only=True, max_connections=7)
+    reader = SwiftStore(
+        container_name,
+        preauthurl=token.storage_url,
+        preauthtoken=token.token,
+        read_only=True,
+        max_connections=7,
+    )
     arr = zarr.open_array(reader, path="a", mode="r")
     time.sleep(TOKEN_LIFE + 2)  # TempAuth honours a token up to ~1 s past its stated expiry
     with pytest.raises(TokenExpiredError):

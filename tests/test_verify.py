@@ -19,8 +19,13 @@ PROTO = default_buffer_prototype()
 
 
 def _swift(swift_server, container, prefix="") -> SwiftStore:
-    return SwiftStore(container, prefix, authurl=swift_server.auth_url, user=swift_server.user,
-                      key=swift_server.key)
+    return SwiftStore(
+        container,
+        prefix,
+        authurl=swift_server.auth_url,
+        user=swift_server.user,
+        key=swift_server.key,
+    )
 
 
 def build(store, zarr_format: int) -> dict[str, int]:
@@ -40,8 +45,11 @@ def build(store, zarr_format: int) -> dict[str, int]:
 def object_data_file(swift_server, container: str, name: str):
     want = f"/AUTH_test/{container}/{name}".encode()
     for path in (swift_server.data_dir / "srv").rglob("*.data"):
-        raw = b"".join(os.getxattr(path, a) for a in sorted(os.listxattr(path))
-                       if a.startswith("user.swift.metadata"))
+        raw = b"".join(
+            os.getxattr(path, a)
+            for a in sorted(os.listxattr(path))
+            if a.startswith("user.swift.metadata")
+        )
         if want in raw:
             return path
     raise AssertionError(f"no data file for {container}/{name}")
@@ -54,14 +62,16 @@ def test_intact_hierarchy_verifies(swift_server, container_name, zarr_format):
     report = verify_store(store)
     assert report.ok, report.format()
     assert {a.path: (a.expected, a.present) for a in report.arrays} == {
-        p: (n, n) for p, n in chunks.items()}
+        p: (n, n) for p, n in chunks.items()
+    }
     assert report.content_checked and report.objects_read == report.keys > sum(chunks.values())
     assert report.groups == 2 and report.missing_chunks == 0
     assert json.loads(json.dumps(report.as_dict()))["ok"] is True
 
 
 def test_deleted_chunk_corrupt_object_orphan_and_stale_consolidation(
-        swift_server, container_name, swift_conn):
+    swift_server, container_name, swift_conn
+):
     store = _swift(swift_server, container_name, "ds")
     build(store, 3)
     swift_conn.delete_object(container_name, "ds/a/c/1/1")
@@ -81,17 +91,26 @@ def test_deleted_chunk_corrupt_object_orphan_and_stale_consolidation(
     assert "ETag" in report.corrupt[0]
     assert report.orphans == ["a/c/9/9", "g/stray.bin"]
     assert report.stale_consolidated == [
-        "g/b: consolidated metadata says shape (9,), the array has (13,)"]
+        "g/b: consolidated metadata says shape (9,), the array has (13,)"
+    ]
     text = report.format()
     assert "CORRUPT" in text and "a/c/1/1" in text and "PROBLEMS FOUND" in text
     assert "reading as fill_value 0" in text
 
 
 def test_absent_fill_value_chunks_are_reported_apart_and_can_be_accepted(
-        swift_server, container_name):
+    swift_server, container_name
+):
     store = _swift(swift_server, container_name)
-    arr = zarr.create_array(store, name="sparse", shape=(40,), chunks=(10,), dtype="f4",
-                            fill_value=np.nan, config={"write_empty_chunks": False})
+    arr = zarr.create_array(
+        store,
+        name="sparse",
+        shape=(40,),
+        chunks=(10,),
+        dtype="f4",
+        fill_value=np.nan,
+        config={"write_empty_chunks": False},
+    )
     arr[:] = np.nan
     arr[12:15] = 1.0  # only chunk 1 holds data; zarr does not write the all-NaN chunks
     strict = verify_store(store)
@@ -103,7 +122,8 @@ def test_absent_fill_value_chunks_are_reported_apart_and_can_be_accepted(
 
 
 def test_unparseable_metadata_is_reported_and_the_rest_still_checked(
-        swift_server, container_name, swift_conn):
+    swift_server, container_name, swift_conn
+):
     store = _swift(swift_server, container_name, "ds")
     build(store, 2)
     swift_conn.put_object(container_name, "ds/g/b/.zarray", b"{not json")
@@ -116,8 +136,9 @@ def test_unparseable_metadata_is_reported_and_the_rest_still_checked(
 
 def test_sharded_array_expects_shard_objects(swift_server, container_name):
     store = _swift(swift_server, container_name)
-    arr = zarr.create_array(store, name="sh", shape=(16, 16), chunks=(4, 4), shards=(8, 8),
-                            dtype="u1")
+    arr = zarr.create_array(
+        store, name="sh", shape=(16, 16), chunks=(4, 4), shards=(8, 8), dtype="u1"
+    )
     arr[:] = 1
     report = verify_store(store)
     assert report.ok and report.arrays[0].expected == 4 and report.arrays[0].chunks == [8, 8]

@@ -43,20 +43,24 @@ def make_file(directory: Path, i: int, steps: int = STEPS) -> Path:
     rng = np.random.default_rng(i)
     times = pd.date_range("2024-01-01", periods=steps, freq="h") + pd.Timedelta(hours=steps * i)
     ds = xr.Dataset(
-        {"temp": (("time", "lat", "lon"), rng.random((steps, 4, 5)).astype("f4")),
-         "mask": (("lat", "lon"), np.ones((4, 5), "i1"))},
-        coords={"time": times, "lat": np.arange(4.0), "lon": np.arange(5.0)})
+        {
+            "temp": (("time", "lat", "lon"), rng.random((steps, 4, 5)).astype("f4")),
+            "mask": (("lat", "lon"), np.ones((4, 5), "i1")),
+        },
+        coords={"time": times, "lat": np.arange(4.0), "lon": np.arange(5.0)},
+    )
     path = directory / f"obs_{i:03d}.nc"
     ds.to_netcdf(path)
     return path
 
 
-def write_config(tmp_path: Path, container: str, *, ttl: int = 600, per_commit: int = 2,
-                 extra: str = "") -> Path:
+def write_config(
+    tmp_path: Path, container: str, *, ttl: int = 600, per_commit: int = 2, extra: str = ""
+) -> Path:
     cfg = tmp_path / "ingest.toml"
     cfg.write_text(f"""
 [source]
-directory = "{tmp_path / 'in'}"
+directory = "{tmp_path / "in"}"
 pattern = "obs_*.nc"
 
 [target]
@@ -69,7 +73,7 @@ files_per_commit = {per_commit}
 lock_ttl_seconds = {ttl}
 
 [output]
-summary = "{tmp_path / 'summary.json'}"
+summary = "{tmp_path / "summary.json"}"
 {extra}
 """)
     return cfg
@@ -77,13 +81,20 @@ summary = "{tmp_path / 'summary.json'}"
 
 def expected(tmp_path: Path, n: int) -> xr.Dataset:
     parts = [xr.open_dataset(tmp_path / "in" / f"obs_{i:03d}.nc") for i in range(n)]
-    return xr.concat(parts, dim="time", data_vars="minimal", coords="minimal",
-                     compat="override").load()
+    return xr.concat(
+        parts, dim="time", data_vars="minimal", coords="minimal", compat="override"
+    ).load()
 
 
 def stored(swift_server, container: str) -> xr.Dataset:
-    store = SwiftStore(container, "ds.zarr", authurl=swift_server.auth_url,
-                       user=swift_server.user, key=swift_server.key, read_only=True)
+    store = SwiftStore(
+        container,
+        "ds.zarr",
+        authurl=swift_server.auth_url,
+        user=swift_server.user,
+        key=swift_server.key,
+        read_only=True,
+    )
     return xr.open_zarr(store, consolidated=True).load()
 
 
@@ -119,16 +130,23 @@ def test_ingest_twice_appends_only_new_files(swift_server, env_auth, container_n
     assert sent < 10_000  # lock + consolidated metadata only: no chunk rewritten
     record = dataset_state.read_record(stored_store(swift_server, container_name))
     assert [(f["name"], f["start"], f["stop"]) for f in record["files"]] == [
-        (f"obs_{i:03d}.nc", i * STEPS, (i + 1) * STEPS) for i in range(5)]
+        (f"obs_{i:03d}.nc", i * STEPS, (i + 1) * STEPS) for i in range(5)
+    ]
 
 
 def stored_store(swift_server, container: str) -> SwiftStore:
-    return SwiftStore(container, "ds.zarr", authurl=swift_server.auth_url,
-                      user=swift_server.user, key=swift_server.key)
+    return SwiftStore(
+        container,
+        "ds.zarr",
+        authurl=swift_server.auth_url,
+        user=swift_server.user,
+        key=swift_server.key,
+    )
 
 
 def test_rerun_after_a_crash_mid_append_gives_a_complete_dataset(
-        swift_server, env_auth, container_name, tmp_path):
+    swift_server, env_auth, container_name, tmp_path
+):
     (tmp_path / "in").mkdir()
     for i in range(2):
         make_file(tmp_path / "in", i)
@@ -164,15 +182,20 @@ def test_crash_during_creation_restarts_it(swift_server, env_auth, container_nam
 
 
 def test_killed_ingest_process_blocks_until_its_lock_expires_then_recovers(
-        swift_server, env_auth, container_name, tmp_path):
+    swift_server, env_auth, container_name, tmp_path
+):
     (tmp_path / "in").mkdir()
     total = 14
     for i in range(total):
         make_file(tmp_path / "in", i)
     cfg = write_config(tmp_path, container_name, ttl=4, per_commit=1)
-    proc = subprocess.Popen([sys.executable, "-m", "swiftzarr_batch.workflows.ingest", str(cfg)],
-                            env=env_auth, cwd=Path(__file__).parents[1],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "swiftzarr_batch.workflows.ingest", str(cfg)],
+        env=env_auth,
+        cwd=Path(__file__).parents[1],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     store = stored_store(swift_server, container_name)
     deadline = time.monotonic() + 120
     committed = 0
@@ -198,7 +221,8 @@ def test_killed_ingest_process_blocks_until_its_lock_expires_then_recovers(
 
 
 def test_a_second_ingest_is_refused_while_the_lock_is_held(
-        swift_server, env_auth, container_name, tmp_path):
+    swift_server, env_auth, container_name, tmp_path
+):
     (tmp_path / "in").mkdir()
     make_file(tmp_path / "in", 0)
     cfg = write_config(tmp_path, container_name)
@@ -212,15 +236,29 @@ def test_a_second_ingest_is_refused_while_the_lock_is_held(
 
 
 def test_two_ingests_started_together_never_both_write(
-        swift_server, env_auth, container_name, tmp_path):
+    swift_server, env_auth, container_name, tmp_path
+):
     (tmp_path / "in").mkdir()
     for i in range(4):
         make_file(tmp_path / "in", i)
     cfg = write_config(tmp_path, container_name, per_commit=1)
-    procs = [subprocess.Popen([sys.executable, "-m", "swiftzarr_batch.workflows.ingest", str(cfg), "--summary",
-                               str(tmp_path / f"run{n}.json")], env=env_auth,
-                              cwd=Path(__file__).parents[1], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL) for n in range(2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "swiftzarr_batch.workflows.ingest",
+                str(cfg),
+                "--summary",
+                str(tmp_path / f"run{n}.json"),
+            ],
+            env=env_auth,
+            cwd=Path(__file__).parents[1],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for n in range(2)
+    ]
     codes = sorted(p.wait(timeout=180) for p in procs)
     runs = [json.loads((tmp_path / f"run{n}.json").read_text()) for n in range(2)]
     ingested = sorted(len(r.get("files_ingested", [])) for r in runs)
@@ -234,8 +272,13 @@ def test_lock_is_exclusive_and_expires(swift_server, container_name, tmp_path, b
     def store():
         if backend == "local":
             return LocalStore(tmp_path / "ds")
-        return SwiftStore(container_name, "ds", authurl=swift_server.auth_url,
-                          user=swift_server.user, key=swift_server.key)
+        return SwiftStore(
+            container_name,
+            "ds",
+            authurl=swift_server.auth_url,
+            user=swift_server.user,
+            key=swift_server.key,
+        )
 
     for _ in range(3):  # several runs start at once: exactly one gets the lock
         winners, errors = [], []
@@ -280,36 +323,53 @@ url = "{dst}"
 [verify]
 structure = true
 [output]
-summary = "{tmp_path / 'mirror.json'}"
+summary = "{tmp_path / "mirror.json"}"
 """)
     return cfg
 
 
 def all_bytes(store) -> dict[str, bytes]:
     async def collect():
-        return {k: (await store.get(k, PROTO)).to_bytes() async for k in store.list()
-                if "/locks/" not in f"/{k}"}
+        return {
+            k: (await store.get(k, PROTO)).to_bytes()
+            async for k in store.list()
+            if "/locks/" not in f"/{k}"
+        }
 
     return sync(collect())
 
 
 def test_mirror_copies_incrementally_and_deletes_what_vanished(
-        swift_server, env_auth, container_name, tmp_path):
-    src = SwiftStore(container_name, "ds", authurl=swift_server.auth_url,
-                     user=swift_server.user, key=swift_server.key)
+    swift_server, env_auth, container_name, tmp_path
+):
+    src = SwiftStore(
+        container_name,
+        "ds",
+        authurl=swift_server.auth_url,
+        user=swift_server.user,
+        key=swift_server.key,
+    )
     root = zarr.group(src)
     root.create_array("keep", shape=(40,), chunks=(10,), dtype="f8")[:] = np.arange(40.0)
     root.create_array("drop", shape=(30,), chunks=(10,), dtype="i4")[:] = 3
     zarr.consolidate_metadata(src)
     dst_url = f"swift://{container_name}-mirror/copy"
-    cfg = write_mirror_config(tmp_path, f"swift://{container_name}/ds", dst_url,
-                              "delete_extra = true")
+    cfg = write_mirror_config(
+        tmp_path, f"swift://{container_name}/ds", dst_url, "delete_extra = true"
+    )
     assert mirror(cfg) == 0
     first = json.loads((tmp_path / "mirror.json").read_text())
-    assert first["status"] == "ok" and first["copy"]["keys_server_side"] == first["copy"][
-        "keys_total"] == 10
-    dst = SwiftStore(f"{container_name}-mirror", "copy", authurl=swift_server.auth_url,
-                     user=swift_server.user, key=swift_server.key)
+    assert (
+        first["status"] == "ok"
+        and first["copy"]["keys_server_side"] == first["copy"]["keys_total"] == 10
+    )
+    dst = SwiftStore(
+        f"{container_name}-mirror",
+        "copy",
+        authurl=swift_server.auth_url,
+        user=swift_server.user,
+        key=swift_server.key,
+    )
     assert all_bytes(dst) == all_bytes(src)
 
     keep = zarr.open_array(src, path="keep", mode="r+")
@@ -333,16 +393,28 @@ def test_entry_points_and_config_errors(swift_server, env_auth, container_name, 
     make_file(tmp_path / "in", 0)
     cfg = write_config(tmp_path, container_name)
     repo = Path(__file__).parents[1]
-    out = subprocess.run([sys.executable, "-m", "swiftzarr_batch.workflows.ingest", str(cfg)], env=env_auth,
-                         cwd=repo, capture_output=True, text=True, timeout=180)
+    out = subprocess.run(
+        [sys.executable, "-m", "swiftzarr_batch.workflows.ingest", str(cfg)],
+        env=env_auth,
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert out.returncode == 0, out.stderr
     assert "ingest finished: ok" in out.stderr and summary_of(tmp_path)["verified"]
 
-    mirror_cfg = write_mirror_config(tmp_path, f"swift://{container_name}/ds.zarr",
-                                     str(tmp_path / "local-copy"))
+    mirror_cfg = write_mirror_config(
+        tmp_path, f"swift://{container_name}/ds.zarr", str(tmp_path / "local-copy")
+    )
     cli = str(Path(sys.executable).parent / "swiftzarr")
-    out = subprocess.run([cli, "mirror", str(mirror_cfg), "--summary", str(tmp_path / "m.json")],
-                         env=env_auth, capture_output=True, text=True, timeout=180)
+    out = subprocess.run(
+        [cli, "mirror", str(mirror_cfg), "--summary", str(tmp_path / "m.json")],
+        env=env_auth,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads((tmp_path / "m.json").read_text())["copy"]["verified"] is True
     assert xr.open_zarr(tmp_path / "local-copy").sizes["time"] == STEPS
@@ -358,9 +430,9 @@ def test_entry_points_and_config_errors(swift_server, env_auth, container_name, 
 
 
 def test_example_configs_are_valid():
+    from swiftzarr_batch.workflows.common import load_config
     from workflows import ingest as ingest_module
     from workflows import mirror as mirror_module
-    from swiftzarr_batch.workflows.common import load_config
 
     examples = Path(__file__).parents[1] / "workflows" / "examples"
     ing = load_config(examples / "ingest.toml", ingest_module.SCHEMA)

@@ -10,14 +10,15 @@ from zarr.storage import MemoryStore
 def swift_objects(conn, container: str, prefix: str = "") -> dict[str, bytes]:
     """Every object under ``prefix``, read with python-swiftclient (not our data path)."""
     _, listing = conn.get_container(container, prefix=prefix, full_listing=True)
-    return {o["name"][len(prefix):]: conn.get_object(container, o["name"])[1] for o in listing}
+    return {o["name"][len(prefix) :]: conn.get_object(container, o["name"])[1] for o in listing}
 
 
 def reference_objects(data: np.ndarray, path: str, **create) -> dict[str, bytes]:
     """The objects zarr itself writes for ``data`` in one process (the expected result)."""
     stored: dict = {}
-    z = zarr.create_array(MemoryStore(stored), name=path, shape=data.shape, dtype=data.dtype,
-                          **create)
+    z = zarr.create_array(
+        MemoryStore(stored), name=path, shape=data.shape, dtype=data.dtype, **create
+    )
     z[:] = data
     return {k: v.to_bytes() for k, v in stored.items()}
 

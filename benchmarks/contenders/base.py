@@ -29,8 +29,14 @@ class Server:
     @classmethod
     def from_env(cls) -> Server:
         e = os.environ
-        return cls(e["BENCH_AUTH_URL"], e["BENCH_USER"], e["BENCH_KEY"], e["BENCH_PROXY_URL"],
-                   int(e.get("BENCH_CONCURRENCY", "16")), int(e.get("BENCH_DASK_WORKERS", "4")))
+        return cls(
+            e["BENCH_AUTH_URL"],
+            e["BENCH_USER"],
+            e["BENCH_KEY"],
+            e["BENCH_PROXY_URL"],
+            int(e.get("BENCH_CONCURRENCY", "16")),
+            int(e.get("BENCH_DASK_WORKERS", "4")),
+        )
 
 
 def chunk_value(case: ArrayCase, i: int, j: int) -> int:
@@ -39,8 +45,11 @@ def chunk_value(case: ArrayCase, i: int, j: int) -> int:
 
 def expected_sum(case: ArrayCase) -> int:
     per_chunk = case.chunk[0] * case.chunk[1]
-    return sum(chunk_value(case, i, j) * per_chunk
-               for i in range(case.grid[0]) for j in range(case.grid[1]))
+    return sum(
+        chunk_value(case, i, j) * per_chunk
+        for i in range(case.grid[0])
+        for j in range(case.grid[1])
+    )
 
 
 def make_block(case: ArrayCase, bi: int, bj: int) -> np.ndarray:
@@ -49,8 +58,9 @@ def make_block(case: ArrayCase, bi: int, bj: int) -> np.ndarray:
     out = np.empty((ci * bs0, cj * bs1), dtype=np.int32)
     for i in range(bs0):
         for j in range(bs1):
-            out[i * ci:(i + 1) * ci, j * cj:(j + 1) * cj] = chunk_value(case, bi * bs0 + i,
-                                                                       bj * bs1 + j)
+            out[i * ci : (i + 1) * ci, j * cj : (j + 1) * cj] = chunk_value(
+                case, bi * bs0 + i, bj * bs1 + j
+            )
     return out
 
 
@@ -101,10 +111,16 @@ class ZarrContender(Contender):
         import zarr
 
         store = self.store("bench-warmup", f"{self.name}")
-        da.to_zarr(da.ones((8, 8), chunks=4, dtype=np.int32) + 1, store, component="a",
-                   mode="a", compressors=None)
-        z = zarr.open_array(store=self.store("bench-warmup", self.name, read_only=True),
-                            path="a", mode="r")
+        da.to_zarr(
+            da.ones((8, 8), chunks=4, dtype=np.int32) + 1,
+            store,
+            component="a",
+            mode="a",
+            compressors=None,
+        )
+        z = zarr.open_array(
+            store=self.store("bench-warmup", self.name, read_only=True), path="a", mode="r"
+        )
         assert int(da.from_zarr(z).sum().compute()) == 128
 
     def store(self, container: str, prefix: str, *, read_only: bool = False) -> Any:
@@ -115,8 +131,9 @@ class ZarrContender(Contender):
 
         ac = array_case(case)
         store = self.store(container, path)
-        da.to_zarr(source_array(ac), store, component="a", mode="a", compressors=None,
-                   chunks=ac.chunk)
+        da.to_zarr(
+            source_array(ac), store, component="a", mode="a", compressors=None, chunks=ac.chunk
+        )
         return {"objects": ac.chunks, "bytes": ac.chunks * ac.chunk_bytes}
 
     def w2_read(self, case: dict[str, Any], container: str, path: str) -> dict[str, Any]:
@@ -127,8 +144,11 @@ class ZarrContender(Contender):
         z = zarr.open_array(store=self.store(container, path, read_only=True), path="a", mode="r")
         total = int(da.from_zarr(z, chunks=ac.block_shape).sum(dtype=np.int64).compute())
         want = expected_sum(ac)
-        return {"objects": ac.chunks, "bytes": ac.chunks * ac.chunk_bytes,
-                "check": "ok" if total == want else f"FAIL: sum {total} != {want}"}
+        return {
+            "objects": ac.chunks,
+            "bytes": ac.chunks * ac.chunk_bytes,
+            "check": "ok" if total == want else f"FAIL: sum {total} != {want}",
+        }
 
     def _count(self, agen_factory: Any) -> int:
         from zarr.core.sync import sync
@@ -153,5 +173,8 @@ class ZarrContender(Contender):
 
 
 def listing_result(n: int, expect: int) -> dict[str, Any]:
-    return {"objects": n, "bytes": 0,
-            "check": "ok" if n == expect else f"FAIL: listed {n} of {expect}"}
+    return {
+        "objects": n,
+        "bytes": 0,
+        "check": "ok" if n == expect else f"FAIL: listed {n} of {expect}",
+    }

@@ -22,8 +22,15 @@ class Ours(ZarrContender):
         from swiftzarr_batch import SwiftStore
 
         s = self.server
-        return SwiftStore(container, prefix, authurl=s.auth_url, user=s.user, key=s.key,
-                          read_only=read_only, **self.options)
+        return SwiftStore(
+            container,
+            prefix,
+            authurl=s.auth_url,
+            user=s.user,
+            key=s.key,
+            read_only=read_only,
+            **self.options,
+        )
 
     @property
     def options(self) -> dict[str, Any]:
@@ -40,26 +47,38 @@ class Ours(ZarrContender):
         sync(store.delete_dir(prefix.rstrip("/")))
         return {"objects": expect, "bytes": 0}
 
-    def w4_swift2swift(self, src_container: str, src_prefix: str, dst_container: str,
-                       dst_prefix: str, expect: int) -> dict[str, Any]:
+    def w4_swift2swift(
+        self, src_container: str, src_prefix: str, dst_container: str, dst_prefix: str, expect: int
+    ) -> dict[str, Any]:
         copy = _copy_module()
-        return _copy_call(copy, self.store(src_container, src_prefix.rstrip("/")),
-                          self.store(dst_container, dst_prefix.rstrip("/")), expect)
+        return _copy_call(
+            copy,
+            self.store(src_container, src_prefix.rstrip("/")),
+            self.store(dst_container, dst_prefix.rstrip("/")),
+            expect,
+        )
 
-    def w4_local2swift(self, local_dir: str, dst_container: str, dst_prefix: str,
-                       expect: int) -> dict[str, Any]:
+    def w4_local2swift(
+        self, local_dir: str, dst_container: str, dst_prefix: str, expect: int
+    ) -> dict[str, Any]:
         copy = _copy_module()
         from zarr.storage import LocalStore
 
-        return _copy_call(copy, LocalStore(local_dir, read_only=True),
-                          self.store(dst_container, dst_prefix.rstrip("/")), expect)
+        return _copy_call(
+            copy,
+            LocalStore(local_dir, read_only=True),
+            self.store(dst_container, dst_prefix.rstrip("/")),
+            expect,
+        )
 
 
 def _copy_module() -> Any:
     try:
         return importlib.import_module("swiftzarr_batch.transfer.copy")
     except ImportError as e:
-        raise Unavailable(f"not available yet: swiftzarr_batch.transfer.copy is not in the tree ({e})") from None
+        raise Unavailable(
+            f"not available yet: swiftzarr_batch.transfer.copy is not in the tree ({e})"
+        ) from None
 
 
 def _copy_call(copy: Any, src: Any, dst: Any, expect: int) -> dict[str, Any]:
@@ -68,9 +87,12 @@ def _copy_call(copy: Any, src: Any, dst: Any, expect: int) -> dict[str, Any]:
         raise Unavailable("not available yet: swiftzarr_batch.transfer.copy has no copy_store")
     result = fn(src, dst)
     copied = getattr(result, "keys_total", None)  # a CopySummary
-    return {"objects": expect, "bytes": getattr(result, "bytes_copied", 0),
-            "result": result.line() if hasattr(result, "line") else str(result)[:200],
-            "check": "ok" if copied in (None, expect) else f"FAIL: copied {copied} of {expect}"}
+    return {
+        "objects": expect,
+        "bytes": getattr(result, "bytes_copied", 0),
+        "result": result.line() if hasattr(result, "line") else str(result)[:200],
+        "check": "ok" if copied in (None, expect) else f"FAIL: copied {copied} of {expect}",
+    }
 
 
 class OursHelpers(Ours):
@@ -89,8 +111,9 @@ class OursHelpers(Ours):
         if write_array is None:
             raise Unavailable("not available yet: dask_helpers has no write_array")
         ac = array_case(case)
-        write_array(source_array(ac), self.store(container, path), "a", compressors=None,
-                    chunks=ac.chunk)
+        write_array(
+            source_array(ac), self.store(container, path), "a", compressors=None, chunks=ac.chunk
+        )
         return {"objects": ac.chunks, "bytes": ac.chunks * ac.chunk_bytes}
 
 
@@ -104,9 +127,17 @@ class OursNoMD5(Ours):
         from swiftzarr_batch import SwiftStore
 
         s = self.server
-        return SwiftStore(container, prefix, authurl=s.auth_url, user=s.user, key=s.key,
-                          read_only=read_only, verify_reads=False, verify_writes=False,
-                          **self.options)
+        return SwiftStore(
+            container,
+            prefix,
+            authurl=s.auth_url,
+            user=s.user,
+            key=s.key,
+            read_only=read_only,
+            verify_reads=False,
+            verify_writes=False,
+            **self.options,
+        )
 
 
 class OursXarray(Ours):
@@ -119,8 +150,13 @@ class OursXarray(Ours):
 
         ac = array_case(case)
         ds = xr.Dataset({"a": (("y", "x"), source_array(ac))})
-        ds.to_zarr(self.store(container, path), mode="w-", consolidated=False, zarr_format=3,
-                   encoding={"a": {"chunks": ac.chunk, "compressors": None}})
+        ds.to_zarr(
+            self.store(container, path),
+            mode="w-",
+            consolidated=False,
+            zarr_format=3,
+            encoding={"a": {"chunks": ac.chunk, "compressors": None}},
+        )
         return {"objects": ac.chunks, "bytes": ac.chunks * ac.chunk_bytes}
 
     def w2_read(self, case: dict[str, Any], container: str, path: str) -> dict[str, Any]:
@@ -130,9 +166,15 @@ class OursXarray(Ours):
         from benchmarks.contenders.base import expected_sum
 
         ac = array_case(case)
-        ds = xr.open_zarr(self.store(container, path, read_only=True), consolidated=False,
-                          chunks={"y": ac.block_shape[0], "x": ac.block_shape[1]})
+        ds = xr.open_zarr(
+            self.store(container, path, read_only=True),
+            consolidated=False,
+            chunks={"y": ac.block_shape[0], "x": ac.block_shape[1]},
+        )
         total = int(ds["a"].data.sum(dtype=np.int64).compute())
         want = expected_sum(ac)
-        return {"objects": ac.chunks, "bytes": ac.chunks * ac.chunk_bytes,
-                "check": "ok" if total == want else f"FAIL: sum {total} != {want}"}
+        return {
+            "objects": ac.chunks,
+            "bytes": ac.chunks * ac.chunk_bytes,
+            "check": "ok" if total == want else f"FAIL: sum {total} != {want}",
+        }

@@ -23,8 +23,10 @@ def _import_zarr_swiftstore() -> Any:
     import zarrswift
 
     if not str(zarrswift.__file__).startswith(str(PEERS_DIR)):
-        raise RuntimeError(f"zarr-swiftstore not found in {PEERS_DIR} (got {zarrswift.__file__});"
-                           " run benchmarks/setup_venv.sh")
+        raise RuntimeError(
+            f"zarr-swiftstore not found in {PEERS_DIR} (got {zarrswift.__file__});"
+            " run benchmarks/setup_venv.sh"
+        )
     return zarrswift
 
 
@@ -46,8 +48,12 @@ class ZarrSwiftStore(ZarrContender):
         from zarrswift.storage import SwiftStore
 
         # Pre-authenticated, as its README shows: no auth request per store or per pickle.
-        return SwiftStore(container, prefix, {"preauthurl": self.url, "preauthtoken": self.token},
-                          read_only=read_only)
+        return SwiftStore(
+            container,
+            prefix,
+            {"preauthurl": self.url, "preauthtoken": self.token},
+            read_only=read_only,
+        )
 
 
 class S3fs(ZarrContender):
@@ -60,17 +66,21 @@ class S3fs(ZarrContender):
         import s3fs
 
         self.fs = s3fs.S3FileSystem(
-            key=self.server.user, secret=self.server.key, endpoint_url=self.server.proxy_url,
-            client_kwargs={"region_name": S3_REGION}, asynchronous=True,
-            skip_instance_cache=True, use_listings_cache=False)
+            key=self.server.user,
+            secret=self.server.key,
+            endpoint_url=self.server.proxy_url,
+            client_kwargs={"region_name": S3_REGION},
+            asynchronous=True,
+            skip_instance_cache=True,
+            use_listings_cache=False,
+        )
         self.warm_up()
         return {"version": s3fs.__version__}
 
     def store(self, container: str, prefix: str, *, read_only: bool = False) -> Any:
         from zarr.storage import FsspecStore
 
-        return FsspecStore(self.fs, read_only=read_only,
-                           path=f"{container}/{prefix}".rstrip("/"))
+        return FsspecStore(self.fs, read_only=read_only, path=f"{container}/{prefix}".rstrip("/"))
 
 
 class Obstore(ZarrContender):
@@ -88,10 +98,16 @@ class Obstore(ZarrContender):
     def s3(self, container: str, prefix: str = "") -> Any:
         from obstore.store import S3Store
 
-        return S3Store(container, prefix=prefix or None, endpoint=self.server.proxy_url,
-                       access_key_id=self.server.user, secret_access_key=self.server.key,
-                       region=S3_REGION, virtual_hosted_style_request=False,
-                       client_options={"allow_http": True})
+        return S3Store(
+            container,
+            prefix=prefix or None,
+            endpoint=self.server.proxy_url,
+            access_key_id=self.server.user,
+            secret_access_key=self.server.key,
+            region=S3_REGION,
+            virtual_hosted_style_request=False,
+            client_options={"allow_http": True},
+        )
 
     def store(self, container: str, prefix: str, *, read_only: bool = False) -> Any:
         from zarr.storage import ObjectStore
@@ -105,8 +121,11 @@ class Obstore(ZarrContender):
         s3 = self.s3(container)
         paths = [m["path"] for batch in obstore.list(s3, prefix=prefix) for m in batch]
         obstore.delete(s3, paths)
-        return {"objects": len(paths), "bytes": 0,
-                "check": "ok" if len(paths) == expect else f"FAIL: deleted {len(paths)} of {expect}"}
+        return {
+            "objects": len(paths),
+            "bytes": 0,
+            "check": "ok" if len(paths) == expect else f"FAIL: deleted {len(paths)} of {expect}",
+        }
 
 
 class Swiftspec(ZarrContender):
@@ -120,9 +139,8 @@ class Swiftspec(ZarrContender):
 
     def setup(self) -> dict[str, Any]:
         super().setup()
-        from swiftclient.client import get_auth
-
         import swiftspec  # noqa: F401
+        from swiftclient.client import get_auth
 
         self.url, self.token = get_auth(self.server.auth_url, self.server.user, self.server.key)
         return {}
@@ -133,8 +151,10 @@ class Swiftspec(ZarrContender):
 
         parts = urlsplit(self.url)
         account = parts.path.rsplit("/", 1)[-1]
-        fs = SWIFTFileSystem(auth=[{"url": f"https://{parts.netloc}/v1/{account}",
-                                    "token": self.token}], asynchronous=True)
+        fs = SWIFTFileSystem(
+            auth=[{"url": f"https://{parts.netloc}/v1/{account}", "token": self.token}],
+            asynchronous=True,
+        )
         base = f"swift://{parts.netloc}/{account}/{container}/{prefix}".rstrip("/")
         return FsspecStore(fs, read_only=read_only, path=base)
 

@@ -36,7 +36,9 @@ class RawHTTP(Contender):
     async def _session(self) -> aiohttp.ClientSession:
         return aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self.server.concurrency, keepalive_timeout=30),
-            headers={"X-Auth-Token": self.token}, auto_decompress=False)
+            headers={"X-Auth-Token": self.token},
+            auto_decompress=False,
+        )
 
     def _obj(self, container: str, name: str) -> str:
         return f"{self.url}/{quote(container)}/{quote(name)}"
@@ -53,8 +55,13 @@ class RawHTTP(Contender):
 
         self.loop.run_until_complete(main())
 
-    async def _request(self, method: str, url: str, body: bytes | None = None,
-                       headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, bytes]:
         async with self.session.request(method, url, data=body, headers=headers) as r:
             return r.status, await r.read()
 
@@ -85,8 +92,10 @@ class RawHTTP(Contender):
     def w1_write(self, case: dict[str, Any], container: str, path: str) -> dict[str, Any]:
         n = case["grid"][0] * case["grid"][1]
         body = bytes(case["chunk"][0] * case["chunk"][1] * 4)
-        self._run((self._obj(container, f"{path}/a/c/{i}") for i in range(n)),
-                  lambda url: self._put(url, body))
+        self._run(
+            (self._obj(container, f"{path}/a/c/{i}") for i in range(n)),
+            lambda url: self._put(url, body),
+        )
         return {"objects": n, "bytes": n * len(body)}
 
     def w2_read(self, case: dict[str, Any], container: str, path: str) -> dict[str, Any]:
@@ -99,11 +108,15 @@ class RawHTTP(Contender):
             bad += len(await self._get(url)) != want
 
         self._run((self._obj(container, f"{path}/a/c/{i}") for i in range(n)), get)
-        return {"objects": n, "bytes": n * want,
-                "check": "ok" if not bad else f"FAIL: {bad} bodies of the wrong size"}
+        return {
+            "objects": n,
+            "bytes": n * want,
+            "check": "ok" if not bad else f"FAIL: {bad} bodies of the wrong size",
+        }
 
-    def w4_swift2swift(self, src_container: str, src_prefix: str, dst_container: str,
-                       dst_prefix: str, expect: int) -> dict[str, Any]:
+    def w4_swift2swift(
+        self, src_container: str, src_prefix: str, dst_container: str, dst_prefix: str, expect: int
+    ) -> dict[str, Any]:
         """Download + upload through the client: list, then GET each and PUT it again."""
         names = self.loop.run_until_complete(self._list(src_container, src_prefix))
         moved = 0
@@ -111,20 +124,24 @@ class RawHTTP(Contender):
         async def copy(name: str) -> None:
             nonlocal moved
             body = await self._get(self._obj(src_container, name))
-            await self._put(self._obj(dst_container, dst_prefix + name[len(src_prefix):]), body)
+            await self._put(self._obj(dst_container, dst_prefix + name[len(src_prefix) :]), body)
             moved += len(body)
 
         self._run(names, copy)
-        return {"objects": len(names), "bytes": moved,
-                "check": "ok" if len(names) == expect else f"FAIL: copied {len(names)} of {expect}"}
+        return {
+            "objects": len(names),
+            "bytes": moved,
+            "check": "ok" if len(names) == expect else f"FAIL: copied {len(names)} of {expect}",
+        }
 
-    def w4_server_copy(self, src_container: str, src_prefix: str, dst_container: str,
-                       dst_prefix: str, expect: int) -> dict[str, Any]:
+    def w4_server_copy(
+        self, src_container: str, src_prefix: str, dst_container: str, dst_prefix: str, expect: int
+    ) -> dict[str, Any]:
         """The server-side copy ceiling: list, then one PUT with X-Copy-From per object."""
         names = self.loop.run_until_complete(self._list(src_container, src_prefix))
 
         async def copy(name: str) -> None:
-            dst = self._obj(dst_container, dst_prefix + name[len(src_prefix):])
+            dst = self._obj(dst_container, dst_prefix + name[len(src_prefix) :])
             headers = {"X-Copy-From": f"/{quote(src_container)}/{quote(name)}"}
             status, _ = await self._request("PUT", dst, b"", headers)
             if status != 201:
@@ -143,8 +160,11 @@ class RawHTTP(Contender):
                 raise RuntimeError(f"DELETE answered {status}")
 
         self._run(names, delete)
-        return {"objects": len(names), "bytes": 0,
-                "check": "ok" if len(names) == expect else f"FAIL: deleted {len(names)} of {expect}"}
+        return {
+            "objects": len(names),
+            "bytes": 0,
+            "check": "ok" if len(names) == expect else f"FAIL: deleted {len(names)} of {expect}",
+        }
 
 
 class RawLean(RawHTTP):
@@ -156,12 +176,19 @@ class RawLean(RawHTTP):
         from swiftzarr_batch.swift.http1 import Endpoint, Pool
 
         self.endpoint = Endpoint(self.url)
-        return Pool(self.endpoint, limit=self.server.concurrency, connect_timeout=10,
-                    read_timeout=600)
+        return Pool(
+            self.endpoint, limit=self.server.concurrency, connect_timeout=10, read_timeout=600
+        )
 
-    async def _request(self, method: str, url: str, body: bytes | None = None,
-                       headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-        target = url[len(self.url) - len(self.endpoint.base_path):]  # path + query
-        r = await self.session.request(method, target, {"X-Auth-Token": self.token,
-                                                        **(headers or {})}, body)
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, bytes]:
+        target = url[len(self.url) - len(self.endpoint.base_path) :]  # path + query
+        r = await self.session.request(
+            method, target, {"X-Auth-Token": self.token, **(headers or {})}, body
+        )
         return r.status, r.body

@@ -21,13 +21,12 @@ class SwiftclientInProcess(Contender):
     name = "swiftclient"
 
     def setup(self) -> dict[str, Any]:
-        import swiftclient
-        from swiftclient.client import Connection
-
         # A zarr user lists from a process that has zarr and dask loaded: so does this one, so
         # that both sides of W3 pay the same garbage collector on the same heap.
         import dask.array  # noqa: F401
+        import swiftclient
         import zarr  # noqa: F401
+        from swiftclient.client import Connection
 
         s = self.server
         self.conn = Connection(authurl=s.auth_url, user=s.user, key=s.key)
@@ -39,8 +38,9 @@ class SwiftclientInProcess(Contender):
         return listing_result(len(listing), expect)
 
     def w3_dir(self, container: str, prefix: str, expect: int) -> dict[str, Any]:
-        _, listing = self.conn.get_container(container, prefix=prefix, delimiter="/",
-                                             full_listing=True)
+        _, listing = self.conn.get_container(
+            container, prefix=prefix, delimiter="/", full_listing=True
+        )
         return listing_result(len(listing), expect)
 
 
@@ -64,22 +64,52 @@ class SwiftCLI(Contender):
         _, lines = self._swift("list", container, "--prefix", prefix)
         return listing_result(lines, expect)
 
-    def w4_local2swift(self, local_dir: str, dst_container: str, dst_prefix: str, expect: int,
-                       threads: int = 10) -> dict[str, Any]:
-        self._swift("upload", "--object-threads", str(threads), "--object-name",
-                    dst_prefix.rstrip("/"), dst_container, local_dir)
+    def w4_local2swift(
+        self, local_dir: str, dst_container: str, dst_prefix: str, expect: int, threads: int = 10
+    ) -> dict[str, Any]:
+        self._swift(
+            "upload",
+            "--object-threads",
+            str(threads),
+            "--object-name",
+            dst_prefix.rstrip("/"),
+            dst_container,
+            local_dir,
+        )
         return {"objects": expect, "bytes": 0}
 
-    def w4_swift2swift(self, src_container: str, src_prefix: str, dst_container: str,
-                       dst_prefix: str, expect: int, threads: int = 10) -> dict[str, Any]:
+    def w4_swift2swift(
+        self,
+        src_container: str,
+        src_prefix: str,
+        dst_container: str,
+        dst_prefix: str,
+        expect: int,
+        threads: int = 10,
+    ) -> dict[str, Any]:
         """``swift download`` to a temp dir, then ``swift upload`` from it."""
         tmp = tempfile.mkdtemp(prefix="bench-swift-cli-")
         try:
-            self._swift("download", "--object-threads", str(threads), "--prefix", src_prefix,
-                        "-D", tmp, src_container)
+            self._swift(
+                "download",
+                "--object-threads",
+                str(threads),
+                "--prefix",
+                src_prefix,
+                "-D",
+                tmp,
+                src_container,
+            )
             src = Path(tmp, src_prefix.rstrip("/"))
-            self._swift("upload", "--object-threads", str(threads), "--object-name",
-                        dst_prefix.rstrip("/"), dst_container, str(src))
+            self._swift(
+                "upload",
+                "--object-threads",
+                str(threads),
+                "--object-name",
+                dst_prefix.rstrip("/"),
+                dst_container,
+                str(src),
+            )
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return {"objects": expect, "bytes": 0}
@@ -87,4 +117,3 @@ class SwiftCLI(Contender):
     def w5_delete(self, container: str, prefix: str, expect: int) -> dict[str, Any]:
         self._swift("delete", container, "--prefix", prefix)
         return {"objects": expect, "bytes": 0}
-

@@ -31,23 +31,37 @@ from typing import Protocol
 from swiftzarr_batch.auth.keystone import from_env as keystone_from_env
 from swiftzarr_batch.auth.providers import WrappingProvider, provider_cache_key
 from swiftzarr_batch.auth.v1 import V1Password
+from swiftzarr_batch.errors import ConfigurationError, TokenExpiredError, TokenLifetimeWarning
 from swiftzarr_batch.swift.session import SwiftSession
 from swiftzarr_batch.swift.tokens import CredentialProvider, Token, travels
-from swiftzarr_batch.errors import ConfigurationError, TokenExpiredError, TokenLifetimeWarning
 
-__all__ = ["CredentialsFile", "EnvironmentCredentials", "ResolvedAuth", "StorageURLOverride",
-           "check_token_lifetime", "resolve_credentials"]
+__all__ = [
+    "CredentialsFile",
+    "EnvironmentCredentials",
+    "ResolvedAuth",
+    "StorageURLOverride",
+    "check_token_lifetime",
+    "resolve_credentials",
+]
 
 log = logging.getLogger(__name__)
 
 
 def _provider_from(env: Mapping[str, str], where: str, verify_tls: bool) -> CredentialProvider:
-    resolved = resolve_credentials(authurl=None, user=None, key=None, preauthurl=None,
-                                   preauthtoken=None, verify_tls=verify_tls, env=env)
+    resolved = resolve_credentials(
+        authurl=None,
+        user=None,
+        key=None,
+        preauthurl=None,
+        preauthtoken=None,
+        verify_tls=verify_tls,
+        env=env,
+    )
     if resolved.provider is None:
         raise ConfigurationError(
             f"{where} holds only a token ({resolved.source}), which cannot be renewed; it "
-            "needs ST_AUTH/ST_USER/ST_KEY or Keystone OS_* credentials")
+            "needs ST_AUTH/ST_USER/ST_KEY or Keystone OS_* credentials"
+        )
     return resolved.provider
 
 
@@ -86,8 +100,13 @@ class CredentialsFile(WrappingProvider):
     travels = True
     kind = "file"
 
-    def __init__(self, path: str | os.PathLike[str], *, storage_url: str | None = None,
-                 verify_tls: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        storage_url: str | None = None,
+        verify_tls: bool = True,
+    ) -> None:
         self.path = Path(path).expanduser()
         self.storage_url = storage_url
         self.verify_tls = verify_tls
@@ -100,11 +119,11 @@ class CredentialsFile(WrappingProvider):
             text = self.path.read_text()
             mode = self.path.stat().st_mode
         except OSError as e:
-            raise ConfigurationError(f"cannot read credentials file {self.path}: "
-                                     f"{e.strerror or type(e).__name__}") from None
+            raise ConfigurationError(
+                f"cannot read credentials file {self.path}: {e.strerror or type(e).__name__}"
+            ) from None
         if mode & 0o077:
-            log.warning("credentials file %s is readable by other users (chmod 600 it)",
-                        self.path)
+            log.warning("credentials file %s is readable by other users (chmod 600 it)", self.path)
         values: dict[str, str] = {}
         for number, line in enumerate(text.splitlines(), 1):
             line = line.strip()
@@ -114,13 +133,14 @@ class CredentialsFile(WrappingProvider):
             name, sep, raw = line.partition("=")
             if not sep or not name.strip().isidentifier():
                 raise ConfigurationError(
-                    f"{self.path} line {number} is not NAME=value (the value is not shown)")
+                    f"{self.path} line {number} is not NAME=value (the value is not shown)"
+                )
             try:
                 parts = shlex.split(raw, comments=True)
             except ValueError:
                 raise ConfigurationError(
-                    f"{self.path} line {number}: unbalanced quotes in the value of "
-                    f"{name.strip()}") from None
+                    f"{self.path} line {number}: unbalanced quotes in the value of {name.strip()}"
+                ) from None
             values[name.strip()] = parts[0] if parts else ""
         return values
 
@@ -162,8 +182,14 @@ class ResolvedAuth:
 
 
 def resolve_credentials(
-    *, authurl: str | None, user: str | None, key: str | None, preauthurl: str | None,
-    preauthtoken: str | None, verify_tls: bool = True, env: dict[str, str] | None = None,
+    *,
+    authurl: str | None,
+    user: str | None,
+    key: str | None,
+    preauthurl: str | None,
+    preauthtoken: str | None,
+    verify_tls: bool = True,
+    env: dict[str, str] | None = None,
 ) -> ResolvedAuth:
     """Pick credentials: arguments, ST_AUTH/ST_USER/ST_KEY, Keystone (OS_CLOUD, OS_AUTH_URL...),
     then OS_STORAGE_URL/OS_AUTH_TOKEN.
@@ -176,7 +202,9 @@ def resolve_credentials(
     given = [n for n, v in (("authurl", authurl), ("user", user), ("key", key)) if v]
     if given and len(given) < 3:
         missing = sorted({"authurl", "user", "key"} - set(given))
-        raise ConfigurationError(f"authurl, user and key go together; missing: {', '.join(missing)}")
+        raise ConfigurationError(
+            f"authurl, user and key go together; missing: {', '.join(missing)}"
+        )
     if given:
         provider: CredentialProvider = V1Password(authurl, user, key, verify_tls=verify_tls)
         if preauthurl:  # python-swiftclient's meaning: auth with these, use that storage URL
@@ -212,7 +240,9 @@ class HasSession(Protocol):
     def session(self) -> SwiftSession: ...
 
 
-def check_token_lifetime(store: HasSession, needed_seconds: float, *, strict: bool = False) -> float | None:
+def check_token_lifetime(
+    store: HasSession, needed_seconds: float, *, strict: bool = False
+) -> float | None:
     """Before launching a job that needs ``needed_seconds``: will the store's token last?
 
     Returns the seconds left (None when the auth server did not say). When the token expires
@@ -228,14 +258,18 @@ def check_token_lifetime(store: HasSession, needed_seconds: float, *, strict: bo
     if left >= needed_seconds:
         return left
     if travels(session.provider):
-        log.info("token expires in %.0f s, before the job's %.0f s; workers will renew it",
-                 left, needed_seconds)
+        log.info(
+            "token expires in %.0f s, before the job's %.0f s; workers will renew it",
+            left,
+            needed_seconds,
+        )
         return left
     message = (
         f"the token for {session.storage_url} expires in {max(left, 0):.0f} s but the job needs "
         f"about {needed_seconds:.0f} s, and nothing can renew it on the workers: give the store "
         "credential_provider=EnvironmentCredentials() (or CredentialsFile, or a provider built "
-        "with travels=True), or get a longer-lived token first")
+        "with travels=True), or get a longer-lived token first"
+    )
     if strict:
         raise TokenExpiredError(message)
     warnings.warn(message, TokenLifetimeWarning, stacklevel=2)

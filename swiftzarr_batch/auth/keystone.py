@@ -51,8 +51,16 @@ class _KeystoneV3:
 
     _secret_attr = ""
 
-    def __init__(self, auth_url: str, *, region: str | None, interface: str, verify_tls: bool,
-                 timeout: float, travels: bool) -> None:
+    def __init__(
+        self,
+        auth_url: str,
+        *,
+        region: str | None,
+        interface: str,
+        verify_tls: bool,
+        timeout: float,
+        travels: bool,
+    ) -> None:
         if not auth_url:
             raise ConfigurationError("Keystone auth_url is empty")
         self.auth_url = auth_url
@@ -75,18 +83,25 @@ class _KeystoneV3:
         raise NotImplementedError
 
     # -- pickling and identity ------------------------------------------------------------------
-    def __reduce__(self):  # noqa: D105 - a secret travels only when explicitly allowed
+    def __reduce__(self):
         if not self.travels:
             raise TypeError(
                 f"{type(self).__name__} holds a secret and is not picklable; build it with "
-                "travels=True to let it travel to dask workers, or use EnvironmentCredentials")
+                "travels=True to let it travel to dask workers, or use EnvironmentCredentials"
+            )
         return (_rebuild, (type(self), self.__dict__.copy()))
 
     def cache_key(self) -> tuple[str, ...]:
         secret = getattr(self, self._secret_attr)
         digest = hashlib.sha256(secret.encode("utf-8")).hexdigest()
-        return (self.auth_url, type(self).__name__, self._who(), self.interface,
-                self.region or "", digest)
+        return (
+            self.auth_url,
+            type(self).__name__,
+            self._who(),
+            self.interface,
+            self.region or "",
+            digest,
+        )
 
     # -- authentication -----------------------------------------------------------------------
     def authenticate(self) -> Token:
@@ -102,14 +117,21 @@ class _KeystoneV3:
 
     def _authenticate_once(self, body: dict[str, Any]) -> Token:
         url = _tokens_url(self.auth_url)
-        resp = auth_request("POST", url, what=f"Keystone at {self.auth_url}",
-                            verify_tls=self.verify_tls, timeout=self.timeout, json=body,
-                            headers={"Accept": "application/json"})
+        resp = auth_request(
+            "POST",
+            url,
+            what=f"Keystone at {self.auth_url}",
+            verify_tls=self.verify_tls,
+            timeout=self.timeout,
+            json=body,
+            headers={"Accept": "application/json"},
+        )
         outcome = classify(resp.status_code)
         if outcome is not Outcome.OK:
             raise AuthenticationError(
                 f"Keystone at {self.auth_url} refused {self._who()} ({resp.status_code} "
-                f"{resp.reason}); check the credentials, project and domains")
+                f"{resp.reason}); check the credentials, project and domains"
+            )
         token = resp.headers.get("X-Subject-Token")
         try:
             data = resp.json()["token"]
@@ -117,11 +139,16 @@ class _KeystoneV3:
             data = None
         if not token or not isinstance(data, dict):
             raise AuthenticationError(
-                f"{url} answered {resp.status_code} without a token; is this Keystone v3?")
+                f"{url} answered {resp.status_code} without a token; is this Keystone v3?"
+            )
         storage_url = self._endpoint(data.get("catalog") or [])
         expires_at = _expiry(data.get("expires_at"))
-        log.debug("authenticated %s at Keystone %s (token expires %s)", self._who(),
-                  self.auth_url, data.get("expires_at"))
+        log.debug(
+            "authenticated %s at Keystone %s (token expires %s)",
+            self._who(),
+            self.auth_url,
+            data.get("expires_at"),
+        )
         return Token(storage_url, token, expires_at)
 
     def _endpoint(self, catalog: list[dict[str, Any]]) -> str:
@@ -133,16 +160,20 @@ class _KeystoneV3:
         if self.region:
             usable = [e for e in usable if self.region in (e.get("region"), e.get("region_id"))]
         if not usable:
-            offered = sorted({f"{e.get('interface')}@{e.get('region') or e.get('region_id')}"
-                              for e in found}) or ["none"]
+            offered = sorted(
+                {f"{e.get('interface')}@{e.get('region') or e.get('region_id')}" for e in found}
+            ) or ["none"]
             raise ConfigurationError(
                 f"Keystone's catalog for {self._who()} has no object-store endpoint with "
-                f"interface {self.interface!r}" + (f" in region {self.region!r}" if self.region
-                                                   else "")
-                + f"; it offers: {', '.join(offered)} (set OS_INTERFACE / OS_REGION_NAME)")
+                f"interface {self.interface!r}"
+                + (f" in region {self.region!r}" if self.region else "")
+                + f"; it offers: {', '.join(offered)} (set OS_INTERFACE / OS_REGION_NAME)"
+            )
         if len(usable) > 1 and not self.region:
-            log.info("several object-store endpoints; using region %s (set a region to choose)",
-                     usable[0].get("region"))
+            log.info(
+                "several object-store endpoints; using region %s (set a region to choose)",
+                usable[0].get("region"),
+            )
         return str(usable[0]["url"]).rstrip("/")
 
 
@@ -158,11 +189,21 @@ class KeystonePassword(_KeystoneV3):
     _secret_attr = "_password"
 
     def __init__(
-        self, auth_url: str, username: str, password: str, *, project_name: str | None = None,
-        project_id: str | None = None, user_domain_name: str | None = "Default",
-        user_domain_id: str | None = None, project_domain_name: str | None = "Default",
-        project_domain_id: str | None = None, region: str | None = None,
-        interface: str = "public", verify_tls: bool = True, timeout: float = 30.0,
+        self,
+        auth_url: str,
+        username: str,
+        password: str,
+        *,
+        project_name: str | None = None,
+        project_id: str | None = None,
+        user_domain_name: str | None = "Default",
+        user_domain_id: str | None = None,
+        project_domain_name: str | None = "Default",
+        project_domain_id: str | None = None,
+        region: str | None = None,
+        interface: str = "public",
+        verify_tls: bool = True,
+        timeout: float = 30.0,
         travels: bool = False,
     ) -> None:
         if not username or not password:
@@ -170,9 +211,16 @@ class KeystonePassword(_KeystoneV3):
         if not (project_name or project_id):
             raise ConfigurationError(
                 "Keystone password auth needs a project (OS_PROJECT_NAME or OS_PROJECT_ID): "
-                "Swift needs a project-scoped token")
-        super().__init__(auth_url, region=region, interface=interface, verify_tls=verify_tls,
-                         timeout=timeout, travels=travels)
+                "Swift needs a project-scoped token"
+            )
+        super().__init__(
+            auth_url,
+            region=region,
+            interface=interface,
+            verify_tls=verify_tls,
+            timeout=timeout,
+            travels=travels,
+        )
         self.username = username
         self._password = password
         self.project_name, self.project_id = project_name, project_id
@@ -180,23 +228,35 @@ class KeystonePassword(_KeystoneV3):
         self.project_domain_name, self.project_domain_id = project_domain_name, project_domain_id
 
     def __repr__(self) -> str:
-        return (f"KeystonePassword(auth_url={self.auth_url!r}, username={self.username!r}, "
-                f"project={self.project_name or self.project_id!r}, password=***)")
+        return (
+            f"KeystonePassword(auth_url={self.auth_url!r}, username={self.username!r}, "
+            f"project={self.project_name or self.project_id!r}, password=***)"
+        )
 
     def _who(self) -> str:
         return f"user {self.username!r} (project {self.project_name or self.project_id!r})"
 
     def _identity(self) -> dict[str, Any]:
-        domain = ({"id": self.user_domain_id} if self.user_domain_id
-                  else {"name": self.user_domain_name or "Default"})
-        return {"methods": ["password"], "password": {"user": {
-            "name": self.username, "domain": domain, "password": self._password}}}
+        domain = (
+            {"id": self.user_domain_id}
+            if self.user_domain_id
+            else {"name": self.user_domain_name or "Default"}
+        )
+        return {
+            "methods": ["password"],
+            "password": {
+                "user": {"name": self.username, "domain": domain, "password": self._password}
+            },
+        }
 
     def _scope(self) -> dict[str, Any]:
         if self.project_id:
             return {"project": {"id": self.project_id}}
-        domain = ({"id": self.project_domain_id} if self.project_domain_id
-                  else {"name": self.project_domain_name or "Default"})
+        domain = (
+            {"id": self.project_domain_id}
+            if self.project_domain_id
+            else {"name": self.project_domain_name or "Default"}
+        )
         return {"project": {"name": self.project_name, "domain": domain}}
 
 
@@ -209,32 +269,55 @@ class KeystoneApplicationCredential(_KeystoneV3):
     _secret_attr = "_secret"
 
     def __init__(
-        self, auth_url: str, credential_id: str, secret: str, *, region: str | None = None,
-        interface: str = "public", verify_tls: bool = True, timeout: float = 30.0,
+        self,
+        auth_url: str,
+        credential_id: str,
+        secret: str,
+        *,
+        region: str | None = None,
+        interface: str = "public",
+        verify_tls: bool = True,
+        timeout: float = 30.0,
         travels: bool = False,
     ) -> None:
         if not credential_id or not secret:
             raise ConfigurationError("an application credential needs both its id and secret")
-        super().__init__(auth_url, region=region, interface=interface, verify_tls=verify_tls,
-                         timeout=timeout, travels=travels)
+        super().__init__(
+            auth_url,
+            region=region,
+            interface=interface,
+            verify_tls=verify_tls,
+            timeout=timeout,
+            travels=travels,
+        )
         self.credential_id = credential_id
         self._secret = secret
 
     def __repr__(self) -> str:
-        return (f"KeystoneApplicationCredential(auth_url={self.auth_url!r}, "
-                f"credential_id={self.credential_id!r}, secret=***)")
+        return (
+            f"KeystoneApplicationCredential(auth_url={self.auth_url!r}, "
+            f"credential_id={self.credential_id!r}, secret=***)"
+        )
 
     def _who(self) -> str:
         return f"application credential {self.credential_id!r}"
 
     def _identity(self) -> dict[str, Any]:
-        return {"methods": ["application_credential"],
-                "application_credential": {"id": self.credential_id, "secret": self._secret}}
+        return {
+            "methods": ["application_credential"],
+            "application_credential": {"id": self.credential_id, "secret": self._secret},
+        }
 
 
 # -- environment and clouds.yaml --------------------------------------------------------------
-_KEYSTONE_VARS = ("OS_AUTH_URL", "OS_USERNAME", "OS_PASSWORD", "OS_APPLICATION_CREDENTIAL_ID",
-                  "OS_APPLICATION_CREDENTIAL_SECRET", "OS_CLOUD")
+_KEYSTONE_VARS = (
+    "OS_AUTH_URL",
+    "OS_USERNAME",
+    "OS_PASSWORD",
+    "OS_APPLICATION_CREDENTIAL_ID",
+    "OS_APPLICATION_CREDENTIAL_SECRET",
+    "OS_CLOUD",
+)
 
 
 def from_env(env: Mapping[str, str], *, verify_tls: bool = True) -> _KeystoneV3 | None:
@@ -246,56 +329,83 @@ def from_env(env: Mapping[str, str], *, verify_tls: bool = True) -> _KeystoneV3 
     if env.get("OS_IDENTITY_API_VERSION", "3").split(".")[0] != "3":
         raise ConfigurationError(
             f"OS_IDENTITY_API_VERSION={env['OS_IDENTITY_API_VERSION']} is not supported; only "
-            "Keystone v3 is (or use v1 auth with ST_AUTH/ST_USER/ST_KEY)")
+            "Keystone v3 is (or use v1 auth with ST_AUTH/ST_USER/ST_KEY)"
+        )
     auth = {
-        "auth_url": env.get("OS_AUTH_URL"), "username": env.get("OS_USERNAME"),
-        "password": env.get("OS_PASSWORD"), "project_name": env.get("OS_PROJECT_NAME")
-        or env.get("OS_TENANT_NAME"), "project_id": env.get("OS_PROJECT_ID")
-        or env.get("OS_TENANT_ID"), "user_domain_name": env.get("OS_USER_DOMAIN_NAME"),
+        "auth_url": env.get("OS_AUTH_URL"),
+        "username": env.get("OS_USERNAME"),
+        "password": env.get("OS_PASSWORD"),
+        "project_name": env.get("OS_PROJECT_NAME") or env.get("OS_TENANT_NAME"),
+        "project_id": env.get("OS_PROJECT_ID") or env.get("OS_TENANT_ID"),
+        "user_domain_name": env.get("OS_USER_DOMAIN_NAME"),
         "user_domain_id": env.get("OS_USER_DOMAIN_ID"),
         "project_domain_name": env.get("OS_PROJECT_DOMAIN_NAME"),
         "project_domain_id": env.get("OS_PROJECT_DOMAIN_ID"),
         "application_credential_id": env.get("OS_APPLICATION_CREDENTIAL_ID"),
         "application_credential_secret": env.get("OS_APPLICATION_CREDENTIAL_SECRET"),
     }
-    return _from_auth(auth, region=env.get("OS_REGION_NAME"),
-                      interface=env.get("OS_INTERFACE") or env.get("OS_ENDPOINT_TYPE"),
-                      verify_tls=verify_tls, where="the OS_* environment variables")
+    return _from_auth(
+        auth,
+        region=env.get("OS_REGION_NAME"),
+        interface=env.get("OS_INTERFACE") or env.get("OS_ENDPOINT_TYPE"),
+        verify_tls=verify_tls,
+        where="the OS_* environment variables",
+    )
 
 
-def _from_auth(auth: Mapping[str, Any], *, region: str | None, interface: str | None,
-               verify_tls: bool, where: str) -> _KeystoneV3:
+def _from_auth(
+    auth: Mapping[str, Any],
+    *,
+    region: str | None,
+    interface: str | None,
+    verify_tls: bool,
+    where: str,
+) -> _KeystoneV3:
     interface = (interface or "public").removesuffix("URL")  # "publicURL" in old RC files
     url = auth.get("auth_url")
     if not url:
         raise ConfigurationError(f"no Keystone auth_url in {where}")
     if auth.get("application_credential_id") or auth.get("application_credential_secret"):
         return KeystoneApplicationCredential(
-            url, auth.get("application_credential_id") or "",
-            auth.get("application_credential_secret") or "", region=region, interface=interface,
-            verify_tls=verify_tls)
+            url,
+            auth.get("application_credential_id") or "",
+            auth.get("application_credential_secret") or "",
+            region=region,
+            interface=interface,
+            verify_tls=verify_tls,
+        )
     missing = [n for n in ("username", "password") if not auth.get(n)]
     if not (auth.get("project_name") or auth.get("project_id")):
         missing.append("project_name or project_id")
     if missing:
         raise ConfigurationError(
             f"Keystone credentials in {where} are incomplete: missing {', '.join(missing)} (or "
-            "give an application credential id and secret)")
+            "give an application credential id and secret)"
+        )
     return KeystonePassword(
-        url, auth["username"], auth["password"], project_name=auth.get("project_name"),
+        url,
+        auth["username"],
+        auth["password"],
+        project_name=auth.get("project_name"),
         project_id=auth.get("project_id"),
         user_domain_name=auth.get("user_domain_name") or "Default",
         user_domain_id=auth.get("user_domain_id"),
         project_domain_name=auth.get("project_domain_name") or "Default",
-        project_domain_id=auth.get("project_domain_id"), region=region, interface=interface,
-        verify_tls=verify_tls)
+        project_domain_id=auth.get("project_domain_id"),
+        region=region,
+        interface=interface,
+        verify_tls=verify_tls,
+    )
 
 
 def _clouds_files(env: Mapping[str, str]) -> list[Path]:
     if env.get("OS_CLIENT_CONFIG_FILE"):
         return [Path(env["OS_CLIENT_CONFIG_FILE"]).expanduser()]
-    return [Path.cwd() / "clouds.yaml", Path("~/.config/openstack/clouds.yaml").expanduser(),
-            Path("/etc/openstack/clouds.yaml")]
+    return [
+        Path.cwd() / "clouds.yaml",
+        Path("~/.config/openstack/clouds.yaml").expanduser(),
+        Path("/etc/openstack/clouds.yaml"),
+    ]
 
 
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -305,8 +415,9 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_cloud(name: str, *, env: Mapping[str, str] | None = None,
-               verify_tls: bool = True) -> _KeystoneV3:
+def load_cloud(
+    name: str, *, env: Mapping[str, str] | None = None, verify_tls: bool = True
+) -> _KeystoneV3:
     """The provider for cloud ``name`` of the first ``clouds.yaml`` found (with ``secure.yaml``
     next to it merged in, as openstacksdk does)."""
     import yaml
@@ -321,11 +432,17 @@ def load_cloud(name: str, *, env: Mapping[str, str] | None = None,
         cloud = clouds[name] or {}
         secure = path.with_name("secure.yaml")
         if secure.is_file():
-            cloud = _merge(cloud, ((yaml.safe_load(secure.read_text()) or {}).get("clouds")
-                                   or {}).get(name) or {})
+            cloud = _merge(
+                cloud,
+                ((yaml.safe_load(secure.read_text()) or {}).get("clouds") or {}).get(name) or {},
+            )
         verify = verify_tls and cloud.get("verify", True) is not False
-        return _from_auth(cloud.get("auth") or {}, region=cloud.get("region_name"),
-                          interface=cloud.get("interface"), verify_tls=verify,
-                          where=f"cloud {name!r} of {path}")
+        return _from_auth(
+            cloud.get("auth") or {},
+            region=cloud.get("region_name"),
+            interface=cloud.get("interface"),
+            verify_tls=verify,
+            where=f"cloud {name!r} of {path}",
+        )
     searched = ", ".join(str(p) for p in _clouds_files(env))
     raise ConfigurationError(f"OS_CLOUD={name!r} is not in any clouds.yaml (searched {searched})")

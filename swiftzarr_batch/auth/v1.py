@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from typing import Any
 
 from swiftzarr_batch.auth.providers import AUTH_RETRY, auth_request
 from swiftzarr_batch.errors import AuthenticationError
@@ -27,8 +26,15 @@ class V1Password:
     """Swift v1 auth (TempAuth, swauth, or Keystone's v1 shim) with user and key."""
 
     def __init__(
-        self, authurl: str, user: str, key: str, *, token_life: int | None = None,
-        verify_tls: bool = True, timeout: float = 30.0, travels: bool = False,
+        self,
+        authurl: str,
+        user: str,
+        key: str,
+        *,
+        token_life: int | None = None,
+        verify_tls: bool = True,
+        timeout: float = 30.0,
+        travels: bool = False,
     ) -> None:
         self.authurl = authurl
         self.user = user
@@ -43,10 +49,19 @@ class V1Password:
     def __repr__(self) -> str:
         return f"V1Password(authurl={self.authurl!r}, user={self.user!r}, key=***)"
 
-    def __reduce__(self):  # noqa: D105 - refuse silently shipping the key
+    def __reduce__(self):
         if self.travels:
-            return (_travelling_v1, (self.authurl, self.user, self._key, self.token_life,
-                                     self.verify_tls, self.timeout))
+            return (
+                _travelling_v1,
+                (
+                    self.authurl,
+                    self.user,
+                    self._key,
+                    self.token_life,
+                    self.verify_tls,
+                    self.timeout,
+                ),
+            )
         raise TypeError(
             "V1Password holds a key and is not picklable; stores ship a storage URL + token "
             "instead (build it with travels=True, or use EnvironmentCredentials, to let "
@@ -68,8 +83,14 @@ class V1Password:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _authenticate_once(self, headers: dict[str, str]) -> Token:
-        resp = auth_request("GET", self.authurl, what=f"auth URL {self.authurl}",
-                            verify_tls=self.verify_tls, timeout=self.timeout, headers=headers)
+        resp = auth_request(
+            "GET",
+            self.authurl,
+            what=f"auth URL {self.authurl}",
+            verify_tls=self.verify_tls,
+            timeout=self.timeout,
+            headers=headers,
+        )
         outcome = classify(resp.status_code)
         if outcome is not Outcome.OK:
             raise AuthenticationError(
@@ -84,14 +105,24 @@ class V1Password:
             )
         expires = resp.headers.get("X-Auth-Token-Expires")  # seconds left, not a timestamp
         expires_at = time.time() + float(expires) if expires else None
-        log.debug("authenticated %s at %s (token expires in %s s)", self.user, self.authurl, expires)
+        log.debug(
+            "authenticated %s at %s (token expires in %s s)", self.user, self.authurl, expires
+        )
         return Token(url, token, expires_at)
 
 
-def _travelling_v1(authurl: str, user: str, key: str, token_life: int | None,
-                   verify_tls: bool, timeout: float) -> V1Password:
-    return V1Password(authurl, user, key, token_life=token_life, verify_tls=verify_tls,
-                      timeout=timeout, travels=True)
+def _travelling_v1(
+    authurl: str, user: str, key: str, token_life: int | None, verify_tls: bool, timeout: float
+) -> V1Password:
+    return V1Password(
+        authurl,
+        user,
+        key,
+        token_life=token_life,
+        verify_tls=verify_tls,
+        timeout=timeout,
+        travels=True,
+    )
 
 
 def acquire_token(

@@ -22,12 +22,12 @@ from zarr.abc.store import Store
 from zarr.core.sync import sync
 from zarr.errors import NodeNotFoundError
 
-from swiftzarr_batch.transfer.copy import CopyError, copy_store
 from swiftzarr_batch.errors import ConfigurationError
-from swiftzarr_batch.store.locations import open_store, parse_swift_url, swift_credentials
-from swiftzarr_batch.transfer.objects import ObjectInfo, delete_keys, describe, list_objects
-from swiftzarr_batch.store.swift_store import SwiftStore
 from swiftzarr_batch.jobs.runner import Progress, dask_context, format_bytes
+from swiftzarr_batch.store.locations import open_store, parse_swift_url, swift_credentials
+from swiftzarr_batch.store.swift_store import SwiftStore
+from swiftzarr_batch.transfer.copy import CopyError, copy_store
+from swiftzarr_batch.transfer.objects import ObjectInfo, delete_keys, describe, list_objects
 from swiftzarr_batch.transfer.verify import verify_store
 
 log = logging.getLogger("swiftzarr_batch.cli.main")
@@ -55,13 +55,15 @@ def token(args: argparse.Namespace) -> int:
     if provider is None:
         raise ConfigurationError(
             f"a token needs credentials to authenticate with (ST_AUTH/ST_USER/ST_KEY or Keystone "
-            f"OS_*); the environment only has a token ({resolved.source})")
+            f"OS_*); the environment only has a token ({resolved.source})"
+        )
     if args.lifetime is not None:
         if args.lifetime < 1:
             raise ConfigurationError("--lifetime must be at least 1 second")
         if not hasattr(provider, "token_life"):
-            raise ConfigurationError(f"--lifetime needs v1 auth; {resolved.source} sets the "
-                                     "token's lifetime itself")
+            raise ConfigurationError(
+                f"--lifetime needs v1 auth; {resolved.source} sets the token's lifetime itself"
+            )
         provider.token_life = args.lifetime
     tok = provider.authenticate()
     print(f"export OS_STORAGE_URL={shlex.quote(tok.storage_url)}")
@@ -71,11 +73,14 @@ def token(args: argparse.Namespace) -> int:
     else:
         left = tok.seconds_left() or 0
         if args.lifetime and left < args.lifetime - 60:
-            log.warning("asked for a token valid %d s; the server granted %d s", args.lifetime,
-                        left)
+            log.warning(
+                "asked for a token valid %d s; the server granted %d s", args.lifetime, left
+            )
         when = datetime.fromtimestamp(tok.expires_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        print(f"export OS_AUTH_TOKEN_EXPIRES={shlex.quote(when)}  "
-              f"# in {int(tok.seconds_left() or 0)} s")
+        print(
+            f"export OS_AUTH_TOKEN_EXPIRES={shlex.quote(when)}  "
+            f"# in {int(tok.seconds_left() or 0)} s"
+        )
     print("# SwiftStore prefers ST_AUTH/ST_USER/ST_KEY when set: unset them to use this token")
     return 0
 
@@ -97,8 +102,9 @@ def ls(args: argparse.Namespace) -> int:
 async def _list_containers(url: str) -> list[dict[str, Any]]:
     loc = parse_swift_url(url)
     # any container name will do to reach the account: the listing is account-level
-    store = open_store(f"swift://x?account={loc.account}" if loc.account else "swift://x",
-                       read_only=True)
+    store = open_store(
+        f"swift://x?account={loc.account}" if loc.account else "swift://x", read_only=True
+    )
     assert isinstance(store, SwiftStore)
     session = await store.asession()
     found: list[dict[str, Any]] = []
@@ -121,9 +127,9 @@ async def _first_level(store: Store) -> list[tuple[str, int | None]]:
         async for page in container.list_pages(base, delimiter="/"):
             for e in page:
                 if "subdir" in e:
-                    out.append((e["subdir"][len(base):], None))
+                    out.append((e["subdir"][len(base) :], None))
                 else:
-                    out.append((e["name"][len(base):], int(e["bytes"])))
+                    out.append((e["name"][len(base) :], int(e["bytes"])))
         return out
     out: list[tuple[str, int | None]] = []
     for name in sorted({n async for n in store.list_dir("")}):
@@ -189,9 +195,16 @@ def copy(args: argparse.Namespace) -> int:
     with dask_context(args.workers, args.scheduler):
         try:
             summary = copy_store(
-                source, dest, if_exists=args.if_exists, delete_extra=args.delete_extra,
-                verify=not args.no_verify, dry_run=args.dry_run, server_side=server_side,
-                batch_size=args.batch_size, concurrency=args.concurrency)
+                source,
+                dest,
+                if_exists=args.if_exists,
+                delete_extra=args.delete_extra,
+                verify=not args.no_verify,
+                dry_run=args.dry_run,
+                server_side=server_side,
+                batch_size=args.batch_size,
+                concurrency=args.concurrency,
+            )
         except CopyError as exc:
             _write_json(args.json, {**exc.summary.as_dict(), "ok": False, "error": str(exc)})
             raise
@@ -204,9 +217,13 @@ def copy(args: argparse.Namespace) -> int:
 def verify(args: argparse.Namespace) -> int:
     store = open_store(args.url, read_only=True)
     with dask_context(args.workers, args.scheduler):
-        report = verify_store(store, check_content=not args.no_content,
-                              allow_missing=args.allow_missing, batch_size=args.batch_size,
-                              concurrency=args.concurrency)
+        report = verify_store(
+            store,
+            check_content=not args.no_content,
+            allow_missing=args.allow_missing,
+            batch_size=args.batch_size,
+            concurrency=args.concurrency,
+        )
     _write_json(args.json, report.as_dict())
     if args.json != "-":
         print(report.format())
@@ -218,8 +235,10 @@ def consolidate(args: argparse.Namespace) -> int:
     started = time.monotonic()
     group = zarr.consolidate_metadata(store)
     nodes = len(group.members(max_depth=None))  # from the consolidated metadata just written
-    print(f"consolidated the metadata of {nodes} nodes at {describe(store)} "
-          f"({time.monotonic() - started:.1f} s)")
+    print(
+        f"consolidated the metadata of {nodes} nodes at {describe(store)} "
+        f"({time.monotonic() - started:.1f} s)"
+    )
     return 0
 
 
@@ -232,8 +251,12 @@ def rm(args: argparse.Namespace) -> int:
         return 0
     total = sum(info.size or 0 for info in keys)
     if not args.yes:
-        print(f"delete {len(keys)} objects ({format_bytes(total)}) under {where}? [y/N] ",
-              end="", file=sys.stderr, flush=True)
+        print(
+            f"delete {len(keys)} objects ({format_bytes(total)}) under {where}? [y/N] ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
         answer = sys.stdin.readline().strip().lower()
         if not sys.stdin.isatty():
             print(file=sys.stderr)  # the answer was not echoed: end the prompt's line
@@ -243,7 +266,7 @@ def rm(args: argparse.Namespace) -> int:
     progress = Progress("rm", len(keys), interval=5.0)
     large = [info.key for info in keys if info.large]
     for start in range(0, len(keys), 10_000):
-        batch = [info.key for info in keys[start:start + 10_000]]
+        batch = [info.key for info in keys[start : start + 10_000]]
         sync(delete_keys(store, batch, large=large))
         progress.advance(len(batch))
     progress.finish()

@@ -25,25 +25,41 @@ EXIT_INTERRUPTED = 130
 def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
     """--debug/-v/-q, accepted before and after the sub-command."""
     default = (lambda value: value) if top else (lambda value: argparse.SUPPRESS)
-    parser.add_argument("--debug", action="store_true", default=default(False),
-                        help="show tracebacks and debug logs")
-    parser.add_argument("-q", "--quiet", action="store_true", default=default(False),
-                        help="only warnings and errors on stderr (no progress)")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=default(False),
+        help="show tracebacks and debug logs",
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default(False),
+        help="only warnings and errors on stderr (no progress)",
+    )
 
 
 def _dask_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", type=int, metavar="N",
-                   help="run tasks on N local dask worker processes (default: threads here)")
-    p.add_argument("--scheduler", metavar="ADDRESS",
-                   help="run tasks on this dask.distributed scheduler")
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="run tasks on N local dask worker processes (default: threads here)",
+    )
+    p.add_argument(
+        "--scheduler", metavar="ADDRESS", help="run tasks on this dask.distributed scheduler"
+    )
     p.add_argument("--batch-size", type=int, default=250, help="keys per task (default 250)")
-    p.add_argument("--concurrency", type=int, default=16,
-                   help="concurrent requests per task (default 16)")
+    p.add_argument(
+        "--concurrency", type=int, default=16, help="concurrent requests per task (default 16)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="swiftzarr", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="swiftzarr", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     _common(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -53,51 +69,82 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    p = add("token", "authenticate and print shell exports of a token (with its expiry)",
-            commands.token)
-    p.add_argument("--lifetime", type=int, metavar="SECONDS",
-                   help="ask for a token valid this long (v1 auth; the server may cap it)")
-    p.add_argument("--env-prefix", default="", metavar="P",
-                   help="read credentials from P+ST_AUTH, ... (e.g. SRC_)")
+    p = add(
+        "token", "authenticate and print shell exports of a token (with its expiry)", commands.token
+    )
+    p.add_argument(
+        "--lifetime",
+        type=int,
+        metavar="SECONDS",
+        help="ask for a token valid this long (v1 auth; the server may cap it)",
+    )
+    p.add_argument(
+        "--env-prefix",
+        default="",
+        metavar="P",
+        help="read credentials from P+ST_AUTH, ... (e.g. SRC_)",
+    )
 
     p = add("ls", "list containers (swift://) or the first level under a location", commands.ls)
     p.add_argument("url", help="swift://[CONTAINER[/PREFIX]], a path or an fsspec URL")
     p.add_argument("-l", "--long", action="store_true", help="show sizes")
 
-    p = add("du", "count objects and bytes under a location, per first-level entry",
-            commands.du)
+    p = add("du", "count objects and bytes under a location, per first-level entry", commands.du)
     p.add_argument("url")
     p.add_argument("-s", "--summarize", action="store_true", help="only the total")
     p.add_argument("--bytes", action="store_true", help="exact byte counts")
 
-    p = add("tree", "show the zarr hierarchy (groups, arrays with shape/dtype/chunks)",
-            commands.tree)
+    p = add(
+        "tree", "show the zarr hierarchy (groups, arrays with shape/dtype/chunks)", commands.tree
+    )
     p.add_argument("url")
 
     p = add("copy", "copy a zarr hierarchy (parallel, resumable, verified)", commands.copy)
     p.add_argument("src")
     p.add_argument("dst")
-    p.add_argument("--if-exists", choices=("skip", "overwrite", "fail"), default="skip",
-                   help="for destination keys with other content (default: skip)")
-    p.add_argument("--delete-extra", action="store_true",
-                   help="delete destination keys that are not in the source")
+    p.add_argument(
+        "--if-exists",
+        choices=("skip", "overwrite", "fail"),
+        default="skip",
+        help="for destination keys with other content (default: skip)",
+    )
+    p.add_argument(
+        "--delete-extra",
+        action="store_true",
+        help="delete destination keys that are not in the source",
+    )
     p.add_argument("--no-verify", action="store_true", help="skip the final verification")
     p.add_argument("--dry-run", action="store_true", help="only say what would be done")
-    p.add_argument("--server-side", choices=("auto", "always", "never"), default="auto",
-                   help="Swift-to-Swift copies on one cluster (default: auto)")
-    p.add_argument("--src-env", default="", metavar="P",
-                   help="source credentials from P+ST_AUTH, ... (another cluster)")
+    p.add_argument(
+        "--server-side",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="Swift-to-Swift copies on one cluster (default: auto)",
+    )
+    p.add_argument(
+        "--src-env",
+        default="",
+        metavar="P",
+        help="source credentials from P+ST_AUTH, ... (another cluster)",
+    )
     p.add_argument("--dst-env", default="", metavar="P", help="same for the destination")
     p.add_argument("--json", metavar="FILE", help="write the summary as JSON ('-': stdout)")
     _dask_options(p)
 
-    p = add("verify", "check a hierarchy: missing chunks, corrupt objects, orphans",
-            commands.verify)
+    p = add(
+        "verify", "check a hierarchy: missing chunks, corrupt objects, orphans", commands.verify
+    )
     p.add_argument("url")
-    p.add_argument("--allow-missing", action="store_true",
-                   help="absent chunks (read as fill_value) are not problems")
-    p.add_argument("--no-content", action="store_true",
-                   help="do not read objects to compare them with their ETags")
+    p.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="absent chunks (read as fill_value) are not problems",
+    )
+    p.add_argument(
+        "--no-content",
+        action="store_true",
+        help="do not read objects to compare them with their ETags",
+    )
     p.add_argument("--json", metavar="FILE", help="write the report as JSON ('-': stdout)")
     _dask_options(p)
 
@@ -113,8 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_serve_arguments(serve)
     serve.set_defaults(func=server.serve)
 
-    for name, text in (("ingest", "append new input files to a zarr dataset (workflow)"),
-                       ("mirror", "incrementally copy a dataset and verify it (workflow)")):
+    for name, text in (
+        ("ingest", "append new input files to a zarr dataset (workflow)"),
+        ("mirror", "incrementally copy a dataset and verify it (workflow)"),
+    ):
         p = add(name, text, commands.workflow)
         p.add_argument("config", help="TOML configuration file")
         p.add_argument("--summary", metavar="FILE", help="write the JSON summary here too")
@@ -124,9 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _setup_logging(debug: bool, quiet: bool) -> None:
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s: %(message)s" if debug
-        else "%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s %(levelname)s %(name)s: %(message)s"
+            if debug
+            else "%(asctime)s %(message)s",
+            datefmt="%H:%M:%S",
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
@@ -152,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt:
         print(f"swiftzarr {args.command}: interrupted", file=sys.stderr)
         code = EXIT_INTERRUPTED
-    except Exception as exc:  # noqa: BLE001 - the CLI's contract: one line, no traceback
+    except Exception as exc:
         if args.debug:
             raise
         print(f"swiftzarr {args.command}: error: {one_line(exc)}", file=sys.stderr)

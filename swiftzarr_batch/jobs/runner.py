@@ -31,7 +31,12 @@ class Progress:
     """Counts finished work and logs it at most every ``interval`` seconds (and at the end)."""
 
     def __init__(
-        self, label: str, total: int, *, unit: str = "keys", interval: float = 5.0,
+        self,
+        label: str,
+        total: int,
+        *,
+        unit: str = "keys",
+        interval: float = 5.0,
         callback: ProgressCallback | None = None,
     ) -> None:
         self.label, self.total, self.unit = label, total, unit
@@ -59,8 +64,17 @@ class Progress:
         seconds = time.monotonic() - self.started
         pct = 100.0 * self.done / self.total if self.total else 100.0
         rate = self.bytes / seconds / 1e6 if seconds > 0 else 0.0
-        log.info("%s: %d/%d %s (%.0f%%), %s, %.1f s, %.1f MB/s", self.label, self.done,
-                 self.total, self.unit, pct, format_bytes(self.bytes), seconds, rate)
+        log.info(
+            "%s: %d/%d %s (%.0f%%), %s, %.1f s, %.1f MB/s",
+            self.label,
+            self.done,
+            self.total,
+            self.unit,
+            pct,
+            format_bytes(self.bytes),
+            seconds,
+            rate,
+        )
 
 
 def format_bytes(n: float) -> str:
@@ -74,7 +88,7 @@ def format_bytes(n: float) -> str:
 def batched(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     if size < 1:
         raise ValueError(f"batch size must be >= 1, got {size}")
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def active_client() -> Any:
@@ -88,7 +102,9 @@ def active_client() -> Any:
 
 
 def run_batches(
-    func: Callable[..., R], batches: Sequence[Any], *shared: Any,
+    func: Callable[..., R],
+    batches: Sequence[Any],
+    *shared: Any,
     progress: Progress | None = None,
     measure: Callable[[R], tuple[int, int]] = lambda r: (0, 0),
 ) -> list[R]:
@@ -152,7 +168,7 @@ def cluster_counters() -> dict[str, int]:
         try:
             for pid, counters in client.run(_pid_counters).values():
                 per_pid[pid] = counters
-        except Exception as exc:  # noqa: BLE001 - counters are a report, never a failure
+        except Exception as exc:
             log.debug("could not collect worker counters: %s", type(exc).__name__)
     total: dict[str, int] = {}
     for counters in per_pid.values():
@@ -183,6 +199,14 @@ def dask_context(workers: int | None = None, scheduler: str | None = None) -> It
         with Client(scheduler) as client:
             yield client
         return
-    with LocalCluster(n_workers=workers, threads_per_worker=2, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=2,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         yield client

@@ -99,10 +99,12 @@ def _sum(values: Sequence[dict[str, int]]) -> dict[str, int]:
 
 def _delta(before: dict[int, dict[str, int]], after: dict[int, dict[str, int]]) -> dict[str, int]:
     """Per process ``after - before``; a process that is new (a restarted worker) counts fully."""
-    return _sum([
-        {k: v - before.get(pid, {}).get(k, 0) for k, v in counters.items()}
-        for pid, counters in after.items()
-    ])
+    return _sum(
+        [
+            {k: v - before.get(pid, {}).get(k, 0) for k, v in counters.items()}
+            for pid, counters in after.items()
+        ]
+    )
 
 
 def job_counters(client: Client | None = None) -> dict[str, int]:
@@ -143,7 +145,12 @@ class JobClock:
 
 
 def run_job(
-    lazy: Delayed, *, retries: int, progress: bool, tasks: int, clock: JobClock | None = None,
+    lazy: Delayed,
+    *,
+    retries: int,
+    progress: bool,
+    tasks: int,
+    clock: JobClock | None = None,
 ) -> JobResult:
     """Compute ``lazy`` on the current client (task retries by the scheduler) or locally.
 
@@ -164,8 +171,12 @@ def run_job(
     seconds = time.perf_counter() - clock.start
     counters = _delta(clock.before, _snapshots(client))
     log.info("job of %d tasks finished in %.2f s: %s", tasks, seconds, counters)
-    return JobResult(seconds=seconds, tasks=tasks, chunks=value if isinstance(value, int) else None,
-                     counters=counters)
+    return JobResult(
+        seconds=seconds,
+        tasks=tasks,
+        chunks=value if isinstance(value, int) else None,
+        counters=counters,
+    )
 
 
 def _compute_locally(lazy: Delayed, *, retries: int, progress: bool) -> Any:
@@ -176,16 +187,26 @@ def _compute_locally(lazy: Delayed, *, retries: int, progress: bool) -> Any:
             with ProgressBar() if progress else nullcontext():
                 (value,) = dask.compute(lazy)
             return value
-        except Exception as exc:  # noqa: BLE001 - re-raised once the retries are used up
+        except Exception as exc:
             if attempt == retries:
                 raise
-            log.warning("local job failed (%s: %s); re-running it (%d of %d)",
-                        type(exc).__name__, exc, attempt + 1, retries)
+            log.warning(
+                "local job failed (%s: %s); re-running it (%d of %d)",
+                type(exc).__name__,
+                exc,
+                attempt + 1,
+                retries,
+            )
     raise AssertionError("unreachable")  # pragma: no cover
 
 
 def finish_or_return(
-    lazy: Delayed, *, compute: bool, retries: int, progress: bool, tasks: int,
+    lazy: Delayed,
+    *,
+    compute: bool,
+    retries: int,
+    progress: bool,
+    tasks: int,
     clock: JobClock | None = None,
 ) -> JobResult | Delayed:
     if not compute:
@@ -210,8 +231,12 @@ def job_token() -> str:
 
 # -- chunk alignment --------------------------------------------------------------------------
 def check_alignment(
-    block_chunks: Sequence[Sequence[int]], unit: Sequence[int], *, what: str,
-    offset: Sequence[int] | None = None, dims: Sequence[str] | None = None,
+    block_chunks: Sequence[Sequence[int]],
+    unit: Sequence[int],
+    *,
+    what: str,
+    offset: Sequence[int] | None = None,
+    dims: Sequence[str] | None = None,
     unit_name: str = "chunk",
 ) -> None:
     """Raise ``ChunkAlignmentError`` unless every zarr chunk/shard is written by one block only.
@@ -265,9 +290,13 @@ def _short(sizes: Sequence[int]) -> str:
 def _write_block(target: zarr.Array, block: np.ndarray, region: tuple[slice, ...]) -> int:
     """One task: write one aligned block; returns how many zarr chunks it covered."""
     target[region] = block
-    return math.prod(
-        -(-r.stop // c) - r.start // c for r, c in zip(region, target.chunks, strict=True)
-    ) if block.size else 0
+    return (
+        math.prod(
+            -(-r.stop // c) - r.start // c for r, c in zip(region, target.chunks, strict=True)
+        )
+        if block.size
+        else 0
+    )
 
 
 def _finish(store: Store, path: str, consolidated: bool, *written: int) -> int:
@@ -336,49 +365,72 @@ def write_array(
         raise TypeError(f"write_array needs a dask array, got {type(darr).__name__}")
     path = path.strip("/")
     if consolidated and not path:
-        raise ConfigurationError("write_array: consolidated=True needs a path: an array at the "
-                                 "store's root has no group to consolidate")
+        raise ConfigurationError(
+            "write_array: consolidated=True needs a path: an array at the "
+            "store's root has no group to consolidate"
+        )
     clock = JobClock.start_now() if compute else None
-    chunk_shape = tuple(int(c) for c in chunks) if chunks else tuple(
-        max(1, c[0]) for c in darr.chunks
+    chunk_shape = (
+        tuple(int(c) for c in chunks) if chunks else tuple(max(1, c[0]) for c in darr.chunks)
     )
     unit, unit_name = (tuple(int(s) for s in shards), "shard") if shards else (chunk_shape, "chunk")
     if len(unit) != darr.ndim:
         raise ConfigurationError(
-            f"write_array: {unit_name} shape {unit} does not match the array's {darr.ndim} dims")
+            f"write_array: {unit_name} shape {unit} does not match the array's {darr.ndim} dims"
+        )
     if rechunk:
-        darr = darr.rechunk(tuple(
-            aligned_chunks(c, u) for c, u in zip(darr.chunks, unit, strict=True)
-        ))
-    check_alignment(darr.chunks, unit, what=f"array {path!r}", dims=dimension_names,
-                    unit_name=unit_name)
+        darr = darr.rechunk(
+            tuple(aligned_chunks(c, u) for c, u in zip(darr.chunks, unit, strict=True))
+        )
+    check_alignment(
+        darr.chunks, unit, what=f"array {path!r}", dims=dimension_names, unit_name=unit_name
+    )
 
     optional = {} if fill_value is None else {"fill_value": fill_value}  # else zarr's default
     target = zarr.create_array(
-        store, name=path or None, shape=darr.shape, dtype=darr.dtype, chunks=chunk_shape,
-        shards=tuple(shards) if shards else None, compressors=compressors,
-        attributes=attributes, zarr_format=zarr_format,
+        store,
+        name=path or None,
+        shape=darr.shape,
+        dtype=darr.dtype,
+        chunks=chunk_shape,
+        shards=tuple(shards) if shards else None,
+        compressors=compressors,
+        attributes=attributes,
+        zarr_format=zarr_format,
         dimension_names=dimension_names if zarr_format == 3 else None,
-        overwrite=mode == "w", **optional,
+        overwrite=mode == "w",
+        **optional,
     )
     token = job_token()
     blocks = darr.to_delayed().ravel()
     regions = _regions(darr.chunks)
     with dask.annotate(retries=retries):
         writes = [
-            dask.delayed(_write_block)(target, block, region,
-                                       dask_key_name=(f"swiftzarr-write-{token}", i))
+            dask.delayed(_write_block)(
+                target, block, region, dask_key_name=(f"swiftzarr-write-{token}", i)
+            )
             for i, (block, region) in enumerate(zip(blocks, regions, strict=True))
         ]
-        final = dask.delayed(_finish)(store, "", consolidated, *writes,
-                                      dask_key_name=f"swiftzarr-finish-{token}")
+        final = dask.delayed(_finish)(
+            store, "", consolidated, *writes, dask_key_name=f"swiftzarr-finish-{token}"
+        )
     log.debug("write_array %s: %d block tasks + finish", path, len(writes))
-    return finish_or_return(final, compute=compute, retries=retries, progress=progress,
-                            tasks=len(final.__dask_graph__()), clock=clock)
+    return finish_or_return(
+        final,
+        compute=compute,
+        retries=retries,
+        progress=progress,
+        tasks=len(final.__dask_graph__()),
+        clock=clock,
+    )
 
 
 def consolidate(
-    store: Store, path: str = "", *, retries: int = DEFAULT_RETRIES, compute: bool = True,
+    store: Store,
+    path: str = "",
+    *,
+    retries: int = DEFAULT_RETRIES,
+    compute: bool = True,
     progress: bool = False,
 ) -> JobResult | Delayed:
     """Consolidate the metadata of the group at ``path``, for jobs that wrote without it.

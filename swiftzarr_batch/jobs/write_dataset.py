@@ -33,6 +33,7 @@ from dask.delayed import Delayed
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
+from swiftzarr_batch.errors import AppendConflictError, ChunkAlignmentError, ConfigurationError
 from swiftzarr_batch.jobs.write_array import (
     DEFAULT_RETRIES,
     JobClock,
@@ -43,7 +44,6 @@ from swiftzarr_batch.jobs.write_array import (
     job_token,
     warn_if_token_expires_first,
 )
-from swiftzarr_batch.errors import AppendConflictError, ChunkAlignmentError, ConfigurationError
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -122,14 +122,15 @@ def write_dataset(
     token = job_token()
     with dask.annotate(retries=retries), warnings.catch_warnings():
         warnings.filterwarnings("ignore", _NOT_A_NODE)
-        writes = ds.to_zarr(store, group=path or None, compute=False, consolidated=False,
-                            **kwargs)
-        final = dask.delayed(_finish_dataset)(store, consolidated, pending, writes,
-                                              dask_key_name=f"swiftzarr-finish-{token}")
+        writes = ds.to_zarr(store, group=path or None, compute=False, consolidated=False, **kwargs)
+        final = dask.delayed(_finish_dataset)(
+            store, consolidated, pending, writes, dask_key_name=f"swiftzarr-finish-{token}"
+        )
     tasks = len(final.__dask_graph__())
     log.debug("write_dataset %s (%s): %d tasks", path or "/", mode, tasks)
-    return finish_or_return(final, compute=compute, retries=retries, progress=progress,
-                            tasks=tasks, clock=clock)
+    return finish_or_return(
+        final, compute=compute, retries=retries, progress=progress, tasks=tasks, clock=clock
+    )
 
 
 def _finish_dataset(store: Store, consolidated: bool, pending: str | None, _writes: Any) -> None:
@@ -176,21 +177,29 @@ def _existing_units(ds: xr.Dataset, group: zarr.Group) -> Units:
     return units
 
 
-def _align(ds: xr.Dataset, units: Units, offsets: Mapping[Hashable, int], rechunk: bool
-           ) -> xr.Dataset:
+def _align(
+    ds: xr.Dataset, units: Units, offsets: Mapping[Hashable, int], rechunk: bool
+) -> xr.Dataset:
     """Check (or, with ``rechunk``, make) every dask variable's blocks line up with its grid."""
     replaced: dict[Hashable, Any] = {}
     for name, (unit, kind) in units.items():
         var = ds.variables[name]
         starts = [offsets.get(d, 0) for d in var.dims]
         if rechunk:
-            target = tuple(aligned_chunks(c, u, o)
-                           for c, u, o in zip(var.chunks, unit, starts, strict=True))
+            target = tuple(
+                aligned_chunks(c, u, o) for c, u, o in zip(var.chunks, unit, starts, strict=True)
+            )
             if target != var.chunks:
                 var = var.chunk(dict(zip(var.dims, target, strict=True)))
                 replaced[name] = var
-        check_alignment(var.chunks, unit, what=f"variable {name!r}", offset=starts,
-                        dims=[str(d) for d in var.dims], unit_name=kind)
+        check_alignment(
+            var.chunks,
+            unit,
+            what=f"variable {name!r}",
+            offset=starts,
+            dims=[str(d) for d in var.dims],
+            unit_name=kind,
+        )
     if not replaced:
         return ds
     coords = {k: v for k, v in replaced.items() if k in ds.coords}
@@ -198,8 +207,9 @@ def _align(ds: xr.Dataset, units: Units, offsets: Mapping[Hashable, int], rechun
     return ds.assign_coords(coords).assign(data)
 
 
-def _check_region_edges(ds: xr.Dataset, group: zarr.Group, region: Mapping[Hashable, slice],
-                        units: Units) -> None:
+def _check_region_edges(
+    ds: xr.Dataset, group: zarr.Group, region: Mapping[Hashable, slice], units: Units
+) -> None:
     """A region must start and end on chunk (shard) edges (or at the array's end).
 
     Region writes are how independent jobs fill one dataset; a chunk shared with the next
@@ -245,12 +255,15 @@ def _prepare_append(
     """
     where = f"the dataset at {store}/{path}".rstrip("/")
     if dim not in ds.dims:
-        raise AppendConflictError(f"append_dim {dim!r} is not a dimension of the data to append "
-                                  f"(dimensions: {list(ds.dims)})")
+        raise AppendConflictError(
+            f"append_dim {dim!r} is not a dimension of the data to append "
+            f"(dimensions: {list(ds.dims)})"
+        )
     group = _open_group(store, path)
     arrays = dict(group.arrays())
-    with_dim = {n: _array_dims(a).index(str(dim)) for n, a in arrays.items()
-                if str(dim) in _array_dims(a)}
+    with_dim = {
+        n: _array_dims(a).index(str(dim)) for n, a in arrays.items() if str(dim) in _array_dims(a)
+    }
     if not with_dim:
         raise AppendConflictError(f"append_dim {dim!r} is not a dimension of {where}")
     given = {str(n) for n, v in ds.variables.items() if dim in v.dims}
@@ -284,9 +297,13 @@ def _prepare_append(
     ds = _align(ds, _existing_units(ds, group), {dim: start}, rechunk)
     if claim is None:
         record = {
-            "dim": str(dim), "start": start, "end": end, "steps": steps,
+            "dim": str(dim),
+            "start": start,
+            "end": end,
+            "steps": steps,
             "first": str(labels[0]) if labels is not None and steps else None,
-            "last": str(labels[-1]) if labels is not None and steps else None, "digest": digest,
+            "last": str(labels[-1]) if labels is not None and steps else None,
+            "digest": digest,
         }
         # Create-if-absent, then read back after a pause: Swift answers 201 to two
         # ``If-None-Match: *`` PUTs that are in flight together (the later one wins), so each
@@ -302,12 +319,19 @@ def _prepare_append(
     for name, axis in with_dim.items():
         arr = arrays[name]
         if arr.shape[axis] != end:
-            arr.resize(arr.shape[:axis] + (end,) + arr.shape[axis + 1:])
+            arr.resize(arr.shape[:axis] + (end,) + arr.shape[axis + 1 :])
     return ds, {dim: slice(start, end)}, key
 
 
-def _append_start(store: Store, path: str, dim: Hashable, arrays: dict[str, zarr.Array],
-                  with_dim: dict[str, int], labels: np.ndarray | None, where: str) -> int:
+def _append_start(
+    store: Store,
+    path: str,
+    dim: Hashable,
+    arrays: dict[str, zarr.Array],
+    with_dim: dict[str, int],
+    labels: np.ndarray | None,
+    where: str,
+) -> int:
     """Where new steps go: after the last step, or over the last steps if they are the same."""
     lengths = {arrays[n].shape[axis] for n, axis in with_dim.items()}
     if len(lengths) != 1:
@@ -323,8 +347,11 @@ def _append_start(store: Store, path: str, dim: Hashable, arrays: dict[str, zarr
     others = [n for n in arrays if n != str(dim)]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", _NOT_A_NODE)
-        stored = np.asarray(xr.open_zarr(store, group=path or None, consolidated=False,
-                                         drop_variables=others)[dim].values)
+        stored = np.asarray(
+            xr.open_zarr(store, group=path or None, consolidated=False, drop_variables=others)[
+                dim
+            ].values
+        )
     hits = np.flatnonzero(stored == labels[0])
     if hits.size == 0:
         if np.isin(labels, stored).any():
@@ -335,10 +362,16 @@ def _append_start(store: Store, path: str, dim: Hashable, arrays: dict[str, zarr
         return length
     first = int(hits[-1])
     overlap = length - first
-    if (overlap <= len(labels) and np.array_equal(stored[first:], labels[:overlap])
-            and not np.isin(labels[overlap:], stored).any()):
-        log.info("%d of the steps to append are already the last steps of %s; rewriting them",
-                 overlap, where)
+    if (
+        overlap <= len(labels)
+        and np.array_equal(stored[first:], labels[:overlap])
+        and not np.isin(labels[overlap:], stored).any()
+    ):
+        log.info(
+            "%d of the steps to append are already the last steps of %s; rewriting them",
+            overlap,
+            where,
+        )
         return first
     raise AppendConflictError(
         f"{dim!r} label {labels[0]} is already in {where} at index {first}, and the data to "
@@ -350,8 +383,11 @@ def _digest(dim: Hashable, names: list[str], steps: int, labels: np.ndarray | No
     h = hashlib.sha256(json.dumps([str(dim), names, steps]).encode())
     if labels is not None:
         h.update(str(labels.dtype).encode())
-        h.update(np.ascontiguousarray(labels).tobytes() if labels.dtype != object
-                 else repr(labels.tolist()).encode())
+        h.update(
+            np.ascontiguousarray(labels).tobytes()
+            if labels.dtype != object
+            else repr(labels.tolist()).encode()
+        )
     return h.hexdigest()
 
 

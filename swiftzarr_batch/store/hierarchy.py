@@ -82,7 +82,7 @@ def parse_hierarchy(docs: Mapping[str, bytes]) -> Hierarchy:
                 found.groups.add(node)
             else:
                 found.errors.append((key, f"unknown node_type {doc.get('node_type')!r}"))
-        except Exception as exc:  # noqa: BLE001 - any parser failure means an unusable document
+        except Exception as exc:
             found.errors.append((key, f"{type(exc).__name__}: {exc}"))
     return found
 
@@ -102,10 +102,13 @@ def _array_v3(path: str, doc: dict[str, Any]) -> ArraySpec:
         meta = ArrayV3Metadata.from_dict(doc)
     grid = getattr(meta.chunk_grid, "chunk_shape", None)
     if grid is None:
-        raise ValueError(f"chunk grid {type(meta.chunk_grid).__name__} is not a regular grid; "
-                         "its chunk keys cannot be checked")
-    return ArraySpec(path, 3, tuple(meta.shape), tuple(grid), _fill(meta.fill_value),
-                     meta.encode_chunk_key)
+        raise ValueError(
+            f"chunk grid {type(meta.chunk_grid).__name__} is not a regular grid; "
+            "its chunk keys cannot be checked"
+        )
+    return ArraySpec(
+        path, 3, tuple(meta.shape), tuple(grid), _fill(meta.fill_value), meta.encode_chunk_key
+    )
 
 
 def _array_v2(path: str, doc: dict[str, Any]) -> ArraySpec:
@@ -114,8 +117,14 @@ def _array_v2(path: str, doc: dict[str, Any]) -> ArraySpec:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         meta = ArrayV2Metadata.from_dict(doc)
-    return ArraySpec(path, 2, tuple(meta.shape), tuple(meta.chunks), _fill(meta.fill_value),
-                     meta.encode_chunk_key)
+    return ArraySpec(
+        path,
+        2,
+        tuple(meta.shape),
+        tuple(meta.chunks),
+        _fill(meta.fill_value),
+        meta.encode_chunk_key,
+    )
 
 
 def _fill(value: Any) -> str:
@@ -142,8 +151,9 @@ def stale_consolidated(root: str, docs: Mapping[str, bytes], found: Hierarchy) -
         if node not in listed:
             problems.append(f"{node or '/'}: missing from the consolidated metadata")
         elif listed[node] != shape:
-            problems.append(f"{node}: consolidated metadata says shape {listed[node]}, the array "
-                            f"has {shape}")
+            problems.append(
+                f"{node}: consolidated metadata says shape {listed[node]}, the array has {shape}"
+            )
     for node in sorted(set(listed) - set(actual)):
         problems.append(f"{node}: in the consolidated metadata but not in the store")
     return problems

@@ -45,8 +45,9 @@ def parse_swift_url(url: str) -> SwiftLocation:
     query = parse_qs(parts.query)
     unknown = set(query) - {"account"}
     if unknown:
-        raise ConfigurationError(f"unknown option(s) {sorted(unknown)} in {url!r}; only "
-                                 "?account=AUTH_name is understood")
+        raise ConfigurationError(
+            f"unknown option(s) {sorted(unknown)} in {url!r}; only ?account=AUTH_name is understood"
+        )
     account = query.get("account", [None])[0]
     return SwiftLocation(unquote(parts.netloc), unquote(parts.path).strip("/"), account)
 
@@ -56,7 +57,7 @@ def prefixed_env(prefix: str, env: Mapping[str, str] | None = None) -> dict[str,
     env = os.environ if env is None else env
     if not prefix:
         return dict(env)
-    return {k[len(prefix):]: v for k, v in env.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in env.items() if k.startswith(prefix)}
 
 
 class _OtherAccount:
@@ -74,7 +75,7 @@ class _OtherAccount:
     def __repr__(self) -> str:
         return f"_OtherAccount({self.inner!r}, {self.account!r})"
 
-    def __reduce__(self):  # noqa: D105 - never ship the wrapped credentials
+    def __reduce__(self):
         raise TypeError("credential providers holding keys are not picklable")
 
     def authenticate(self) -> Token:
@@ -82,8 +83,7 @@ class _OtherAccount:
         if token.token == self._last:  # asked again: the token we gave was rejected
             token = cached_authenticate(self.inner, stale=token)
         self._last = token.token
-        return Token(_with_account(token.storage_url, self.account), token.token,
-                     token.expires_at)
+        return Token(_with_account(token.storage_url, self.account), token.token, token.expires_at)
 
 
 def _with_account(storage_url: str, account: str) -> str:
@@ -91,7 +91,10 @@ def _with_account(storage_url: str, account: str) -> str:
 
 
 def open_store(
-    url: str, *, read_only: bool = False, env_prefix: str = "",
+    url: str,
+    *,
+    read_only: bool = False,
+    env_prefix: str = "",
     env: Mapping[str, str] | None = None,
 ) -> Store:
     """The zarr store a location string names (see the module docstring)."""
@@ -119,22 +122,33 @@ def _swift_store(url: str, *, read_only: bool, env: Mapping[str, str]) -> SwiftS
     loc = parse_swift_url(url)
     if not loc.container:
         raise ConfigurationError(f"{url!r} names no container; use swift://CONTAINER/PREFIX")
-    resolved = resolve_credentials(authurl=None, user=None, key=None, preauthurl=None,
-                                   preauthtoken=None, env=dict(env))
+    resolved = resolve_credentials(
+        authurl=None, user=None, key=None, preauthurl=None, preauthtoken=None, env=dict(env)
+    )
     if resolved.token is not None:
         token = resolved.token
         url_ = _with_account(token.storage_url, loc.account) if loc.account else token.storage_url
-        return SwiftStore(loc.container, loc.prefix, preauthurl=url_, preauthtoken=token.token,
-                          read_only=read_only)
+        return SwiftStore(
+            loc.container,
+            loc.prefix,
+            preauthurl=url_,
+            preauthtoken=token.token,
+            read_only=read_only,
+        )
     provider = resolved.provider
     assert provider is not None
     if loc.account:
         provider = _OtherAccount(provider, loc.account)
-    return SwiftStore(loc.container, loc.prefix, credential_provider=provider,
-                      read_only=read_only)
+    return SwiftStore(loc.container, loc.prefix, credential_provider=provider, read_only=read_only)
 
 
 def swift_credentials(env_prefix: str = "", env: Mapping[str, str] | None = None):
     """The ResolvedAuth the environment (with ``env_prefix``) gives (for ``swiftzarr token``)."""
-    return resolve_credentials(authurl=None, user=None, key=None, preauthurl=None,
-                               preauthtoken=None, env=prefixed_env(env_prefix, env))
+    return resolve_credentials(
+        authurl=None,
+        user=None,
+        key=None,
+        preauthurl=None,
+        preauthtoken=None,
+        env=prefixed_env(env_prefix, env),
+    )

@@ -29,13 +29,18 @@ from swiftzarr_batch.auth import (
     cached_authenticate,
     resolve_credentials,
 )
-from swiftzarr_batch.swift.container import SwiftContainer
-from swiftzarr_batch.swift import large_objects
 from swiftzarr_batch.errors import ConfigurationError, ReadOnlyError
-from swiftzarr_batch.swift.names import normalize_prefix, object_name, validate_container, validate_key
+from swiftzarr_batch.swift import large_objects
+from swiftzarr_batch.swift.container import SwiftContainer
+from swiftzarr_batch.swift.names import (
+    normalize_prefix,
+    object_name,
+    validate_container,
+    validate_key,
+)
 from swiftzarr_batch.swift.retry import RetryPolicy
-from swiftzarr_batch.swift.status import RANGE_NOT_SATISFIABLE
 from swiftzarr_batch.swift.session import SwiftSession, TransportOptions, get_session
+from swiftzarr_batch.swift.status import RANGE_NOT_SATISFIABLE
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +105,11 @@ class SwiftStore(Store):
         self.container = validate_container(container)
         self.prefix = normalize_prefix(prefix)
         self._options = TransportOptions(
-            max_connections=max_connections, connect_timeout=connect_timeout,
-            read_timeout=read_timeout, verify_tls=verify_tls, verify_reads=verify_reads,
+            max_connections=max_connections,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            verify_tls=verify_tls,
+            verify_reads=verify_reads,
             verify_writes=verify_writes,
             retry=retry or RetryPolicy(),
         )
@@ -109,7 +117,8 @@ class SwiftStore(Store):
             if any((authurl, user, key, preauthtoken, credential_provider)) or not preauthurl:
                 raise ConfigurationError(
                     "anonymous=True reads a public container with no credentials at all: give "
-                    "only preauthurl (the account's storage URL), no token, user or key")
+                    "only preauthurl (the account's storage URL), no token, user or key"
+                )
             self._provider: CredentialProvider | None = None
             self._token: Token | None = Token(preauthurl.rstrip("/"), "")
         elif credential_provider is not None:
@@ -117,8 +126,12 @@ class SwiftStore(Store):
             self._token = None
         else:
             resolved = resolve_credentials(
-                authurl=authurl, user=user, key=key, preauthurl=preauthurl,
-                preauthtoken=preauthtoken, verify_tls=verify_tls,
+                authurl=authurl,
+                user=user,
+                key=key,
+                preauthurl=preauthurl,
+                preauthtoken=preauthtoken,
+                verify_tls=verify_tls,
             )
             self._provider, self._token = resolved.provider, resolved.token
         self._swift_session: SwiftSession | None = None
@@ -162,8 +175,10 @@ class SwiftStore(Store):
 
     def __repr__(self) -> str:
         url = self._token.storage_url if self._token else "<not yet authenticated>"
-        return (f"SwiftStore(container={self.container!r}, prefix={self.prefix!r}, "
-                f"storage_url={url!r}, read_only={self.read_only})")
+        return (
+            f"SwiftStore(container={self.container!r}, prefix={self.prefix!r}, "
+            f"storage_url={url!r}, read_only={self.read_only})"
+        )
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -182,11 +197,16 @@ class SwiftStore(Store):
         session = self.session
         # this store's own provider first: a session shared with another store of the same
         # token may hold a provider that must not travel
-        provider = next((p for p in (self._provider, session.provider)
-                         if getattr(p, "travels", False)), None)
+        provider = next(
+            (p for p in (self._provider, session.provider) if getattr(p, "travels", False)), None
+        )
         return {
-            "container": self.container, "prefix": self.prefix, "read_only": self._read_only,
-            "is_open": self._is_open, "token": session.token, "options": self._options,
+            "container": self.container,
+            "prefix": self.prefix,
+            "read_only": self._read_only,
+            "is_open": self._is_open,
+            "token": session.token,
+            "options": self._options,
             "provider": provider,
         }
 
@@ -203,7 +223,8 @@ class SwiftStore(Store):
         clone = object.__new__(type(self))
         clone.__setstate__({**self.__getstate__(), "provider": None, "is_open": False, **changes})
         clone._provider = self._provider or (
-            self._swift_session.provider if self._swift_session else None)
+            self._swift_session.provider if self._swift_session else None
+        )
         return clone
 
     def with_read_only(self, read_only: bool = False) -> Self:
@@ -246,8 +267,12 @@ class SwiftStore(Store):
             from swiftclient.client import Connection
 
             token = self.session.token
-            self._conn = Connection(preauthurl=token.storage_url, preauthtoken=token.token,
-                                    insecure=not self._options.verify_tls, retries=3)
+            self._conn = Connection(
+                preauthurl=token.storage_url,
+                preauthtoken=token.token,
+                insecure=not self._options.verify_tls,
+                retries=3,
+            )
         return self._conn
 
     # -- Store ABC: lifecycle ---------------------------------------------------------------
@@ -260,7 +285,9 @@ class SwiftStore(Store):
 
     # -- Store ABC: reads -------------------------------------------------------------------
     async def get(
-        self, key: str, prototype: BufferPrototype | None = None,
+        self,
+        key: str,
+        prototype: BufferPrototype | None = None,
         byte_range: ByteRequest | None = None,
     ) -> Buffer | None:
         prototype = prototype or default_buffer_prototype()
@@ -280,12 +307,11 @@ class SwiftStore(Store):
         return prototype.buffer.from_bytes(body)
 
     async def get_partial_values(
-        self, prototype: BufferPrototype,
+        self,
+        prototype: BufferPrototype,
         key_ranges: Iterable[tuple[str, ByteRequest | None]],
     ) -> list[Buffer | None]:
-        return list(await asyncio.gather(
-            *(self.get(k, prototype, r) for k, r in key_ranges)
-        ))
+        return list(await asyncio.gather(*(self.get(k, prototype, r) for k, r in key_ranges)))
 
     async def exists(self, key: str) -> bool:
         return await (await self.swift_container()).head(self.object_name(key)) is not None
@@ -324,8 +350,9 @@ class SwiftStore(Store):
         if len(body) > large_objects.SMALL_ENOUGH:  # only then can it exceed max_file_size
             limit = await large_objects.limits(container.session)
             if len(body) > limit.max_file_size:
-                return await large_objects.put_large(container, name, body, limit,
-                                                     if_none_match=if_none_match)
+                return await large_objects.put_large(
+                    container, name, body, limit, if_none_match=if_none_match
+                )
         return await container.put(name, body, if_none_match=if_none_match)
 
     async def _set_many(self, values: Iterable[tuple[str, Buffer]]) -> None:
@@ -444,9 +471,9 @@ def _range_header(byte_range: ByteRequest | None) -> str | None:
 
 def _slice(body: bytes, byte_range: ByteRequest | None) -> bytes:
     if isinstance(byte_range, RangeByteRequest):
-        return body[byte_range.start:byte_range.end]
+        return body[byte_range.start : byte_range.end]
     if isinstance(byte_range, OffsetByteRequest):
-        return body[byte_range.offset:]
+        return body[byte_range.offset :]
     if isinstance(byte_range, SuffixByteRequest):
-        return body[-byte_range.suffix:] if byte_range.suffix else b""
+        return body[-byte_range.suffix :] if byte_range.suffix else b""
     return body

@@ -17,8 +17,8 @@ from urllib.parse import quote
 
 from swiftzarr_batch.errors import SwiftHTTPError
 from swiftzarr_batch.swift.names import quote_path
-from swiftzarr_batch.swift.status import NOT_FOUND, PRECONDITION_FAILED, RANGE_NOT_SATISFIABLE
 from swiftzarr_batch.swift.session import Response, SwiftSession
+from swiftzarr_batch.swift.status import NOT_FOUND, PRECONDITION_FAILED, RANGE_NOT_SATISFIABLE
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def last_name_if_full(body: bytes | bytearray, limit: int) -> str | None:
     if found is None:
         return None
     try:
-        value, _ = _DECODER.raw_decode(tail[found.end() - 1:].decode("utf-8"))
+        value, _ = _DECODER.raw_decode(tail[found.end() - 1 :].decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
         return None
     return value if isinstance(value, str) else None
@@ -95,7 +95,11 @@ class SwiftContainer:
 
     # -- objects ----------------------------------------------------------------------------
     async def get(
-        self, name: str, *, range_header: str | None = None, check_md5: bool = True,
+        self,
+        name: str,
+        *,
+        range_header: str | None = None,
+        check_md5: bool = True,
     ) -> Response | None:
         """GET an object (or a byte range); None only when the server says 404.
 
@@ -104,8 +108,11 @@ class SwiftContainer:
         """
         headers = {"Range": range_header} if range_header else None
         resp = await self.session.request(
-            "GET", self._obj(name), headers=headers,
-            check_md5=check_md5 and range_header is None, allow=(RANGE_NOT_SATISFIABLE,),
+            "GET",
+            self._obj(name),
+            headers=headers,
+            check_md5=check_md5 and range_header is None,
+            allow=(RANGE_NOT_SATISFIABLE,),
         )
         return None if resp.status == NOT_FOUND else resp
 
@@ -114,7 +121,11 @@ class SwiftContainer:
         return None if resp.status == NOT_FOUND else resp
 
     async def put(
-        self, name: str, body: bytes | memoryview, *, if_none_match: bool = False,
+        self,
+        name: str,
+        body: bytes | memoryview,
+        *,
+        if_none_match: bool = False,
         headers: dict[str, str] | None = None,
     ) -> bool:
         """PUT an object with its MD5; returns False only when ``if_none_match`` found one.
@@ -126,20 +137,31 @@ class SwiftContainer:
         if if_none_match:
             send["If-None-Match"] = "*"
         path = self._obj(name)
-        resp = await self.session.request("PUT", path, headers=send, body=body,
-                                          allow=(PRECONDITION_FAILED,))
+        resp = await self.session.request(
+            "PUT", path, headers=send, body=body, allow=(PRECONDITION_FAILED,)
+        )
         if resp.status == NOT_FOUND:
             self.session.known_containers.discard(self.name)
             await self.ensure_exists()
-            resp = await self.session.request("PUT", path, headers=send, body=body,
-                                              allow=(PRECONDITION_FAILED,))
+            resp = await self.session.request(
+                "PUT", path, headers=send, body=body, allow=(PRECONDITION_FAILED,)
+            )
             if resp.status == NOT_FOUND:
-                raise SwiftHTTPError(f"PUT {path} answered 404 right after creating container "
-                                     f"{self.name}", status=404, method="PUT", path=path)
+                raise SwiftHTTPError(
+                    f"PUT {path} answered 404 right after creating container {self.name}",
+                    status=404,
+                    method="PUT",
+                    path=path,
+                )
         return resp.status != PRECONDITION_FAILED
 
     async def copy_from(
-        self, src_container: str, src_name: str, dst_name: str, *, src_account: str | None = None,
+        self,
+        src_container: str,
+        src_name: str,
+        dst_name: str,
+        *,
+        src_account: str | None = None,
     ) -> Response | None:
         """Server-side copy ``src_container/src_name`` to ``dst_name`` here (PUT + X-Copy-From).
 
@@ -149,8 +171,10 @@ class SwiftContainer:
         """
         # no body, hence no ETag from us: the copy middleware sends the source's ETag itself,
         # so the server verifies the copied bytes
-        headers = {"X-Copy-From": f"/{quote(src_container, safe='')}/{quote(src_name, safe='/')}",
-                   "Content-Length": "0"}
+        headers = {
+            "X-Copy-From": f"/{quote(src_container, safe='')}/{quote(src_name, safe='/')}",
+            "Content-Length": "0",
+        }
         if src_account:
             headers["X-Copy-From-Account"] = quote(src_account, safe="")
         resp = await self.session.request("PUT", self._obj(dst_name), headers=headers)
@@ -167,7 +191,11 @@ class SwiftContainer:
 
     # -- listings ---------------------------------------------------------------------------
     async def list_pages(
-        self, prefix: str = "", *, delimiter: str | None = None, limit: int = LISTING_PAGE,
+        self,
+        prefix: str = "",
+        *,
+        delimiter: str | None = None,
+        limit: int = LISTING_PAGE,
     ) -> AsyncIterator[list[dict[str, Any]]]:
         """Yield listing pages (JSON entries) until the listing ends, following ``marker``.
 
@@ -182,8 +210,11 @@ class SwiftContainer:
             params["delimiter"] = delimiter
 
         def fetch(marker: str) -> asyncio.Task[Response]:
-            return asyncio.ensure_future(self.session.request(
-                "GET", self._path, params={**params, "marker": marker} if marker else params))
+            return asyncio.ensure_future(
+                self.session.request(
+                    "GET", self._path, params={**params, "marker": marker} if marker else params
+                )
+            )
 
         pending: asyncio.Task[Response] | None = fetch("")
         try:
@@ -229,7 +260,7 @@ class SwiftContainer:
         # slow request from holding up the end.
         todo = list(names)
         size = min(BULK_DELETE_SPLIT, max(BULK_DELETE_MIN, -(-len(todo) // BULK_DELETE_PARALLEL)))
-        batches = [todo[i:i + size] for i in range(0, len(todo), size)]
+        batches = [todo[i : i + size] for i in range(0, len(todo), size)]
         gate = asyncio.Semaphore(BULK_DELETE_PARALLEL)
 
         async def one(batch: list[str]) -> int:
@@ -241,7 +272,9 @@ class SwiftContainer:
     async def _bulk_delete_batch(self, names: Sequence[str]) -> int:
         lines = "\n".join(f"/{quote(self.name, safe='')}/{quote(n, safe='/')}" for n in names)
         resp = await self.session.request(
-            "POST", "", params={"bulk-delete": "1"},  # an account-level request
+            "POST",
+            "",
+            params={"bulk-delete": "1"},  # an account-level request
             headers={"Content-Type": "text/plain", "Accept": "application/json"},
             body=lines.encode("utf-8"),
         )
@@ -250,7 +283,10 @@ class SwiftContainer:
         except ValueError:
             raise SwiftHTTPError(
                 f"bulk delete in {self.name} answered {resp.status} without a JSON result; is "
-                "the bulk middleware enabled?", status=resp.status, method="POST", path="?bulk-delete",
+                "the bulk middleware enabled?",
+                status=resp.status,
+                method="POST",
+                path="?bulk-delete",
             ) from None
         errors = [e for e in result.get("Errors", []) if not str(e[1]).startswith("404")]
         status = str(result.get("Response Status", ""))
@@ -258,6 +294,9 @@ class SwiftContainer:
             shown = "; ".join(f"{n}: {s}" for n, s in errors[:5])
             raise SwiftHTTPError(
                 f"bulk delete in {self.name} failed for {len(errors)} of {len(names)} objects "
-                f"({status}) {shown}", status=resp.status, method="POST", path="?bulk-delete",
+                f"({status}) {shown}",
+                status=resp.status,
+                method="POST",
+                path="?bulk-delete",
             )
         return int(result.get("Number Deleted", 0))

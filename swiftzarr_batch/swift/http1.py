@@ -34,7 +34,7 @@ try:  # bytes the kernel still holds for sending (Linux, BSD, macOS); progress o
 except ImportError:  # pragma: no cover - other platforms see only asyncio's own buffer
     ioctl = TIOCOUTQ = None  # type: ignore[assignment]
 
-__all__ = ["ConnectionFailed", "Headers", "HTTPResponse", "Pool", "TLSFailure", "Endpoint"]
+__all__ = ["ConnectionFailed", "Endpoint", "HTTPResponse", "Headers", "Pool", "TLSFailure"]
 
 USER_AGENT = "swiftzarr_batch"
 _SCRATCH = 256 * 1024  # bytes per read before a body's length is known (asyncio's own default)
@@ -89,7 +89,7 @@ class Headers(Mapping[str, str]):
 
 
 class HTTPResponse:
-    __slots__ = ("status", "reason", "headers", "body")
+    __slots__ = ("body", "headers", "reason", "status")
 
     def __init__(self, status: int, reason: str, headers: Headers, body: bytes | bytearray):
         self.status, self.reason, self.headers, self.body = status, reason, headers, body
@@ -119,8 +119,9 @@ class Endpoint:
         return (self.scheme, self.host, self.port) == (other.scheme, other.host, other.port)
 
 
-def request_head(method: str, target: str, host: str, headers: Mapping[str, str] | None,
-                 length: int | None) -> bytes:
+def request_head(
+    method: str, target: str, host: str, headers: Mapping[str, str] | None, length: int | None
+) -> bytes:
     """The request line and headers; refuses CR/LF in any part (header injection)."""
     parts = [f"{method} {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {USER_AGENT}\r\n"]
     if headers:
@@ -146,8 +147,9 @@ _IDLE, _HEAD, _FIXED, _CHUNKED, _TO_EOF = range(5)
 class _Connection(asyncio.BufferedProtocol):
     """One keep-alive connection; a single request at a time."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, read_timeout: float,
-                 scratch: bytearray) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, read_timeout: float, scratch: bytearray
+    ) -> None:
         self._loop = loop
         self._read_timeout = read_timeout
         self.transport: asyncio.Transport | None = None
@@ -189,7 +191,7 @@ class _Connection(asyncio.BufferedProtocol):
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._state == _FIXED:
-            return self._body_view[self._filled:]
+            return self._body_view[self._filled :]
         return self._scratch_view
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -208,7 +210,7 @@ class _Connection(asyncio.BufferedProtocol):
             if self._state == _HEAD and not self._buf:  # the usual case: no copy of the head
                 end = self._scratch.find(b"\r\n\r\n", 0, nbytes)
                 if end >= 0:
-                    self._on_head(bytes(data[:end]), data[end + 4:])
+                    self._on_head(bytes(data[:end]), data[end + 4 :])
                     return
             self._buf += data
             self._advance()
@@ -216,8 +218,9 @@ class _Connection(asyncio.BufferedProtocol):
             self._fail(exc.reason)
 
     # -- request ----------------------------------------------------------------------------
-    async def roundtrip(self, method: str, head: bytes, body: bytes | bytearray | memoryview | None
-                        ) -> HTTPResponse:
+    async def roundtrip(
+        self, method: str, head: bytes, body: bytes | bytearray | memoryview | None
+    ) -> HTTPResponse:
         assert self.transport is not None and self._state == _IDLE
         waiter = self._waiter = self._loop.create_future()
         self._state, self._head_only = _HEAD, method == "HEAD"
@@ -264,7 +267,7 @@ class _Connection(asyncio.BufferedProtocol):
                 if len(self._buf) > _MAX_HEAD:
                     raise ConnectionFailed("response head too large")
                 return
-            head, rest = bytes(self._buf[:end]), self._buf[end + 4:]
+            head, rest = bytes(self._buf[:end]), self._buf[end + 4 :]
             self._buf = bytearray()
             self._on_head(head, rest)
         elif self._state == _CHUNKED:
@@ -274,8 +277,11 @@ class _Connection(asyncio.BufferedProtocol):
         """A complete response head arrived, with ``rest`` the bytes after it."""
         lines = raw.decode("latin-1").split("\r\n")
         status_line = lines[0].split(" ", 2)
-        if len(status_line) < 2 or not status_line[0].startswith("HTTP/1.") \
-                or not status_line[1].isdigit():
+        if (
+            len(status_line) < 2
+            or not status_line[0].startswith("HTTP/1.")
+            or not status_line[1].isdigit()
+        ):
             raise ConnectionFailed("malformed status line")
         status = int(status_line[1])
         if 100 <= status < 200:  # an interim response: the real head follows
@@ -293,8 +299,9 @@ class _Connection(asyncio.BufferedProtocol):
         self._status, self._headers = status, headers
         self._reason = status_line[2] if len(status_line) > 2 else ""
         connection = headers.get("connection", "").lower()
-        if "close" in connection or (status_line[0] == "HTTP/1.0"
-                                     and "keep-alive" not in connection):
+        if "close" in connection or (
+            status_line[0] == "HTTP/1.0" and "keep-alive" not in connection
+        ):
             self.reusable = False
         if self._head_only or status in _NO_BODY_STATUS:
             if len(rest):
@@ -343,7 +350,7 @@ class _Connection(asyncio.BufferedProtocol):
                     size = int(bytes(buf[:end]).split(b";", 1)[0].strip(), 16)
                 except ValueError:
                     raise ConnectionFailed("malformed chunk size") from None
-                del buf[:end + 2]
+                del buf[: end + 2]
                 if size == 0:
                     self._chunk_left = -2
                 else:
@@ -356,15 +363,15 @@ class _Connection(asyncio.BufferedProtocol):
                 end = buf.find(b"\r\n\r\n")
                 if end < 0:
                     return
-                del buf[:end + 4]
+                del buf[: end + 4]
                 self._finish(self._body)
                 return
             if len(buf) < self._chunk_left + 2:
                 return
-            self._body += buf[:self._chunk_left]
-            if buf[self._chunk_left:self._chunk_left + 2] != b"\r\n":
+            self._body += buf[: self._chunk_left]
+            if buf[self._chunk_left : self._chunk_left + 2] != b"\r\n":
                 raise ConnectionFailed("malformed chunk")
-            del buf[:self._chunk_left + 2]
+            del buf[: self._chunk_left + 2]
             self._chunk_left = -1
 
     # -- completion -------------------------------------------------------------------------
@@ -397,8 +404,15 @@ class _Connection(asyncio.BufferedProtocol):
 class Pool:
     """Keep-alive connections to one endpoint, for one event loop, at most ``limit`` at once."""
 
-    def __init__(self, endpoint: Endpoint, *, limit: int, connect_timeout: float,
-                 read_timeout: float, keepalive: float = 30.0) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        limit: int,
+        connect_timeout: float,
+        read_timeout: float,
+        keepalive: float = 30.0,
+    ) -> None:
         self.endpoint = endpoint
         self._limit = asyncio.Semaphore(limit)
         self._idle: list[_Connection] = []
@@ -413,8 +427,13 @@ class Pool:
         self.loop = asyncio.get_running_loop()
         self.closed = False
 
-    async def request(self, method: str, target: str, headers: Mapping[str, str] | None = None,
-                      body: bytes | bytearray | memoryview | None = None) -> HTTPResponse:
+    async def request(
+        self,
+        method: str,
+        target: str,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | bytearray | memoryview | None = None,
+    ) -> HTTPResponse:
         """One request and its whole response. ``target`` is the percent-encoded path+query."""
         length = len(body) if body is not None else (0 if method in ("PUT", "POST") else None)
         if isinstance(body, memoryview):
@@ -442,8 +461,11 @@ class Pool:
         now = self.loop.time()
         for conn in list(self._active):
             conn.check_stall(now)
-        self._watchdog = (self.loop.call_later(self._watch_every, self._watch)
-                          if self._active and not self.closed else None)
+        self._watchdog = (
+            self.loop.call_later(self._watch_every, self._watch)
+            if self._active and not self.closed
+            else None
+        )
 
     def _reuse(self) -> _Connection | None:
         now = self.loop.time()
@@ -463,18 +485,25 @@ class Pool:
             async with asyncio.timeout(self._connect_timeout):
                 _, conn = await self.loop.create_connection(
                     lambda: _Connection(self.loop, self._read_timeout, self._scratch),
-                    ep.host, ep.port, ssl=ep.ssl, server_hostname=ep.host if ep.ssl else None)
+                    ep.host,
+                    ep.port,
+                    ssl=ep.ssl,
+                    server_hostname=ep.host if ep.ssl else None,
+                )
         except ssl.SSLCertVerificationError as exc:
-            raise TLSFailure(f"TLS verification of {ep.host} failed ("
-                             f"{exc.verify_message or exc.reason})") from None
+            raise TLSFailure(
+                f"TLS verification of {ep.host} failed ({exc.verify_message or exc.reason})"
+            ) from None
         except ssl.SSLError as exc:
-            raise TLSFailure(f"TLS handshake with {ep.host} failed ("
-                             f"{exc.reason or type(exc).__name__})") from None
+            raise TLSFailure(
+                f"TLS handshake with {ep.host} failed ({exc.reason or type(exc).__name__})"
+            ) from None
         except TimeoutError:
             raise ConnectionFailed(f"connect to {ep.host}:{ep.port} timed out") from None
         except OSError as exc:
             raise ConnectionFailed(
-                f"connect to {ep.host}:{ep.port}: {type(exc).__name__}") from None
+                f"connect to {ep.host}:{ep.port}: {type(exc).__name__}"
+            ) from None
         return conn
 
     def close(self) -> None:

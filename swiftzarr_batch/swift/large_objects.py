@@ -24,11 +24,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from swiftzarr_batch.swift.container import SwiftContainer
 from swiftzarr_batch.errors import ConfigurationError, SwiftHTTPError
+from swiftzarr_batch.swift.container import SwiftContainer
 from swiftzarr_batch.swift.names import MAX_OBJECT_NAME_BYTES, quote_path
-from swiftzarr_batch.swift.status import NOT_FOUND, PRECONDITION_FAILED
 from swiftzarr_batch.swift.session import BODY_MD5_HEADER, SwiftSession
+from swiftzarr_batch.swift.status import NOT_FOUND, PRECONDITION_FAILED
 
 __all__ = ["Limits", "delete_large", "is_large", "limits", "put_large", "segment_container"]
 
@@ -73,8 +73,13 @@ def is_large(listing_entry: dict[str, Any]) -> bool:
 
 
 async def put_large(
-    container: SwiftContainer, name: str, body: bytes | memoryview, limit: Limits, *,
-    if_none_match: bool = False, segment_size: int | None = None,
+    container: SwiftContainer,
+    name: str,
+    body: bytes | memoryview,
+    limit: Limits,
+    *,
+    if_none_match: bool = False,
+    segment_size: int | None = None,
 ) -> bool:
     """Write ``body`` as segments + manifest; False only when ``if_none_match`` found one.
 
@@ -84,14 +89,16 @@ async def put_large(
     if not limit.slo:
         raise ConfigurationError(
             f"{name}: {len(body)} bytes exceed the cluster's max_file_size "
-            f"({limit.max_file_size}) and the cluster has no SLO middleware")
+            f"({limit.max_file_size}) and the cluster has no SLO middleware"
+        )
     size = len(body)
     seg = int(segment_size or limit.max_file_size)
     count = -(-size // seg)
     if count > limit.max_manifest_segments:
         raise ConfigurationError(
             f"{name}: {size} bytes need {count} segments of {seg} bytes, more than the cluster's "
-            f"max_manifest_segments ({limit.max_manifest_segments})")
+            f"max_manifest_segments ({limit.max_manifest_segments})"
+        )
     session = container.session
     segments = SwiftContainer(session, segment_container(container.name))
     base = f"{name}/slo/{time.time():.6f}/{size}/{seg}/"
@@ -105,7 +112,7 @@ async def put_large(
     gate = asyncio.Semaphore(_PARALLEL_SEGMENTS)
 
     async def upload(i: int) -> None:
-        part = view[i * seg:(i + 1) * seg]
+        part = view[i * seg : (i + 1) * seg]
         md5s[i] = hashlib.md5(part).hexdigest()
         async with gate:
             await segments.put(names[i], part, headers={"ETag": md5s[i]})
@@ -113,10 +120,16 @@ async def put_large(
     try:
         await asyncio.gather(*(upload(i) for i in range(count)))
         old = await _segments_of(container, name)
-        manifest = json.dumps([
-            {"path": f"/{segments.name}/{n}", "etag": md5s[i],
-             "size_bytes": min(seg, size - i * seg)} for i, n in enumerate(names)
-        ]).encode("utf-8")
+        manifest = json.dumps(
+            [
+                {
+                    "path": f"/{segments.name}/{n}",
+                    "etag": md5s[i],
+                    "size_bytes": min(seg, size - i * seg),
+                }
+                for i, n in enumerate(names)
+            ]
+        ).encode("utf-8")
         headers = {
             "ETag": hashlib.md5("".join(md5s).encode("ascii")).hexdigest(),  # Swift checks it
             BODY_MD5_HEADER: hashlib.md5(view).hexdigest(),
@@ -125,12 +138,21 @@ async def put_large(
         if if_none_match:
             headers["If-None-Match"] = "*"
         resp = await session.request(
-            "PUT", quote_path(container.name, name), params={"multipart-manifest": "put"},
-            headers=headers, body=manifest, allow=(PRECONDITION_FAILED,))
+            "PUT",
+            quote_path(container.name, name),
+            params={"multipart-manifest": "put"},
+            headers=headers,
+            body=manifest,
+            allow=(PRECONDITION_FAILED,),
+        )
         if resp.status == NOT_FOUND:
-            raise SwiftHTTPError(f"PUT {container.name}/{name} (manifest) answered 404: a "
-                                 "segment or the container is gone", status=404, method="PUT",
-                                 path=name)
+            raise SwiftHTTPError(
+                f"PUT {container.name}/{name} (manifest) answered 404: a "
+                "segment or the container is gone",
+                status=404,
+                method="PUT",
+                path=name,
+            )
     except BaseException:
         await _delete_quietly(segments, names)
         raise
@@ -150,15 +172,18 @@ async def _segments_of(container: SwiftContainer, name: str) -> list[str]:
     if head is None or "X-Static-Large-Object" not in head.headers:
         return []
     resp = await container.session.request(
-        "GET", quote_path(container.name, name),
-        params={"multipart-manifest": "get", "format": "raw"})
+        "GET",
+        quote_path(container.name, name),
+        params={"multipart-manifest": "get", "format": "raw"},
+    )
     if resp.status == NOT_FOUND or "X-Static-Large-Object" not in resp.headers:
         return []
     try:
         return [entry["path"] for entry in json.loads(resp.body)]
     except (ValueError, KeyError, TypeError):
-        log.warning("could not read the old manifest of %s/%s; its segments are left",
-                    container.name, name)
+        log.warning(
+            "could not read the old manifest of %s/%s; its segments are left", container.name, name
+        )
         return []
 
 
@@ -174,16 +199,23 @@ async def _delete_paths(session: SwiftSession, paths: list[str]) -> None:
 async def _delete_quietly(segments: SwiftContainer, names: list[str]) -> None:
     try:
         await segments.bulk_delete(names)
-    except Exception as exc:  # noqa: BLE001 - the original failure matters more
-        log.warning("could not remove %d unused segments of %s (%s)", len(names),
-                    segments.name, type(exc).__name__)
+    except Exception as exc:
+        log.warning(
+            "could not remove %d unused segments of %s (%s)",
+            len(names),
+            segments.name,
+            type(exc).__name__,
+        )
 
 
 async def delete_large(container: SwiftContainer, name: str) -> bool:
     """Delete the manifest at ``name`` and its segments; False if it was missing."""
     resp = await container.session.request(
-        "DELETE", quote_path(container.name, name), params={"multipart-manifest": "delete"},
-        headers={"Accept": "application/json"})
+        "DELETE",
+        quote_path(container.name, name),
+        params={"multipart-manifest": "delete"},
+        headers={"Accept": "application/json"},
+    )
     if resp.status == NOT_FOUND:
         return False
     try:
@@ -194,6 +226,10 @@ async def delete_large(container: SwiftContainer, name: str) -> bool:
     status = str(result.get("Response Status", ""))
     if errors or not status.startswith("2"):
         shown = "; ".join(f"{n}: {s}" for n, s in errors[:5])
-        raise SwiftHTTPError(f"deleting large object {container.name}/{name} failed ({status}) "
-                             f"{shown}", status=resp.status, method="DELETE", path=name)
+        raise SwiftHTTPError(
+            f"deleting large object {container.name}/{name} failed ({status}) {shown}",
+            status=resp.status,
+            method="DELETE",
+            path=name,
+        )
     return int(result.get("Number Deleted", 0)) > 0 or int(result.get("Number Not Found", 0)) == 0

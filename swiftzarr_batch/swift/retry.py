@@ -69,7 +69,8 @@ class RetryPolicy:
             return self.wait_seconds(state.attempt_number, exc)
 
         return tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.attempts) | tenacity.stop_after_delay(self.budget),
+            stop=tenacity.stop_after_attempt(self.attempts)
+            | tenacity.stop_after_delay(self.budget),
             wait=wait,
             retry=tenacity.retry_if_exception_type(RetryableFailure),
             reraise=True,
@@ -77,7 +78,6 @@ class RetryPolicy:
 
 
 NO_RETRY = RetryPolicy(attempts=1)
-
 
 
 async def call_with_retries(

@@ -129,9 +129,11 @@ class SwiftSession:
                     old.close()
                     del self._pools[key]
             pool = self._pools[id(loop)] = Pool(
-                self._endpoint, limit=self.options.max_connections,
+                self._endpoint,
+                limit=self.options.max_connections,
                 connect_timeout=self.options.connect_timeout,
-                read_timeout=self.options.read_timeout)
+                read_timeout=self.options.read_timeout,
+            )
             return pool
 
     def close_all(self) -> None:
@@ -157,8 +159,7 @@ class SwiftSession:
                 resp = await self._pool().request("GET", target)
                 info = json.loads(resp.body) if resp.status == 200 else {}
             except (ConnectionFailed, TLSFailure, ValueError) as exc:
-                log.debug("could not read %s (%s); assuming defaults", target,
-                          type(exc).__name__)
+                log.debug("could not read %s (%s); assuming defaults", target, type(exc).__name__)
                 return {}
             self._info = info if isinstance(info, dict) else {}
         return self._info
@@ -212,8 +213,12 @@ class SwiftSession:
         if params:
             target = f"{target}?{urlencode(params, quote_via=quote)}"
         send_headers = dict(headers) if headers else {}
-        if body is not None and method == "PUT" and self.options.verify_writes \
-                and "ETag" not in send_headers:
+        if (
+            body is not None
+            and method == "PUT"
+            and self.options.verify_writes
+            and "ETag" not in send_headers
+        ):
             send_headers["ETag"] = await md5_hex(body)
         reauthed = False
 
@@ -229,7 +234,10 @@ class SwiftSession:
                 self.counters.errors += 1  # a certificate does not get better by retrying
                 raise SwiftHTTPError(
                     f"{method} {path}: {exc}; fix the certificate or its CA bundle (verify_tls="
-                    "False only for a server you trust)", method=method, path=path) from None
+                    "False only for a server you trust)",
+                    method=method,
+                    path=path,
+                ) from None
             except ConnectionFailed as exc:
                 raise RetryableFailure(exc.reason) from None
             status, resp_headers, data = resp.status, resp.headers, resp.body
@@ -241,7 +249,8 @@ class SwiftSession:
                 if not token.token and self.provider is None:
                     raise PermissionDeniedError(
                         f"{method} {path} answered 401 to an anonymous request: the container "
-                        "is not public for this (give credentials)")
+                        "is not public for this (give credentials)"
+                    )
                 if reauthed or self.provider is None:
                     raise error_for(401, method, path)
                 await asyncio.to_thread(self._refresh_token, token)
@@ -258,8 +267,9 @@ class SwiftSession:
         def on_retry(failure: RetryableFailure) -> None:
             if failure.status != 401:
                 self.counters.retries += 1
-                log.debug("retrying %s %s after %s %s", method, path, failure.status,
-                          failure.reason)
+                log.debug(
+                    "retrying %s %s after %s %s", method, path, failure.status, failure.reason
+                )
 
         try:
             response = await call_with_retries(self.options.retry, attempt, on_retry)
@@ -268,10 +278,14 @@ class SwiftSession:
             if failure.reason == "MD5 mismatch":
                 raise IntegrityError(
                     f"{method} {path}: body did not match its ETag in {failure.attempts} tries",
-                    status=failure.status, attempts=failure.attempts, method=method, path=path,
+                    status=failure.status,
+                    attempts=failure.attempts,
+                    method=method,
+                    path=path,
                 ) from None
-            raise error_for(failure.status, method, path, reason=failure.reason,
-                            attempts=failure.attempts) from None
+            raise error_for(
+                failure.status, method, path, reason=failure.reason, attempts=failure.attempts
+            ) from None
         outcome = classify(response.status)
         if outcome in (Outcome.OK, Outcome.MISSING) or response.status in allow:
             return response
@@ -353,5 +367,3 @@ def process_counters() -> dict[str, int]:
     result = total.as_dict()
     result["auth_calls"] = auth_calls()
     return result
-
-

@@ -61,7 +61,12 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 
 def error_for(
-    status: int | None, method: str, path: str, *, reason: str = "", attempts: int = 1,
+    status: int | None,
+    method: str,
+    path: str,
+    *,
+    reason: str = "",
+    attempts: int = 1,
     detail: str = "",
 ) -> SwiftHTTPError | PermissionDeniedError | TokenExpiredError:
     """Build the typed error for a failed request. Never includes headers (tokens live there)."""
@@ -71,7 +76,10 @@ def error_for(
     if status is None:
         return SwiftHTTPError(
             f"{where} failed{tried}: no answer from the server ({reason or 'connection error'})",
-            status=None, attempts=attempts, method=method, path=path,
+            status=None,
+            attempts=attempts,
+            method=method,
+            path=path,
         )
     text = f"{where} answered {status} {reason}".rstrip() + tried + extra
     if status == 401:
@@ -87,6 +95,9 @@ def error_for(
     if status == 422:
         return IntegrityError(
             f"{text} (the server's checksum of the body did not match the ETag we sent)",
-            status=status, attempts=attempts, method=method, path=path,
+            status=status,
+            attempts=attempts,
+            method=method,
+            path=path,
         )
     return SwiftHTTPError(text, status=status, attempts=attempts, method=method, path=path)

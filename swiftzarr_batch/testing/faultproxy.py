@@ -50,7 +50,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-__all__ = ["ALL_FAULTS", "FaultProxy", "STATUS_FAULTS", "TRANSPORT_FAULTS"]
+__all__ = ["ALL_FAULTS", "STATUS_FAULTS", "TRANSPORT_FAULTS", "FaultProxy"]
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +60,31 @@ STATUS_FAULTS: tuple[str, ...] = tuple(
     kind for code in (*_BEFORE, *_AFTER) for kind in (code, f"{code}-retry-after")
 )
 TRANSPORT_FAULTS: tuple[str, ...] = (
-    "reset-before-body", "reset-after-body", "stall", "truncate", "corrupt", "corrupt-upload",
+    "reset-before-body",
+    "reset-after-body",
+    "stall",
+    "truncate",
+    "corrupt",
+    "corrupt-upload",
 )
 ALL_FAULTS: tuple[str, ...] = STATUS_FAULTS + TRANSPORT_FAULTS
 _GET_ONLY = frozenset({"truncate", "corrupt"})
 _PUT_ONLY = frozenset({"corrupt-upload"})
-_HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-    "trailers", "transfer-encoding", "upgrade", "content-length", "host",
-})
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "host",
+    }
+)
 
 
 @dataclass
@@ -80,7 +96,8 @@ class _Scripted:
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method == method) and (
-            self.path_contains is None or self.path_contains in path)
+            self.path_contains is None or self.path_contains in path
+        )
 
 
 class FaultProxy:
@@ -93,8 +110,15 @@ class FaultProxy:
     """
 
     def __init__(
-        self, target: str, *, rate: float = 0.0, kinds: Iterable[str] = ALL_FAULTS, seed: int = 0,
-        stall_seconds: float = 3.0, retry_after: float = 1, ssl_context: ssl.SSLContext | None = None,
+        self,
+        target: str,
+        *,
+        rate: float = 0.0,
+        kinds: Iterable[str] = ALL_FAULTS,
+        seed: int = 0,
+        stall_seconds: float = 3.0,
+        retry_after: float = 1,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.target = URL(target.rstrip("/"))
         self.stall_seconds = stall_seconds
@@ -129,8 +153,14 @@ class FaultProxy:
                 raise ValueError(f"unknown or no fault kinds {unknown}; known: {ALL_FAULTS}")
             self._kinds = kinds
 
-    def inject(self, kind: str, count: int = 1, *, method: str | None = None,
-               path_contains: str | None = None) -> None:
+    def inject(
+        self,
+        kind: str,
+        count: int = 1,
+        *,
+        method: str | None = None,
+        path_contains: str | None = None,
+    ) -> None:
         """Give the next ``count`` requests that match ``method``/``path_contains`` this fault."""
         if kind not in ALL_FAULTS:
             raise ValueError(f"unknown fault kind {kind!r}; known: {ALL_FAULTS}")
@@ -194,7 +224,7 @@ class FaultProxy:
             self._loop = loop
             try:
                 loop.run_until_complete(self._serve(ready))
-            except BaseException as e:  # noqa: BLE001 - reported to start()
+            except BaseException as e:
                 failure.append(e)
                 ready.set()
             finally:
@@ -217,7 +247,8 @@ class FaultProxy:
     async def _serve(self, ready: threading.Event) -> None:
         self._stopped = asyncio.Event()
         self._client = aiohttp.ClientSession(
-            auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
             connector=aiohttp.TCPConnector(limit=256),
             timeout=aiohttp.ClientTimeout(total=600, connect=10),
         )
@@ -247,9 +278,12 @@ class FaultProxy:
             else:
                 kind = None
                 if self._rate and self._rng.random() < self._rate:
-                    allowed = [k for k in self._kinds
-                               if (method == "GET" or k not in _GET_ONLY)
-                               and (method == "PUT" or k not in _PUT_ONLY)]
+                    allowed = [
+                        k
+                        for k in self._kinds
+                        if (method == "GET" or k not in _GET_ONLY)
+                        and (method == "PUT" or k not in _PUT_ONLY)
+                    ]
                     kind = self._rng.choice(allowed) if allowed else None
             self._scripted = [s for s in self._scripted if s.remaining > 0]
             return kind
@@ -274,15 +308,16 @@ class FaultProxy:
             if len(body) >= 2:
                 self._record(kind, request)
                 middle = len(body) // 2
-                body = body[:middle] + bytes([body[middle] ^ 0xFF]) + body[middle + 1:]
+                body = body[:middle] + bytes([body[middle] ^ 0xFF]) + body[middle + 1 :]
             kind = None  # otherwise forwarded as it is
         try:
             status, headers, data = await self._forward(request, body)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             with self._lock:
                 self._counts["upstream-errors"] += 1
-            return web.Response(status=502, text=f"fault proxy: upstream unreachable "
-                                                  f"({type(exc).__name__})\n")
+            return web.Response(
+                status=502, text=f"fault proxy: upstream unreachable ({type(exc).__name__})\n"
+            )
         if kind is None:
             return _response(status, headers, data)
         if code in _AFTER:
@@ -299,7 +334,7 @@ class FaultProxy:
             self._record(kind, request)
             if kind == "corrupt":
                 middle = len(data) // 2
-                damaged = data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:]
+                damaged = data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
                 return _response(status, headers, damaged)
             return await _truncated(request, status, headers, data)
         return _response(status, headers, data)
@@ -313,9 +348,12 @@ class FaultProxy:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
         url = URL(f"{self.target}{request.raw_path}", encoded=True)
         async with self._client.request(
-            request.method, url, headers=headers, data=body if body else None,
-            allow_redirects=False, skip_auto_headers=("Accept-Encoding", "User-Agent",
-                                                      "Content-Type"),
+            request.method,
+            url,
+            headers=headers,
+            data=body if body else None,
+            allow_redirects=False,
+            skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
         ) as resp:
             data = await resp.read()
             out = [(k, v) for k, v in resp.headers.items() if k.lower() not in _HOP_BY_HOP]
@@ -331,7 +369,7 @@ class FaultProxy:
         out = []
         for k, v in headers:
             if k.lower() == "x-storage-url" and v.startswith(str(self.target)):
-                v = self.url + v[len(str(self.target)):]
+                v = self.url + v[len(str(self.target)) :]
             out.append((k, v))
         return out
 
@@ -348,8 +386,9 @@ def _response(status: int, headers: list[tuple[str, str]], data: bytes) -> web.R
     return resp
 
 
-async def _truncated(request: web.Request, status: int, headers: list[tuple[str, str]],
-                     data: bytes) -> web.StreamResponse:
+async def _truncated(
+    request: web.Request, status: int, headers: list[tuple[str, str]], data: bytes
+) -> web.StreamResponse:
     resp = web.StreamResponse(status=status)
     for k, v in headers:
         if k.lower() != "content-length":

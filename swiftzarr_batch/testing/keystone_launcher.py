@@ -19,8 +19,13 @@ def main():
     class KeystoneApp(BaseApplication):
         def load_config(self):
             for key, value in {
-                "bind": bind, "workers": int(workers), "worker_class": "sync", "timeout": 120,
-                "accesslog": access_log, "errorlog": error_log, "proc_name": "keystone",
+                "bind": bind,
+                "workers": int(workers),
+                "worker_class": "sync",
+                "timeout": 120,
+                "accesslog": access_log,
+                "errorlog": error_log,
+                "proc_name": "keystone",
             }.items():
                 self.cfg.set(key, value)
 

@@ -46,8 +46,11 @@ from swiftzarr_batch.testing.swift_server import (
 from swiftzarr_batch.testing.swift_server import run_install_steps as _run_steps
 
 __all__ = [
-    "KEYSTONE_REQUIREMENT", "KEYSTONEMIDDLEWARE_REQUIREMENT", "LocalKeystone",
-    "ensure_keystone_installed", "ensure_keystonemiddleware_installed",
+    "KEYSTONEMIDDLEWARE_REQUIREMENT",
+    "KEYSTONE_REQUIREMENT",
+    "LocalKeystone",
+    "ensure_keystone_installed",
+    "ensure_keystonemiddleware_installed",
 ]
 
 log = logging.getLogger(__name__)
@@ -86,12 +89,24 @@ def ensure_keystone_installed() -> Path:
     def install() -> None:
         shutil.rmtree(venv, ignore_errors=True)  # a half-made venv from an interrupted install
         venv.mkdir(parents=True)
-        _run_steps({
-            "creating the venv": [sys.executable, "-m", "venv", str(venv)],
-            "pip install": [str(python), "-m", "pip", "install", "--disable-pip-version-check",
-                            "--no-input", KEYSTONE_REQUIREMENT, GUNICORN_REQUIREMENT],
-            "importing keystone": [str(python), "-c", "import keystone.server.wsgi, gunicorn"],
-        }, venv / "pip-install.log", KEYSTONE_REQUIREMENT)
+        _run_steps(
+            {
+                "creating the venv": [sys.executable, "-m", "venv", str(venv)],
+                "pip install": [
+                    str(python),
+                    "-m",
+                    "pip",
+                    "install",
+                    "--disable-pip-version-check",
+                    "--no-input",
+                    KEYSTONE_REQUIREMENT,
+                    GUNICORN_REQUIREMENT,
+                ],
+                "importing keystone": [str(python), "-c", "import keystone.server.wsgi, gunicorn"],
+            },
+            venv / "pip-install.log",
+            KEYSTONE_REQUIREMENT,
+        )
 
     if not python.exists():
         marker.unlink(missing_ok=True)
@@ -106,13 +121,26 @@ def ensure_keystonemiddleware_installed() -> Path:
     marker = venv / ".swiftzarr-keystonemiddleware"
 
     def install() -> None:
-        _run_steps({
-            "pip install": [str(python), "-m", "pip", "install", "--disable-pip-version-check",
-                            "--no-input", KEYSTONEMIDDLEWARE_REQUIREMENT],
-            "importing keystonemiddleware": [
-                str(python), "-c", "import keystonemiddleware.auth_token, "
-                "swift.common.middleware.keystoneauth"],
-        }, venv / "pip-install.log", KEYSTONEMIDDLEWARE_REQUIREMENT)
+        _run_steps(
+            {
+                "pip install": [
+                    str(python),
+                    "-m",
+                    "pip",
+                    "install",
+                    "--disable-pip-version-check",
+                    "--no-input",
+                    KEYSTONEMIDDLEWARE_REQUIREMENT,
+                ],
+                "importing keystonemiddleware": [
+                    str(python),
+                    "-c",
+                    "import keystonemiddleware.auth_token, swift.common.middleware.keystoneauth",
+                ],
+            },
+            venv / "pip-install.log",
+            KEYSTONEMIDDLEWARE_REQUIREMENT,
+        )
 
     _install_once(venv, marker, KEYSTONEMIDDLEWARE_REQUIREMENT, install)
     return python
@@ -126,8 +154,9 @@ class LocalKeystone:
     and ``authtoken_settings`` (what the Swift proxy's ``authtoken`` filter needs).
     """
 
-    def __init__(self, *, token_expiration: int = 3600, workers: int = 2,
-                 start_timeout: float = 120.0) -> None:
+    def __init__(
+        self, *, token_expiration: int = 3600, workers: int = 2, start_timeout: float = 120.0
+    ) -> None:
         self.token_expiration = int(token_expiration)
         self.workers = workers
         self.start_timeout = start_timeout
@@ -176,27 +205,68 @@ class LocalKeystone:
             group = grp.getgrgid(os.getegid()).gr_name
             steps = {
                 "db_sync": [*manage, "db_sync"],
-                "fernet_setup": [*manage, "fernet_setup", "--keystone-user", user,
-                                 "--keystone-group", group],
-                "credential_setup": [*manage, "credential_setup", "--keystone-user", user,
-                                     "--keystone-group", group],
-                "bootstrap": [*manage, "bootstrap", "--bootstrap-password", self.admin_password,
-                              "--bootstrap-username", ADMIN_USER,
-                              "--bootstrap-project-name", ADMIN_PROJECT,
-                              "--bootstrap-role-name", "admin",
-                              "--bootstrap-region-id", REGION,
-                              *(x for i in ("admin", "public", "internal")
-                                for x in (f"--bootstrap-{i}-url", self.auth_url))],
+                "fernet_setup": [
+                    *manage,
+                    "fernet_setup",
+                    "--keystone-user",
+                    user,
+                    "--keystone-group",
+                    group,
+                ],
+                "credential_setup": [
+                    *manage,
+                    "credential_setup",
+                    "--keystone-user",
+                    user,
+                    "--keystone-group",
+                    group,
+                ],
+                "bootstrap": [
+                    *manage,
+                    "bootstrap",
+                    "--bootstrap-password",
+                    self.admin_password,
+                    "--bootstrap-username",
+                    ADMIN_USER,
+                    "--bootstrap-project-name",
+                    ADMIN_PROJECT,
+                    "--bootstrap-role-name",
+                    "admin",
+                    "--bootstrap-region-id",
+                    REGION,
+                    *(
+                        x
+                        for i in ("admin", "public", "internal")
+                        for x in (f"--bootstrap-{i}-url", self.auth_url)
+                    ),
+                ],
             }
-            _run_steps(steps, self.data_dir / "logs" / "keystone-manage.log",
-                       "keystone's database", env=_clean_env())
+            _run_steps(
+                steps,
+                self.data_dir / "logs" / "keystone-manage.log",
+                "keystone's database",
+                env=_clean_env(),
+            )
             log_dir = self.data_dir / "logs"
             with open(log_dir / "gunicorn.log", "ab") as out:
                 self._proc = subprocess.Popen(
-                    [str(python), "-I", str(_LAUNCHER), str(self.data_dir), f"127.0.0.1:{self.port}",
-                     str(self.workers), str(log_dir / "access.log"), str(log_dir / "error.log")],
-                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                    start_new_session=True, cwd=self.data_dir, env=_clean_env())
+                    [
+                        str(python),
+                        "-I",
+                        str(_LAUNCHER),
+                        str(self.data_dir),
+                        f"127.0.0.1:{self.port}",
+                        str(self.workers),
+                        str(log_dir / "access.log"),
+                        str(log_dir / "error.log"),
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    cwd=self.data_dir,
+                    env=_clean_env(),
+                )
             self._wait_ready(started + self.start_timeout)
             self._admin_token = self.token(ADMIN_USER, self.admin_password, ADMIN_PROJECT)
         except BaseException:
@@ -243,38 +313,56 @@ class LocalKeystone:
     def _wait_ready(self, deadline: float) -> None:
         while True:
             if self._proc is not None and self._proc.poll() is not None:
-                raise ServerError(f"Keystone exited during start ({self._proc.returncode}):\n"
-                                  f"{_tail(self.data_dir / 'logs' / 'gunicorn.log')}\n"
-                                  f"{_tail(self.data_dir / 'logs' / 'keystone.log')}")
+                raise ServerError(
+                    f"Keystone exited during start ({self._proc.returncode}):\n"
+                    f"{_tail(self.data_dir / 'logs' / 'gunicorn.log')}\n"
+                    f"{_tail(self.data_dir / 'logs' / 'keystone.log')}"
+                )
             try:
                 if requests.get(self.auth_url, timeout=2).status_code == 200:
                     return
             except requests.RequestException:
                 pass
             if time.monotonic() > deadline:
-                raise ServerError(f"Keystone not ready after {self.start_timeout:.0f} s:\n"
-                                  f"{_tail(self.data_dir / 'logs' / 'keystone.log')}")
+                raise ServerError(
+                    f"Keystone not ready after {self.start_timeout:.0f} s:\n"
+                    f"{_tail(self.data_dir / 'logs' / 'keystone.log')}"
+                )
             time.sleep(0.2)
 
     # -- administration -------------------------------------------------------------------------
     def token(self, user: str, password: str, project: str) -> str:
         """A project-scoped token (for administration; clients use ``swiftzarr_batch.auth.keystone``)."""
-        body = {"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": user, "domain": {"id": "default"}, "password": password}}},
-            "scope": {"project": {"name": project, "domain": {"id": "default"}}}}}
+        body = {
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {
+                        "user": {"name": user, "domain": {"id": "default"}, "password": password}
+                    },
+                },
+                "scope": {"project": {"name": project, "domain": {"id": "default"}}},
+            }
+        }
         resp = requests.post(f"{self.auth_url}/auth/tokens", json=body, timeout=30)
         if resp.status_code != 201:
             raise ServerError(f"Keystone refused a token for {user}: {resp.status_code}")
         return resp.headers["X-Subject-Token"]
 
-    def _api(self, method: str, path: str, body: dict | None = None,
-             token: str | None = None) -> dict:
-        resp = requests.request(method, f"{self.auth_url}{path}", json=body, timeout=30,
-                                headers={"X-Auth-Token": token or self._admin_token or ""})
+    def _api(
+        self, method: str, path: str, body: dict | None = None, token: str | None = None
+    ) -> dict:
+        resp = requests.request(
+            method,
+            f"{self.auth_url}{path}",
+            json=body,
+            timeout=30,
+            headers={"X-Auth-Token": token or self._admin_token or ""},
+        )
         if resp.status_code >= 300:
-            raise ServerError(f"Keystone {method} {path} answered {resp.status_code}: "
-                              f"{resp.text[:300]}")
+            raise ServerError(
+                f"Keystone {method} {path} answered {resp.status_code}: {resp.text[:300]}"
+            )
         return resp.json() if resp.content else {}
 
     def _id(self, kind: str, name: str) -> str:
@@ -288,49 +376,85 @@ class LocalKeystone:
         try:
             project_id = self._id("projects", project)
         except ServerError:
-            project_id = self._api("POST", "/projects", {"project": {
-                "name": project, "domain_id": "default"}})["project"]["id"]
-        user_id = self._api("POST", "/users", {"user": {
-            "name": name, "password": password, "domain_id": "default",
-            "default_project_id": project_id}})["user"]["id"]
+            project_id = self._api(
+                "POST", "/projects", {"project": {"name": project, "domain_id": "default"}}
+            )["project"]["id"]
+        user_id = self._api(
+            "POST",
+            "/users",
+            {
+                "user": {
+                    "name": name,
+                    "password": password,
+                    "domain_id": "default",
+                    "default_project_id": project_id,
+                }
+            },
+        )["user"]["id"]
         role_id = self._id("roles", role)
         self._api("PUT", f"/projects/{project_id}/users/{user_id}/roles/{role_id}")
         return {"user_id": user_id, "project_id": project_id}
 
-    def create_application_credential(self, user: str, password: str, project: str,
-                                      name: str) -> tuple[str, str]:
+    def create_application_credential(
+        self, user: str, password: str, project: str, name: str
+    ) -> tuple[str, str]:
         """An application credential of ``user`` on ``project``: ``(id, secret)``."""
         token = self.token(user, password, project)
         user_id = self._id("users", user)
-        cred = self._api("POST", f"/users/{user_id}/application_credentials",
-                         {"application_credential": {"name": name}}, token=token)
+        cred = self._api(
+            "POST",
+            f"/users/{user_id}/application_credentials",
+            {"application_credential": {"name": name}},
+            token=token,
+        )
         return cred["application_credential"]["id"], cred["application_credential"]["secret"]
 
     def register_swift(self, proxy_url: str, reseller_prefix: str = "KEY_") -> None:
         """Publish the Swift proxy as the object-store service (all three interfaces)."""
-        service = self._api("POST", "/services", {"service": {
-            "type": "object-store", "name": "swift"}})["service"]["id"]
+        service = self._api(
+            "POST", "/services", {"service": {"type": "object-store", "name": "swift"}}
+        )["service"]["id"]
         url = f"{proxy_url.rstrip('/')}/v1/{reseller_prefix}$(project_id)s"
         for interface in ("public", "internal", "admin"):
-            self._api("POST", "/endpoints", {"endpoint": {
-                "service_id": service, "interface": interface, "url": url,
-                "region_id": REGION}})
+            self._api(
+                "POST",
+                "/endpoints",
+                {
+                    "endpoint": {
+                        "service_id": service,
+                        "interface": interface,
+                        "url": url,
+                        "region_id": REGION,
+                    }
+                },
+            )
 
     def authtoken_settings(self) -> dict[str, str]:
         """Options of keystonemiddleware's ``authtoken`` filter for a Swift proxy."""
         return {
-            "www_authenticate_uri": self.auth_url, "auth_url": self.url,
-            "auth_type": "password", "username": ADMIN_USER, "password": self.admin_password,
-            "project_name": ADMIN_PROJECT, "user_domain_id": "default",
-            "project_domain_id": "default", "delay_auth_decision": "True",
+            "www_authenticate_uri": self.auth_url,
+            "auth_url": self.url,
+            "auth_type": "password",
+            "username": ADMIN_USER,
+            "password": self.admin_password,
+            "project_name": ADMIN_PROJECT,
+            "user_domain_id": "default",
+            "project_domain_id": "default",
+            "delay_auth_decision": "True",
             "include_service_catalog": "False",
         }
 
     def env(self, user: str, password: str, project: str) -> dict[str, str]:
         """OS_* variables as an OpenStack RC file would export them."""
-        return {"OS_AUTH_URL": self.auth_url, "OS_USERNAME": user, "OS_PASSWORD": password,
-                "OS_PROJECT_NAME": project, "OS_USER_DOMAIN_NAME": "Default",
-                "OS_PROJECT_DOMAIN_NAME": "Default", "OS_IDENTITY_API_VERSION": "3"}
+        return {
+            "OS_AUTH_URL": self.auth_url,
+            "OS_USERNAME": user,
+            "OS_PASSWORD": password,
+            "OS_PROJECT_NAME": project,
+            "OS_USER_DOMAIN_NAME": "Default",
+            "OS_PROJECT_DOMAIN_NAME": "Default",
+            "OS_IDENTITY_API_VERSION": "3",
+        }
 
 
 def _clean_env() -> dict[str, str]:

@@ -110,13 +110,13 @@ def proxy_server_conf(s: ClusterSettings) -> str:
         "dlo": "",
         "tempauth": (
             f"token_life = {int(s.token_life)}\n"
-            f"fernet_key_1 = {s.fernet_key}\nactive_fernet_key_id = 1\n"
-            + "".join(user_lines)
+            f"fernet_key_1 = {s.fernet_key}\nactive_fernet_key_id = 1\n" + "".join(user_lines)
         ),
     }
     if s.keystone:
         filters["authtoken"] = "".join(f"{k} = {v}\n" for k, v in s.keystone.items()) + (
-            "cache = swift.cache\n" if s.memcache_server else "")
+            "cache = swift.cache\n" if s.memcache_server else ""
+        )
         filters["keystoneauth"] = "operator_roles = admin, member\nreseller_prefix = KEY_\n"
     eggs = {"proxy-logging": "proxy_logging"}
     if s.memcache_server is not None:
@@ -134,7 +134,10 @@ def proxy_server_conf(s: ClusterSettings) -> str:
     for name in dict.fromkeys(pipeline):
         if name == "proxy-server":
             continue
-        use = ("paste.filter_factory = keystonemiddleware.auth_token:filter_factory"
-               if name == "authtoken" else f"use = egg:swift#{eggs.get(name, name)}")
+        use = (
+            "paste.filter_factory = keystonemiddleware.auth_token:filter_factory"
+            if name == "authtoken"
+            else f"use = egg:swift#{eggs.get(name, name)}"
+        )
         text.append(f"\n[filter:{name}]\n{use}\n{filters[name]}")
     return "".join(text)

@@ -37,15 +37,16 @@ ACCESS_LOGGER = "proxy-access"
 def _use_private_swift_conf(swift_conf):
     import swift.common.utils as utils
 
-    preloaded = [m for m in ("swift.common.constraints", "swift.common.storage_policy")
-                 if m in sys.modules]
+    preloaded = [
+        m for m in ("swift.common.constraints", "swift.common.storage_policy") if m in sys.modules
+    ]
     utils.SWIFT_CONF_FILE = swift_conf
     utils.HASH_PATH_PREFIX = b""
     utils.HASH_PATH_SUFFIX = b""
     utils.validate_hash_conf()
     for name in preloaded:  # not the case in swift 2.38; be safe should that change
         importlib.reload(sys.modules[name])
-    import swift.common.constraints  # noqa: F401  (parses our swift.conf now)
+    import swift.common.constraints
     import swift.common.storage_policy  # noqa: F401
 
 
@@ -85,7 +86,8 @@ def _install_file_logging(log_path, access_log_path):
     # Without a cache filter (no memcached) tempauth logs this through the root logger on every
     # auth request although fernet tokens need no cache; it is noise, not an error here.
     logging.getLogger().addFilter(
-        lambda record: "swift.cache could not be found" not in record.getMessage())
+        lambda record: "swift.cache could not be found" not in record.getMessage()
+    )
 
 
 def run_server(args):
@@ -103,8 +105,17 @@ def build_rings(args):
     for spec in args.rings:
         kind, port = spec.split("=", 1)
         builder = RingBuilder(args.part_power, 1, 1)
-        builder.add_dev({"region": 1, "zone": 1, "ip": "127.0.0.1", "port": int(port),
-                         "device": args.device, "weight": 100.0, "meta": ""})
+        builder.add_dev(
+            {
+                "region": 1,
+                "zone": 1,
+                "ip": "127.0.0.1",
+                "port": int(port),
+                "device": args.device,
+                "weight": 100.0,
+                "meta": "",
+            }
+        )
         builder.rebalance(seed=1)
         base = os.path.join(args.swift_dir, kind)
         builder.save(base + ".builder")

@@ -47,13 +47,23 @@ from collections.abc import Collection, Mapping, Sequence
 from configparser import ConfigParser
 from pathlib import Path
 
-from swiftzarr_batch.testing import swift_configs as cfg
 from swiftzarr_batch.errors import ServerError
+from swiftzarr_batch.testing import swift_configs as cfg
 
 __all__ = [
-    "DEFAULT_ADMINS", "DEFAULT_USERS", "LocalSwift", "PROBE_USER_AGENT", "ServerError",
-    "SWIFT_REQUIREMENT", "add_serve_arguments", "cache_root", "ensure_swift_installed", "main",
-    "run_with_server", "serve", "serve_parser",
+    "DEFAULT_ADMINS",
+    "DEFAULT_USERS",
+    "PROBE_USER_AGENT",
+    "SWIFT_REQUIREMENT",
+    "LocalSwift",
+    "ServerError",
+    "add_serve_arguments",
+    "cache_root",
+    "ensure_swift_installed",
+    "main",
+    "run_with_server",
+    "serve",
+    "serve_parser",
 ]
 
 log = logging.getLogger(__name__)
@@ -62,7 +72,9 @@ SWIFT_REQUIREMENT = "swift>=2.38,<2.39"
 SWIFT_SERIES = "2.38"
 #: Well-known development credentials (the Swift-all-in-one defaults, plus a read-only user).
 DEFAULT_USERS: Mapping[str, str] = {
-    "test:tester": "testing", "test2:tester2": "testing2", "test:reader": "reading",
+    "test:tester": "testing",
+    "test2:tester2": "testing2",
+    "test:reader": "reading",
 }
 DEFAULT_ADMINS: tuple[str, ...] = ("test:tester", "test2:tester2")
 _LAUNCHER = Path(__file__).with_name("swift_launcher.py")
@@ -107,10 +119,21 @@ def ensure_swift_installed() -> Path:
         pip_log = venv / "pip-install.log"
         steps = {
             "creating the venv": [sys.executable, "-m", "venv", str(venv)],
-            "pip install": [str(python), "-m", "pip", "install", "--disable-pip-version-check",
-                            "--no-input", SWIFT_REQUIREMENT],
-            "importing swift": [str(python), "-c", "import swift, eventlet; "
-                                f"open({str(marker)!r} + '.tmp', 'w').write(swift.__version__)"],
+            "pip install": [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                SWIFT_REQUIREMENT,
+            ],
+            "importing swift": [
+                str(python),
+                "-c",
+                "import swift, eventlet; "
+                f"open({str(marker)!r} + '.tmp', 'w').write(swift.__version__)",
+            ],
         }
         run_install_steps(steps, pip_log, f"{SWIFT_REQUIREMENT} into {venv}")
         version = Path(f"{marker}.tmp").read_text().strip()
@@ -121,8 +144,12 @@ def ensure_swift_installed() -> Path:
     return python
 
 
-def run_install_steps(steps: Mapping[str, Sequence[str]], log_path: Path, what: str,
-                      env: Mapping[str, str] | None = None) -> None:
+def run_install_steps(
+    steps: Mapping[str, Sequence[str]],
+    log_path: Path,
+    what: str,
+    env: Mapping[str, str] | None = None,
+) -> None:
     """Run install commands in order, logging to ``log_path``; ServerError with its tail on the
     first one that fails or outlasts the install timeout."""
     with open(log_path, "ab") as out:
@@ -131,14 +158,22 @@ def run_install_steps(steps: Mapping[str, Sequence[str]], log_path: Path, what: 
             out.flush()
             rc: int | str
             try:
-                rc = subprocess.run(list(argv), stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, check=False, env=env,
-                                    timeout=_INSTALL_TIMEOUT).returncode
+                rc = subprocess.run(
+                    list(argv),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    check=False,
+                    env=env,
+                    timeout=_INSTALL_TIMEOUT,
+                ).returncode
             except subprocess.TimeoutExpired:
                 rc = f"timed out after {_INSTALL_TIMEOUT:.0f} s"
             if rc != 0:
-                raise ServerError(f"installing {what} failed: {step} exited {rc}; end of "
-                                  f"{log_path}:\n{_tail(log_path)}")
+                raise ServerError(
+                    f"installing {what} failed: {step} exited {rc}; end of "
+                    f"{log_path}:\n{_tail(log_path)}"
+                )
 
 
 def _check_xattrs(directory: Path) -> None:
@@ -152,7 +187,8 @@ def _check_xattrs(directory: Path) -> None:
         raise ServerError(
             f"{directory} is on a file system without user extended attributes (xattrs), which "
             f"Swift needs for object metadata ({e}); pass a data dir on ext4, xfs, btrfs or a "
-            f"recent tmpfs") from None
+            f"recent tmpfs"
+        ) from None
     finally:
         probe.unlink(missing_ok=True)
 
@@ -214,8 +250,13 @@ def _memcached_binary() -> str | None:
     return "/usr/bin/memcached" if os.access("/usr/bin/memcached", os.X_OK) else None
 
 
-def _http(port: int, method: str, path: str, headers: Mapping[str, str] | None = None,
-          timeout: float = 5.0) -> tuple[int, dict[str, str]]:
+def _http(
+    port: int,
+    method: str,
+    path: str,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 5.0,
+) -> tuple[int, dict[str, str]]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request(method, path, headers={"User-Agent": PROBE_USER_AGENT, **(headers or {})})
@@ -239,10 +280,17 @@ class LocalSwift:
     """
 
     def __init__(
-        self, data_dir: str | os.PathLike[str] | None = None, *, token_life: int = 86400,
-        max_file_size: int | None = None, memcached: bool | None = None, s3api: bool = False,
-        users: Mapping[str, str] | None = None, admins: Collection[str] | None = None,
-        start_timeout: float = 60.0, proxy_workers: int = 0,
+        self,
+        data_dir: str | os.PathLike[str] | None = None,
+        *,
+        token_life: int = 86400,
+        max_file_size: int | None = None,
+        memcached: bool | None = None,
+        s3api: bool = False,
+        users: Mapping[str, str] | None = None,
+        admins: Collection[str] | None = None,
+        start_timeout: float = 60.0,
+        proxy_workers: int = 0,
         keystone: Mapping[str, str] | None = None,
     ) -> None:
         self._users = dict(DEFAULT_USERS if users is None else users)
@@ -354,7 +402,9 @@ class LocalSwift:
             if self._procs:
                 raise ServerError("already started")
             if self.keystone:  # authtoken comes from keystonemiddleware, added to Swift's venv
-                from swiftzarr_batch.testing.keystone_server import ensure_keystonemiddleware_installed
+                from swiftzarr_batch.testing.keystone_server import (
+                    ensure_keystonemiddleware_installed,
+                )
 
                 self._python = ensure_keystonemiddleware_installed()
             else:
@@ -372,9 +422,13 @@ class LocalSwift:
             except BaseException:
                 self.stop()
                 raise
-            log.info("local Swift up at %s in %.1f s (data %s, memcached %s)", self.proxy_url,
-                     time.monotonic() - started, self._data_dir,
-                     "on" if "memcached" in self._procs else "off")
+            log.info(
+                "local Swift up at %s in %.1f s (data %s, memcached %s)",
+                self.proxy_url,
+                time.monotonic() - started,
+                self._data_dir,
+                "on" if "memcached" in self._procs else "off",
+            )
             return self
 
     def stop(self) -> None:
@@ -419,8 +473,9 @@ class LocalSwift:
             except ServerError:  # e.g. an old tmpfs /tmp: fall back to the cache dir
                 shutil.rmtree(self.data_dir, ignore_errors=True)
                 (cache_root() / "tmp").mkdir(parents=True, exist_ok=True)
-                self._data_dir = Path(tempfile.mkdtemp(prefix="swiftzarr-swift-",
-                                                       dir=cache_root() / "tmp"))
+                self._data_dir = Path(
+                    tempfile.mkdtemp(prefix="swiftzarr-swift-", dir=cache_root() / "tmp")
+                )
         else:
             self._data_dir = self._requested_dir
         for sub in ("etc", "logs", "srv/node/d1"):
@@ -445,13 +500,22 @@ class LocalSwift:
             run_user = pwd.getpwuid(os.geteuid()).pw_name
         except KeyError:
             raise ServerError(
-                f"uid {os.geteuid()} has no passwd entry; Swift needs a user name") from None
+                f"uid {os.geteuid()} has no passwd entry; Swift needs a user name"
+            ) from None
         self._settings = s = cfg.ClusterSettings(
-            swift_dir=str(etc), devices=str(self.data_dir / "srv" / "node"), run_user=run_user,
-            ports=self._ports, users=self._users, admins=self._admins,
+            swift_dir=str(etc),
+            devices=str(self.data_dir / "srv" / "node"),
+            run_user=run_user,
+            ports=self._ports,
+            users=self._users,
+            admins=self._admins,
             fernet_key=base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-            token_life=self.token_life, hash_prefix=prefix, hash_suffix=suffix,
-            max_file_size=self.max_file_size, s3api=self.s3api, proxy_workers=self.proxy_workers,
+            token_life=self.token_life,
+            hash_prefix=prefix,
+            hash_suffix=suffix,
+            max_file_size=self.max_file_size,
+            s3api=self.s3api,
+            proxy_workers=self.proxy_workers,
             keystone=self.keystone,
             memcache_server=f"127.0.0.1:{self._ports['memcached']}" if use_memcached else None,
         )
@@ -464,34 +528,66 @@ class LocalSwift:
             path.chmod(0o600)  # holds keys
         # Rings carry the backend ports, which change on every start: always rebuild them.
         # (One device and one replica: partitions map to the same device, data stays valid.)
-        argv = [str(self._python), "-I", str(_LAUNCHER), "rings", str(etc), "d1",
-                *(f"{k}={self._ports[k]}" for k in ("account", "container", "object"))]
+        argv = [
+            str(self._python),
+            "-I",
+            str(_LAUNCHER),
+            "rings",
+            str(etc),
+            "d1",
+            *(f"{k}={self._ports[k]}" for k in ("account", "container", "object")),
+        ]
         done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, check=False)
         if done.returncode != 0:
             raise ServerError(f"building rings failed: {done.stderr.decode(errors='replace')}")
 
     def _log_path(self, name: str) -> Path:
-        return self.data_dir / "logs" / (f"{name}.log" if name == "memcached"
-                                         else f"{name}-server.log")
+        return (
+            self.data_dir
+            / "logs"
+            / (f"{name}.log" if name == "memcached" else f"{name}-server.log")
+        )
 
     def _popen(self, name: str, argv: Sequence[str]) -> None:
         with open(self._log_path(name), "ab") as out:
             self._procs[name] = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=self.data_dir)
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=self.data_dir,
+            )
 
     def _start_memcached(self) -> None:
-        argv = [str(_memcached_binary()), "-l", "127.0.0.1", "-p", str(self._ports["memcached"]),
-                "-U", "0", "-m", "64"]
+        argv = [
+            str(_memcached_binary()),
+            "-l",
+            "127.0.0.1",
+            "-p",
+            str(self._ports["memcached"]),
+            "-U",
+            "0",
+            "-m",
+            "64",
+        ]
         if os.geteuid() == 0:
             argv += ["-u", "root"]
         self._popen("memcached", argv)
 
     def _spawn_server(self, name: str) -> None:
         etc = self.data_dir / "etc"
-        argv = [str(self._python), "-I", str(_LAUNCHER), "server", str(etc / "swift.conf"),
-                str(etc / f"{name}-server.conf"), f"{name}-server",
-                "--log", str(self._log_path(name))]
+        argv = [
+            str(self._python),
+            "-I",
+            str(_LAUNCHER),
+            "server",
+            str(etc / "swift.conf"),
+            str(etc / f"{name}-server.conf"),
+            f"{name}-server",
+            "--log",
+            str(self._log_path(name)),
+        ]
         if name == "proxy":
             argv += ["--access-log", str(self.proxy_log_path)]
         self._popen(name, argv)
@@ -502,8 +598,9 @@ class LocalSwift:
             return
         _signal_group(proc.pid, signal.SIGTERM)  # the group: a server with workers forks
         if not _exited(proc.pid, _STOP_GRACE):
-            log.warning("%s (pid %d) ignored SIGTERM for %.0f s; killing it", name, proc.pid,
-                        _STOP_GRACE)
+            log.warning(
+                "%s (pid %d) ignored SIGTERM for %.0f s; killing it", name, proc.pid, _STOP_GRACE
+            )
         # The leader is a zombie at most (not reaped yet), so its group id is still ours:
         # sweep any worker left behind, then reap.
         _signal_group(proc.pid, signal.SIGKILL)
@@ -526,8 +623,9 @@ class LocalSwift:
             status, _ = _http(port, "GET", "/healthcheck")
             if status != 200:
                 return f"healthcheck answered {status}"
-            status, hdrs = _http(port, "GET", "/auth/v1.0",
-                                 {"X-Auth-User": self.user, "X-Auth-Key": self.key})
+            status, hdrs = _http(
+                port, "GET", "/auth/v1.0", {"X-Auth-User": self.user, "X-Auth-Key": self.key}
+            )
             if status != 200 or "x-auth-token" not in hdrs:
                 return f"auth answered {status}"
             path = "/v1/" + hdrs["x-storage-url"].split("/v1/", 1)[1] + "/.swiftzarr-probe"
@@ -544,14 +642,17 @@ class LocalSwift:
         while True:
             dead = {n: p.returncode for n, p in self._procs.items() if p.poll() is not None}
             if dead:
-                raise ServerError(f"local Swift server(s) exited during start {dead}:\n"
-                                  f"{self._logs_tail(dead)}")
+                raise ServerError(
+                    f"local Swift server(s) exited during start {dead}:\n{self._logs_tail(dead)}"
+                )
             why = self._probe()
             if why is None:
                 return
             if time.monotonic() > deadline:
-                raise ServerError(f"local Swift not ready after {self.start_timeout:.0f} s "
-                                  f"({why}):\n{self._logs_tail()}")
+                raise ServerError(
+                    f"local Swift not ready after {self.start_timeout:.0f} s "
+                    f"({why}):\n{self._logs_tail()}"
+                )
             time.sleep(0.1)
 
 
@@ -566,15 +667,21 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def serve_parser() -> argparse.ArgumentParser:
-    return add_serve_arguments(argparse.ArgumentParser(
-        prog="swiftzarr serve",
-        description="Run a local OpenStack Swift on 127.0.0.1 until Ctrl-C; print ST_* exports."))
+    return add_serve_arguments(
+        argparse.ArgumentParser(
+            prog="swiftzarr serve",
+            description="Run a local OpenStack Swift on 127.0.0.1 until Ctrl-C; print ST_* exports.",
+        )
+    )
 
 
 def serve(argv_or_args: Sequence[str] | argparse.Namespace | None = None) -> int:
     """Start a LocalSwift, print its export lines on stdout, run until SIGINT/SIGTERM."""
-    args = (argv_or_args if isinstance(argv_or_args, argparse.Namespace)
-            else serve_parser().parse_args(argv_or_args))
+    args = (
+        argv_or_args
+        if isinstance(argv_or_args, argparse.Namespace)
+        else serve_parser().parse_args(argv_or_args)
+    )
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     stop = threading.Event()
@@ -585,9 +692,13 @@ def serve(argv_or_args: Sequence[str] | argparse.Namespace | None = None) -> int
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    server = LocalSwift(args.data_dir, token_life=args.token_life, s3api=args.s3api,
-                        max_file_size=args.max_file_size,
-                        memcached=False if args.no_memcached else None)
+    server = LocalSwift(
+        args.data_dir,
+        token_life=args.token_life,
+        s3api=args.s3api,
+        max_file_size=args.max_file_size,
+        memcached=False if args.no_memcached else None,
+    )
     try:
         try:
             server.start()
@@ -613,9 +724,12 @@ def run_with_server(argv: Sequence[str]) -> int:
 
     Returns CMD's exit status; the server is stopped afterwards whatever happens.
     """
-    parser = add_serve_arguments(argparse.ArgumentParser(
-        prog="python -m swiftzarr_batch.testing.swift_server run",
-        description="Start a local Swift, run a command with its ST_* variables, stop it."))
+    parser = add_serve_arguments(
+        argparse.ArgumentParser(
+            prog="python -m swiftzarr_batch.testing.swift_server run",
+            description="Start a local Swift, run a command with its ST_* variables, stop it.",
+        )
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -625,12 +739,15 @@ def run_with_server(argv: Sequence[str]) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     try:
-        with LocalSwift(args.data_dir, token_life=args.token_life, s3api=args.s3api,
-                        max_file_size=args.max_file_size,
-                        memcached=False if args.no_memcached else None) as server:
+        with LocalSwift(
+            args.data_dir,
+            token_life=args.token_life,
+            s3api=args.s3api,
+            max_file_size=args.max_file_size,
+            memcached=False if args.no_memcached else None,
+        ) as server:
             log.info("running %s against %s", shlex.join(command), server.auth_url)
-            return subprocess.run(command, env={**os.environ, **server.env},
-                                  check=False).returncode
+            return subprocess.run(command, env={**os.environ, **server.env}, check=False).returncode
     except ServerError as e:
         log.error("%s", e)
         return 1

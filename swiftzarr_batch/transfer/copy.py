@@ -22,17 +22,7 @@ from typing import Any, Literal
 from zarr.abc.store import Store
 from zarr.core.sync import sync
 
-from swiftzarr_batch.transfer.copy_tasks import (
-    BatchResult,
-    Item,
-    ServerSideRoute,
-    TaskOptions,
-    compare_batch,
-    copy_batch,
-)
 from swiftzarr_batch.errors import ConfigurationError, ReadOnlyError, SwiftZarrError
-from swiftzarr_batch.transfer.objects import ObjectInfo, delete_keys, describe, list_objects
-from swiftzarr_batch.store.swift_store import SwiftStore
 from swiftzarr_batch.jobs.runner import (
     Progress,
     ProgressCallback,
@@ -43,6 +33,16 @@ from swiftzarr_batch.jobs.runner import (
     run_batches,
 )
 from swiftzarr_batch.store.keys import is_lock_key, is_metadata_key, join, metadata_tiers
+from swiftzarr_batch.store.swift_store import SwiftStore
+from swiftzarr_batch.transfer.copy_tasks import (
+    BatchResult,
+    Item,
+    ServerSideRoute,
+    TaskOptions,
+    compare_batch,
+    copy_batch,
+)
+from swiftzarr_batch.transfer.objects import ObjectInfo, delete_keys, describe, list_objects
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,10 @@ class CopySummary:
     def line(self) -> str:
         what = "would copy" if self.dry_run else "copied"
         how = f" ({self.keys_server_side} server-side)" if self.keys_server_side else ""
-        text = (f"{what} {self.keys_copied}/{self.keys_total} keys{how}, "
-                f"{format_bytes(self.bytes_copied)}; skipped {self.keys_skipped} matching")
+        text = (
+            f"{what} {self.keys_copied}/{self.keys_total} keys{how}, "
+            f"{format_bytes(self.bytes_copied)}; skipped {self.keys_skipped} matching"
+        )
         if self.keys_conflicting:
             text += f", left {self.keys_conflicting} differing"
         if self.keys_deleted:
@@ -156,8 +158,12 @@ def copy_store(
     before = cluster_counters()
     route = _server_side_route(source, dest, server_side)
     opts = TaskOptions(source_path.strip("/"), dest_path.strip("/"), concurrency, verify, route)
-    summary = CopySummary(describe(source, source_path), describe(dest, dest_path),
-                          dry_run=dry_run, server_side=route is not None)
+    summary = CopySummary(
+        describe(source, source_path),
+        describe(dest, dest_path),
+        dry_run=dry_run,
+        server_side=route is not None,
+    )
     run = _CopyRun(source, dest, opts, summary, exclude, batch_size, progress, progress_interval)
     try:
         run.plan(if_exists)
@@ -175,17 +181,28 @@ def copy_store(
         summary.seconds = round(time.monotonic() - started, 3)
     log.info("%s -> %s: %s", summary.source, summary.dest, summary.line())
     if summary.verified is False:
-        raise CopyError(f"copy {summary.source} -> {summary.dest} did not verify: "
-                        + "; ".join(summary.problems[:3]), summary)
+        raise CopyError(
+            f"copy {summary.source} -> {summary.dest} did not verify: "
+            + "; ".join(summary.problems[:3]),
+            summary,
+        )
     return summary
 
 
 class _CopyRun:
     """The state of one copy between its phases (plan, copy, delete, verify)."""
 
-    def __init__(self, source: Store, dest: Store, opts: TaskOptions, summary: CopySummary,
-                 exclude: Callable[[str], bool] | None, batch_size: int,
-                 progress: ProgressCallback | None, interval: float) -> None:
+    def __init__(
+        self,
+        source: Store,
+        dest: Store,
+        opts: TaskOptions,
+        summary: CopySummary,
+        exclude: Callable[[str], bool] | None,
+        batch_size: int,
+        progress: ProgressCallback | None,
+        interval: float,
+    ) -> None:
         self.source, self.dest, self.opts, self.summary = source, dest, opts, summary
         self.exclude = exclude or (lambda key: False)
         self.batch_size = batch_size
@@ -217,15 +234,26 @@ class _CopyRun:
     def plan(self, if_exists: str) -> None:
         self.src = self._list(self.source, self.opts.source_path)
         dst = self._list(self.dest, self.opts.dest_path)
-        log.info("listed %d keys at %s and %d at %s", len(self.src), self.summary.source,
-                 len(dst), self.summary.dest)
-        undecided = [(s, dst[k]) for k, s in self.src.items()
-                     if k in dst and s.same_content(dst[k]) is None]
+        log.info(
+            "listed %d keys at %s and %d at %s",
+            len(self.src),
+            self.summary.source,
+            len(dst),
+            self.summary.dest,
+        )
+        undecided = [
+            (s, dst[k]) for k, s in self.src.items() if k in dst and s.same_content(dst[k]) is None
+        ]
         if undecided:  # a non-Swift side: hash both objects in parallel tasks
             results = run_batches(
-                compare_batch, batched(undecided, self.batch_size), self.source, self.dest,
-                self.opts, progress=self._progress("compare", len(undecided)),
-                measure=lambda r: (len(r), 0))
+                compare_batch,
+                batched(undecided, self.batch_size),
+                self.source,
+                self.dest,
+                self.opts,
+                progress=self._progress("compare", len(undecided)),
+                measure=lambda r: (len(r), 0),
+            )
             for compared in results:
                 for key, new_src, new_dst in compared:
                     self._update_after_compare(key, new_src, new_dst, dst)
@@ -246,16 +274,26 @@ class _CopyRun:
             raise CopyConflictError(
                 f"{len(self.conflicts)} keys already exist at {s.dest} with different content "
                 f"(e.g. {shown}); nothing was copied. Use if_exists='overwrite' to replace them "
-                "or 'skip' to keep them", s)
+                "or 'skip' to keep them",
+                s,
+            )
         if self.conflicts:
-            log.warning("%d keys differ at %s and are left as they are (if_exists='skip')",
-                        len(self.conflicts), s.dest)
+            log.warning(
+                "%d keys differ at %s and are left as they are (if_exists='skip')",
+                len(self.conflicts),
+                s.dest,
+            )
         if s.dry_run:
             s.keys_copied = len(self.to_copy)
             s.bytes_copied = sum(i.size or 0 for i in self.to_copy)
 
-    def _update_after_compare(self, key: str, src: ObjectInfo | None,
-                              dst_info: ObjectInfo | None, dst: dict[str, ObjectInfo]) -> None:
+    def _update_after_compare(
+        self,
+        key: str,
+        src: ObjectInfo | None,
+        dst_info: ObjectInfo | None,
+        dst: dict[str, ObjectInfo],
+    ) -> None:
         if src is None:
             self.src.pop(key, None)
             self.vanished.add(key)
@@ -272,23 +310,35 @@ class _CopyRun:
             sync(_ensure_container(self.dest))
         data = [_item(i) for i in self.to_copy if not is_metadata_key(i.key)]
         meta = {i.key: _item(i) for i in self.to_copy if is_metadata_key(i.key)}
-        self._run_copy("copy chunks", [[batch] for batch in batched(data, self.batch_size)],
-                       len(data))
+        self._run_copy(
+            "copy chunks", [[batch] for batch in batched(data, self.batch_size)], len(data)
+        )
         if self.summary.keys_failed:
             raise CopyError(
                 f"{self.summary.keys_failed} keys could not be copied to {self.summary.dest}; "
                 "metadata was not written, so the destination shows no incomplete arrays. "
-                "Re-run to resume: " + "; ".join(self.summary.problems[:3]), self.summary)
+                "Re-run to resume: " + "; ".join(self.summary.problems[:3]),
+                self.summary,
+            )
         tiers = [[meta[k] for k in tier] for tier in metadata_tiers(meta)]
         self._run_copy("copy metadata", [tiers] if tiers else [], len(meta))
         if self.summary.keys_failed:
-            raise CopyError(f"{self.summary.keys_failed} metadata keys could not be copied: "
-                            + "; ".join(self.summary.problems[:3]), self.summary)
+            raise CopyError(
+                f"{self.summary.keys_failed} metadata keys could not be copied: "
+                + "; ".join(self.summary.problems[:3]),
+                self.summary,
+            )
 
     def _run_copy(self, label: str, batches: list[list[list[Item]]], total: int) -> None:
-        results = run_batches(copy_batch, batches, self.source, self.dest, self.opts,
-                              progress=self._progress(label, total),
-                              measure=lambda r: (r.keys, r.bytes_copied))
+        results = run_batches(
+            copy_batch,
+            batches,
+            self.source,
+            self.dest,
+            self.opts,
+            progress=self._progress(label, total),
+            measure=lambda r: (r.keys, r.bytes_copied),
+        )
         for r in results:
             self._merge(r)
 
@@ -306,19 +356,30 @@ class _CopyRun:
             if len(s.problems) < MAX_PROBLEMS_KEPT:
                 s.problems.append(f"{key}: {why}")
         if r.vanished:
-            log.warning("%d keys vanished from the source during the copy (e.g. %s)",
-                        len(r.vanished), r.vanished[0])
+            log.warning(
+                "%d keys vanished from the source during the copy (e.g. %s)",
+                len(r.vanished),
+                r.vanished[0],
+            )
 
     # -- delete -----------------------------------------------------------------------------
     def delete_extra(self) -> None:
-        meta = [k for tier in reversed(metadata_tiers(k for k in self.extras
-                                                       if is_metadata_key(k))) for k in tier]
+        meta = [
+            k
+            for tier in reversed(metadata_tiers(k for k in self.extras if is_metadata_key(k)))
+            for k in tier
+        ]
         data = [k for k in self.extras if not is_metadata_key(k)]
         progress = self._progress("delete", len(self.extras))
         for group in (meta, data):  # metadata first: no reader may find a node whose chunks go
             for batch in batched(group, 10_000) if group else []:
-                sync(delete_keys(self.dest, [join(self.opts.dest_path, k) for k in batch],
-                                 large=[join(self.opts.dest_path, k) for k in self.large_extras]))
+                sync(
+                    delete_keys(
+                        self.dest,
+                        [join(self.opts.dest_path, k) for k in batch],
+                        large=[join(self.opts.dest_path, k) for k in self.large_extras],
+                    )
+                )
                 progress.advance(len(batch))
         progress.finish()
         self.summary.keys_deleted = len(self.extras)
@@ -358,7 +419,8 @@ class _CopyRun:
                     return True
                 etag = resp.headers.get("Etag", "").strip('"')
                 return (md5 is not None and etag != md5) or (
-                    size is not None and int(resp.headers["Content-Length"]) != size)
+                    size is not None and int(resp.headers["Content-Length"]) != size
+                )
             return not await self.dest.exists(dst_key)
 
         async def check_all() -> list[str]:
@@ -383,12 +445,14 @@ def _server_side_route(source: Store, dest: Store, wanted: bool | None) -> Serve
         src_base, src_account = src_token.storage_url.rstrip("/").rsplit("/", 1)
         dst_base, dst_account = dst_token.storage_url.rstrip("/").rsplit("/", 1)
         if src_base == dst_base and src_token.token == dst_token.token:
-            route = ServerSideRoute(source.container, source.prefix,
-                                    None if src_account == dst_account else src_account)
+            route = ServerSideRoute(
+                source.container, source.prefix, None if src_account == dst_account else src_account
+            )
     if wanted and route is None:
         raise ConfigurationError(
             "server-side copy needs two Swift stores on the same cluster opened with the same "
-            "token (e.g. one store and another from store.with_prefix or the same credentials)")
+            "token (e.g. one store and another from store.with_prefix or the same credentials)"
+        )
     return route
 
 
@@ -403,4 +467,5 @@ def _check_not_overlapping(source: Store, source_path: str, dest: Store, dest_pa
     if a.startswith(b) or b.startswith(a):
         raise ConfigurationError(
             f"source {describe(source, source_path)} and destination {describe(dest, dest_path)}"
-            " overlap; copy into a different container or path")
+            " overlap; copy into a different container or path"
+        )

@@ -23,10 +23,10 @@ from swiftzarr_batch.errors import (
     ReadOnlyError,
     SwiftZarrError,
 )
+from swiftzarr_batch.store.keys import join
+from swiftzarr_batch.store.swift_store import SwiftStore
 from swiftzarr_batch.swift.names import object_name
 from swiftzarr_batch.transfer.objects import PROTOTYPE, ObjectInfo, read_with_info, still_listed
-from swiftzarr_batch.store.swift_store import SwiftStore
-from swiftzarr_batch.store.keys import join
 
 FATAL = (AuthenticationError, PermissionDeniedError, ReadOnlyError)
 """Errors that would repeat for every key: stop the whole copy at once."""
@@ -75,14 +75,20 @@ class BatchResult:
 
 # -- copy -------------------------------------------------------------------------------------
 def copy_batch(
-    tiers: Sequence[Sequence[Item]], source: Store, dest: Store, opts: TaskOptions,
+    tiers: Sequence[Sequence[Item]],
+    source: Store,
+    dest: Store,
+    opts: TaskOptions,
 ) -> BatchResult:
     """Copy the items, tier after tier (a tier's items concurrently). Runs in a dask task."""
     return sync(_copy_tiers(tiers, source, dest, opts))
 
 
 async def _copy_tiers(
-    tiers: Sequence[Sequence[Item]], source: Store, dest: Store, opts: TaskOptions,
+    tiers: Sequence[Sequence[Item]],
+    source: Store,
+    dest: Store,
+    opts: TaskOptions,
 ) -> BatchResult:
     result = BatchResult()
     limit = asyncio.Semaphore(opts.concurrency)
@@ -107,7 +113,11 @@ async def _copy_tiers(
 
 
 async def _copy_through_client(
-    item: Item, source: Store, dest: Store, opts: TaskOptions, result: BatchResult,
+    item: Item,
+    source: Store,
+    dest: Store,
+    opts: TaskOptions,
+    result: BatchResult,
 ) -> None:
     rel, size, md5 = item
     src_key = join(opts.source_path, rel)
@@ -123,8 +133,11 @@ async def _copy_through_client(
     if opts.verify and not isinstance(dest, SwiftStore):
         back = await read_with_info(dest, dst_key)
         if back is None or back[1].md5 != info.md5:
-            raise IntegrityError(f"{dst_key}: the destination does not hold what was written",
-                                 method="verify", path=dst_key)
+            raise IntegrityError(
+                f"{dst_key}: the destination does not hold what was written",
+                method="verify",
+                path=dst_key,
+            )
     if (info.size, info.md5) != (size, md5):
         result.learned[rel] = (info.size, info.md5 or "")
     result.copied += 1
@@ -135,9 +148,11 @@ async def _copy_through_client(
 async def _vanished(source: Store, src_key: str, rel: str, result: BatchResult) -> None:
     """A source key read as 404: deleted since the listing (fine), or still listed (not)."""
     if await still_listed(source, src_key):
-        raise FileNotFoundError(f"{src_key} is listed at the source but reads as 404 (the "
-                                "server quarantined it after its bytes stopped matching its "
-                                "ETag, or it was lost)")
+        raise FileNotFoundError(
+            f"{src_key} is listed at the source but reads as 404 (the "
+            "server quarantined it after its bytes stopped matching its "
+            "ETag, or it was lost)"
+        )
     result.vanished.append(rel)
 
 
@@ -154,15 +169,15 @@ class _ServerSide:
         self.dest = dest
         self.route = route
 
-    async def copy(self, item: Item, source: Store, opts: TaskOptions,
-                   result: BatchResult) -> None:
+    async def copy(self, item: Item, source: Store, opts: TaskOptions, result: BatchResult) -> None:
         rel, size, md5 = item
         container = await self.dest.swift_container()
         src_key = join(opts.source_path, rel)
         src_name = object_name(self.route.prefix, src_key)
         dst_name = object_name(self.dest.prefix, join(opts.dest_path, rel))
-        resp = await container.copy_from(self.route.container, src_name, dst_name,
-                                         src_account=self.route.account)
+        resp = await container.copy_from(
+            self.route.container, src_name, dst_name, src_account=self.route.account
+        )
         if resp is None:
             await _vanished(source, src_key, rel, result)
             return
@@ -178,7 +193,10 @@ class _ServerSide:
 
 # -- compare ----------------------------------------------------------------------------------
 def compare_batch(
-    pairs: Sequence[tuple[ObjectInfo, ObjectInfo]], source: Store, dest: Store, opts: TaskOptions,
+    pairs: Sequence[tuple[ObjectInfo, ObjectInfo]],
+    source: Store,
+    dest: Store,
+    opts: TaskOptions,
 ) -> list[tuple[str, ObjectInfo | None, ObjectInfo | None]]:
     """Fill in unknown sizes/MD5s by reading the objects (keys relative to the copied paths).
 
@@ -189,7 +207,10 @@ def compare_batch(
 
 
 async def _compare(
-    pairs: Sequence[tuple[ObjectInfo, ObjectInfo]], source: Store, dest: Store, opts: TaskOptions,
+    pairs: Sequence[tuple[ObjectInfo, ObjectInfo]],
+    source: Store,
+    dest: Store,
+    opts: TaskOptions,
 ) -> list[tuple[str, ObjectInfo | None, ObjectInfo | None]]:
     limit = asyncio.Semaphore(opts.concurrency)
 
@@ -204,7 +225,10 @@ async def _compare(
         pair: tuple[ObjectInfo, ObjectInfo],
     ) -> tuple[str, ObjectInfo | None, ObjectInfo | None]:
         src, dst = pair
-        return (src.key, await complete(source, opts.source_path, src),
-                await complete(dest, opts.dest_path, dst))
+        return (
+            src.key,
+            await complete(source, opts.source_path, src),
+            await complete(dest, opts.dest_path, dst),
+        )
 
     return list(await asyncio.gather(*(one(p) for p in pairs)))

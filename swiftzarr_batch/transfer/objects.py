@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from zarr.abc.store import Store
 from zarr.core.buffer import default_buffer_prototype
 
-from swiftzarr_batch.swift.large_objects import delete_large, is_large
 from swiftzarr_batch.store.swift_store import SwiftStore
+from swiftzarr_batch.swift.large_objects import delete_large, is_large
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,12 @@ async def list_objects(store: Store, path: str = "") -> AsyncIterator[ObjectInfo
         async for page in container.list_pages(base + prefix):
             for entry in page:
                 large = is_large(entry)
-                yield ObjectInfo(entry["name"][len(base):], int(entry["bytes"]),
-                                 None if large else _plain_md5(entry.get("hash")), large)
+                yield ObjectInfo(
+                    entry["name"][len(base) :],
+                    int(entry["bytes"]),
+                    None if large else _plain_md5(entry.get("hash")),
+                    large,
+                )
         return
     async for key in store.list_prefix(prefix):
         yield ObjectInfo(key)
@@ -115,7 +119,7 @@ async def delete_keys(store: Store, keys: Iterable[str], *, large: Iterable[str]
             await delete_large(container, base + key)
     else:
         for start in range(0, len(keys), 64):
-            await asyncio.gather(*(store.delete(k) for k in keys[start:start + 64]))
+            await asyncio.gather(*(store.delete(k) for k in keys[start : start + 64]))
     return len(keys)
 
 
@@ -130,7 +134,8 @@ def describe(store: Store, path: str = "") -> str:
     fs, fs_path = getattr(store, "fs", None), getattr(store, "path", None)
     if fs is not None and fs_path is not None:  # FsspecStore
         protocol = getattr(fs, "protocol", None) or getattr(
-            getattr(fs, "sync_fs", None), "protocol", "fsspec")
+            getattr(fs, "sync_fs", None), "protocol", "fsspec"
+        )
         protocol = protocol[0] if isinstance(protocol, (tuple, list)) else protocol
         base = f"{protocol}://{str(fs_path).lstrip('/')}".rstrip("/")
     else:

@@ -26,9 +26,6 @@ from zarr.abc.store import Store
 from zarr.core.sync import sync
 
 from swiftzarr_batch.errors import SwiftZarrError
-from swiftzarr_batch.store.hierarchy import parse_hierarchy, stale_consolidated
-from swiftzarr_batch.transfer.objects import ObjectInfo, describe, list_objects, read_with_info
-from swiftzarr_batch.store.swift_store import SwiftStore
 from swiftzarr_batch.jobs.runner import (
     Progress,
     ProgressCallback,
@@ -38,7 +35,7 @@ from swiftzarr_batch.jobs.runner import (
     format_bytes,
     run_batches,
 )
-from swiftzarr_batch.swift.session import BODY_MD5_HEADER
+from swiftzarr_batch.store.hierarchy import parse_hierarchy, stale_consolidated
 from swiftzarr_batch.store.keys import (
     ZARR_JSON,
     ZARRAY,
@@ -47,6 +44,9 @@ from swiftzarr_batch.store.keys import (
     is_metadata_key,
     join,
 )
+from swiftzarr_batch.store.swift_store import SwiftStore
+from swiftzarr_batch.swift.session import BODY_MD5_HEADER
+from swiftzarr_batch.transfer.objects import ObjectInfo, describe, list_objects, read_with_info
 
 log = logging.getLogger(__name__)
 
@@ -94,18 +94,28 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        return not (self.metadata_errors or self.corrupt or self.orphans
-                    or self.stale_consolidated or (self.missing_chunks and not self.allow_missing))
+        return not (
+            self.metadata_errors
+            or self.corrupt
+            or self.orphans
+            or self.stale_consolidated
+            or (self.missing_chunks and not self.allow_missing)
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "missing_chunks": self.missing_chunks, "ok": self.ok}
 
     def format(self, max_items: int = 10) -> str:
         """A human-readable report (the CLI prints this)."""
-        lines = [f"{self.location}: {len(self.arrays)} arrays, {self.groups} groups, "
-                 f"{self.keys} keys, {format_bytes(self.bytes)}"
-                 + (f"; content of {self.objects_read} objects checked against their ETags"
-                    if self.content_checked else "; content not checked")]
+        lines = [
+            f"{self.location}: {len(self.arrays)} arrays, {self.groups} groups, "
+            f"{self.keys} keys, {format_bytes(self.bytes)}"
+            + (
+                f"; content of {self.objects_read} objects checked against their ETags"
+                if self.content_checked
+                else "; content not checked"
+            )
+        ]
 
         def section(title: str, items: Sequence[str]) -> None:
             if items:
@@ -119,8 +129,11 @@ class VerifyReport:
         for a in self.arrays:
             if a.missing:
                 note = " (accepted: allow_missing)" if self.allow_missing else ""
-                section(f"array {a.path or '/'}: {len(a.missing)} of {a.expected} chunks absent,"
-                        f" reading as fill_value {a.fill_value}{note}", a.missing)
+                section(
+                    f"array {a.path or '/'}: {len(a.missing)} of {a.expected} chunks absent,"
+                    f" reading as fill_value {a.fill_value}{note}",
+                    a.missing,
+                )
         section("orphan keys (belong to no array or group)", self.orphans)
         section("stale consolidated metadata", self.stale_consolidated)
         lines.append("OK" if self.ok else "PROBLEMS FOUND")
@@ -154,15 +167,23 @@ def verify_store(
         log.info("verify %s: %d keys listed", report.location, len(infos))
         _check_structure(store, path, infos, report, concurrency)
         if check_content and isinstance(store, SwiftStore) and infos:
-            _check_content(store, list(infos.values()), report, batch_size, concurrency,
-                           Progress("verify content", len(infos), interval=progress_interval,
-                                    callback=progress))
+            _check_content(
+                store,
+                list(infos.values()),
+                report,
+                batch_size,
+                concurrency,
+                Progress(
+                    "verify content", len(infos), interval=progress_interval, callback=progress
+                ),
+            )
     finally:
         delta = counters_delta(before, cluster_counters())
         report.requests, report.retried = delta.get("requests", 0), delta.get("retries", 0)
         report.seconds = round(time.monotonic() - started, 3)
-    log.info("verify %s: %s (%.1f s)", report.location, "OK" if report.ok else "PROBLEMS",
-             report.seconds)
+    log.info(
+        "verify %s: %s (%.1f s)", report.location, "OK" if report.ok else "PROBLEMS", report.seconds
+    )
     return report
 
 
@@ -170,8 +191,9 @@ async def _listing(store: Store, path: str) -> dict[str, ObjectInfo]:
     return {info.key: info async for info in list_objects(store, path)}
 
 
-def _check_structure(store: Store, path: str, infos: dict[str, ObjectInfo],
-                     report: VerifyReport, concurrency: int) -> None:
+def _check_structure(
+    store: Store, path: str, infos: dict[str, ObjectInfo], report: VerifyReport, concurrency: int
+) -> None:
     meta_keys = [k for k in infos if is_metadata_key(k) and not is_bookkeeping_key(k)]
     docs, unreadable = sync(_read_all(store, meta_keys, concurrency))
     report.metadata_errors += [f"{k}: {why}" for k, why in unreadable]
@@ -180,12 +202,20 @@ def _check_structure(store: Store, path: str, infos: dict[str, ObjectInfo],
     if not any(join(path, name) in infos for name in ROOT_DOCS):
         report.metadata_errors.append(
             f"{path or '/'}: no zarr.json, .zgroup or .zarray here: not a zarr hierarchy "
-            f"({len(infos)} keys)")
+            f"({len(infos)} keys)"
+        )
     report.groups = len(found.groups)
     claimed: set[str] = set(meta_keys)
     for node, spec in sorted(found.arrays.items()):
-        check = ArrayCheck(node, spec.zarr_format, list(spec.shape), list(spec.grid),
-                           spec.fill_value, expected=spec.nchunks, present=0)
+        check = ArrayCheck(
+            node,
+            spec.zarr_format,
+            list(spec.shape),
+            list(spec.grid),
+            spec.fill_value,
+            expected=spec.nchunks,
+            present=0,
+        )
         for key in spec.chunk_keys():
             if key in infos:
                 check.present += 1
@@ -197,8 +227,11 @@ def _check_structure(store: Store, path: str, infos: dict[str, ObjectInfo],
     report.stale_consolidated = stale_consolidated(path, docs, found)
 
 
-async def _read_all(store: Store, keys: list[str], concurrency: int,
-                    ) -> tuple[dict[str, bytes], list[tuple[str, str]]]:
+async def _read_all(
+    store: Store,
+    keys: list[str],
+    concurrency: int,
+) -> tuple[dict[str, bytes], list[tuple[str, str]]]:
     limit = asyncio.Semaphore(concurrency)
     docs: dict[str, bytes] = {}
     failed: list[tuple[str, str]] = []
@@ -227,10 +260,22 @@ class _ContentResult:
     corrupt: list[str] = field(default_factory=list)
 
 
-def _check_content(store: SwiftStore, infos: list[ObjectInfo], report: VerifyReport,
-                   batch_size: int, concurrency: int, progress: Progress) -> None:
-    results = run_batches(check_content_batch, batched(infos, batch_size), store, concurrency,
-                          progress=progress, measure=lambda r: (r.objects, r.bytes))
+def _check_content(
+    store: SwiftStore,
+    infos: list[ObjectInfo],
+    report: VerifyReport,
+    batch_size: int,
+    concurrency: int,
+    progress: Progress,
+) -> None:
+    results = run_batches(
+        check_content_batch,
+        batched(infos, batch_size),
+        store,
+        concurrency,
+        progress=progress,
+        measure=lambda r: (r.objects, r.bytes),
+    )
     report.content_checked = True
     for r in results:
         report.objects_read += r.objects
@@ -239,14 +284,16 @@ def _check_content(store: SwiftStore, infos: list[ObjectInfo], report: VerifyRep
     report.corrupt.sort()
 
 
-def check_content_batch(infos: Sequence[ObjectInfo], store: SwiftStore,
-                        concurrency: int) -> _ContentResult:
+def check_content_batch(
+    infos: Sequence[ObjectInfo], store: SwiftStore, concurrency: int
+) -> _ContentResult:
     """GET each object without the transport's MD5 retry loop and compare MD5 with ETag."""
     return sync(_check_objects(infos, store, concurrency))
 
 
-async def _check_objects(infos: Sequence[ObjectInfo], store: SwiftStore,
-                         concurrency: int) -> _ContentResult:
+async def _check_objects(
+    infos: Sequence[ObjectInfo], store: SwiftStore, concurrency: int
+) -> _ContentResult:
     result = _ContentResult()
     container = await store.swift_container()
     limit = asyncio.Semaphore(concurrency)
@@ -267,13 +314,16 @@ async def _check_objects(infos: Sequence[ObjectInfo], store: SwiftStore,
                 got = await fetch(info)  # once more: was it the wire or the disk?
                 if got is None:
                     result.objects += 1
-                    result.corrupt.append(f"{info.key}: content did not match its ETag (the "
-                                          "server has now quarantined it)")
+                    result.corrupt.append(
+                        f"{info.key}: content did not match its ETag (the "
+                        "server has now quarantined it)"
+                    )
                     return
         result.objects += 1
         if got is None:
-            result.corrupt.append(f"{info.key}: listed, but the server answers 404 "
-                                  "(quarantined or lost)")
+            result.corrupt.append(
+                f"{info.key}: listed, but the server answers 404 (quarantined or lost)"
+            )
             return
         body, etag = got
         result.bytes += len(body)

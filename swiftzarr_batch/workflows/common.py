@@ -44,8 +44,9 @@ def load_config(path: str | Path, schema: Schema) -> dict[str, dict[str, Any]]:
         raise ConfigurationError(f"config file {path} is not valid TOML: {exc}") from None
     unknown = set(raw) - set(schema)
     if unknown:
-        raise ConfigurationError(f"{path}: unknown section(s) {sorted(unknown)}; expected "
-                                 f"{sorted(schema)}")
+        raise ConfigurationError(
+            f"{path}: unknown section(s) {sorted(unknown)}; expected {sorted(schema)}"
+        )
     config: dict[str, dict[str, Any]] = {}
     for section, keys in schema.items():
         given = raw.get(section, {})
@@ -53,8 +54,10 @@ def load_config(path: str | Path, schema: Schema) -> dict[str, dict[str, Any]]:
             raise ConfigurationError(f"{path}: [{section}] must be a table")
         extra = set(given) - set(keys)
         if extra:
-            raise ConfigurationError(f"{path}: unknown key(s) {sorted(extra)} in [{section}]; "
-                                     f"expected some of {sorted(keys)}")
+            raise ConfigurationError(
+                f"{path}: unknown key(s) {sorted(extra)} in [{section}]; "
+                f"expected some of {sorted(keys)}"
+            )
         values = {}
         for key, (types, default) in keys.items():
             if key not in given:
@@ -63,12 +66,16 @@ def load_config(path: str | Path, schema: Schema) -> dict[str, dict[str, Any]]:
                 values[key] = default
                 continue
             value = given[key]
-            if not isinstance(value, types) or (isinstance(value, bool) and bool not in (
-                    types if isinstance(types, tuple) else (types,))):
-                names = "/".join(t.__name__ for t in (types if isinstance(types, tuple)
-                                                      else (types,)))
-                raise ConfigurationError(f"{path}: [{section}] {key} must be {names}, got "
-                                         f"{value!r}")
+            if not isinstance(value, types) or (
+                isinstance(value, bool)
+                and bool not in (types if isinstance(types, tuple) else (types,))
+            ):
+                names = "/".join(
+                    t.__name__ for t in (types if isinstance(types, tuple) else (types,))
+                )
+                raise ConfigurationError(
+                    f"{path}: [{section}] {key} must be {names}, got {value!r}"
+                )
             values[key] = value
         config[section] = values
     return config
@@ -100,9 +107,13 @@ def write_summary(summary: dict[str, Any], path: str | Path | None) -> None:
 
 
 def run_workflow(
-    name: str, config_path: str | Path, schema: Schema,
+    name: str,
+    config_path: str | Path,
+    schema: Schema,
     run: Callable[[dict[str, dict[str, Any]], dict[str, Any]], None],
-    summary_path: str | Path | None = None, *, debug: bool = False,
+    summary_path: str | Path | None = None,
+    *,
+    debug: bool = False,
 ) -> int:
     """Load the config, ``run(config, summary)`` (which fills in the summary), write the
     summary, return the exit code.
@@ -112,8 +123,12 @@ def run_workflow(
     log line (with the traceback when ``debug``) and an ``error`` entry.
     """
     started = time.monotonic()
-    summary: dict[str, Any] = {"workflow": name, "config": str(config_path),
-                               "status": "failed", "verified": False}
+    summary: dict[str, Any] = {
+        "workflow": name,
+        "config": str(config_path),
+        "status": "failed",
+        "verified": False,
+    }
     code = EXIT_FAILED
     try:
         config = load_config(config_path, schema)
@@ -128,7 +143,7 @@ def run_workflow(
     except KeyboardInterrupt:
         summary["error"] = "interrupted"
         raise
-    except Exception as exc:  # noqa: BLE001 - a scheduled job reports, it does not crash
+    except Exception as exc:
         log.error("%s failed: %s", name, " ".join(str(exc).split()), exc_info=debug)
         summary["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
     finally:

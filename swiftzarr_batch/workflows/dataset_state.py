@@ -23,8 +23,8 @@ from zarr.abc.store import Store
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
-from swiftzarr_batch.transfer.objects import delete_keys, list_objects
 from swiftzarr_batch.store.keys import BOOKKEEPING_DIR, ZARR_JSON, ZGROUP, is_bookkeeping_key
+from swiftzarr_batch.transfer.objects import delete_keys, list_objects
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,12 @@ def array_dims(array: zarr.Array) -> tuple[str, ...] | None:
     return tuple(dims) if dims else None
 
 
-def lengths_along(store: Store, dim: str, *, writable: bool = False,
-                  ) -> dict[str, tuple[zarr.Array, int]]:
+def lengths_along(
+    store: Store,
+    dim: str,
+    *,
+    writable: bool = False,
+) -> dict[str, tuple[zarr.Array, int]]:
     """Every array that has ``dim``: path -> (array, axis of dim). Ignores consolidated metadata,
     which may be stale after a crash."""
     group = zarr.open_group(store, mode="r+" if writable else "r", use_consolidated=False)
@@ -90,15 +94,21 @@ def roll_back(store: Store, dim: str, length: int) -> list[str]:
         if array.shape[axis] > length:
             shape = list(array.shape)
             shape[axis] = length
-            log.warning("rolling back %s from %d to %d along %s (an interrupted append)",
-                        path, array.shape[axis], length, dim)
+            log.warning(
+                "rolling back %s from %d to %d along %s (an interrupted append)",
+                path,
+                array.shape[axis],
+                length,
+                dim,
+            )
             array.resize(tuple(shape))
             changed.append(path)
         elif array.shape[axis] < length:
             raise RuntimeError(
                 f"array {path} has {array.shape[axis]} entries along {dim} but the ingest record"
                 f" says {length}: the dataset was changed outside ingest; repair it or start a "
-                "new dataset")
+                "new dataset"
+            )
     return changed
 
 
@@ -106,8 +116,9 @@ def clear_dataset(store: Store) -> int:
     """Delete every key of a half-created dataset except swiftzarr's own bookkeeping."""
 
     async def keys() -> list[tuple[str, bool]]:
-        return [(i.key, i.large) async for i in list_objects(store)
-                if not is_bookkeeping_key(i.key)]
+        return [
+            (i.key, i.large) async for i in list_objects(store) if not is_bookkeeping_key(i.key)
+        ]
 
     found = sync(keys())
     sync(delete_keys(store, [k for k, _ in found], large=[k for k, large in found if large]))

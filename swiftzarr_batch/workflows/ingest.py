@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import zarr
 
-from swiftzarr_batch.store.locations import open_store
 from swiftzarr_batch.jobs.runner import cluster_counters, counters_delta, dask_context
+from swiftzarr_batch.store.locations import open_store
 from swiftzarr_batch.transfer.verify import verify_store
 from swiftzarr_batch.workflows import dataset_state as state
 from swiftzarr_batch.workflows.common import REQUIRED, main_for, run_workflow
@@ -33,12 +33,23 @@ from swiftzarr_batch.workflows.lock import DatasetLock
 log = logging.getLogger(__name__)
 
 SCHEMA = {
-    "source": {"directory": (str, REQUIRED), "pattern": (str, "*.nc"), "engine": (str, ""),
-               "recursive": (bool, False), "min_age_seconds": ((int, float), 0)},
+    "source": {
+        "directory": (str, REQUIRED),
+        "pattern": (str, "*.nc"),
+        "engine": (str, ""),
+        "recursive": (bool, False),
+        "min_age_seconds": ((int, float), 0),
+    },
     "target": {"url": (str, REQUIRED), "env_prefix": (str, "")},
-    "ingest": {"append_dim": (str, REQUIRED), "chunks": (dict, {}), "files_per_commit": (int, 8),
-               "zarr_format": (int, 3), "consolidated": (bool, True),
-               "lock_ttl_seconds": ((int, float), 3600), "drop_variables": (list, [])},
+    "ingest": {
+        "append_dim": (str, REQUIRED),
+        "chunks": (dict, {}),
+        "files_per_commit": (int, 8),
+        "zarr_format": (int, 3),
+        "consolidated": (bool, True),
+        "lock_ttl_seconds": ((int, float), 3600),
+        "drop_variables": (list, []),
+    },
     "verify": {"content": (bool, False)},
     "dask": {"workers": (int, 0), "scheduler": (str, "")},
     "output": {"summary": (str, "")},
@@ -53,8 +64,9 @@ class InputFile:
     mtime: float
 
 
-def find_inputs(directory: str | Path, pattern: str, *, recursive: bool = False,
-                min_age_seconds: float = 0) -> list[InputFile]:
+def find_inputs(
+    directory: str | Path, pattern: str, *, recursive: bool = False, min_age_seconds: float = 0
+) -> list[InputFile]:
     """Input files sorted by name; files modified in the last ``min_age_seconds`` are left for
     the next run (they may still be being written)."""
     root = Path(directory)
@@ -62,7 +74,7 @@ def find_inputs(directory: str | Path, pattern: str, *, recursive: bool = False,
         raise FileNotFoundError(f"input directory {root} does not exist")
     now = time.time()
     found = []
-    for path in (root.rglob("*") if recursive else root.iterdir()):
+    for path in root.rglob("*") if recursive else root.iterdir():
         if not path.is_file() or not fnmatch.fnmatch(path.name, pattern):
             continue
         st = path.stat()
@@ -73,8 +85,9 @@ def find_inputs(directory: str | Path, pattern: str, *, recursive: bool = False,
     return sorted(found, key=lambda f: f.name)
 
 
-def run_from_config(config_path: str | Path, summary_path: str | Path | None = None, *,
-                    debug: bool = False) -> int:
+def run_from_config(
+    config_path: str | Path, summary_path: str | Path | None = None, *, debug: bool = False
+) -> int:
     """Append new input files to a zarr dataset as the TOML config says; returns the exit code."""
     return run_workflow("ingest", config_path, SCHEMA, ingest, summary_path, debug=debug)
 
@@ -85,20 +98,34 @@ def ingest(config: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
     if ing["files_per_commit"] < 1 or ing["zarr_format"] not in (2, 3):
         raise ValueError("[ingest] files_per_commit must be >= 1 and zarr_format 2 or 3")
     store = open_store(tgt["url"], env_prefix=tgt["env_prefix"])
-    files = find_inputs(src["directory"], src["pattern"], recursive=src["recursive"],
-                        min_age_seconds=src["min_age_seconds"])
-    summary.update(target=tgt["url"], files_found=len(files), files_ingested=[],
-                   files_changed_since_ingest=[], rolled_back=[], recreated=False)
+    files = find_inputs(
+        src["directory"],
+        src["pattern"],
+        recursive=src["recursive"],
+        min_age_seconds=src["min_age_seconds"],
+    )
+    summary.update(
+        target=tgt["url"],
+        files_found=len(files),
+        files_ingested=[],
+        files_changed_since_ingest=[],
+        rolled_back=[],
+        recreated=False,
+    )
     before = cluster_counters()
-    with dask_context(config["dask"]["workers"] or None, config["dask"]["scheduler"] or None), \
-            state.quiet_about_bookkeeping(), \
-            DatasetLock(store, "ingest", ttl=float(ing["lock_ttl_seconds"])) as lock:
+    with (
+        dask_context(config["dask"]["workers"] or None, config["dask"]["scheduler"] or None),
+        state.quiet_about_bookkeeping(),
+        DatasetLock(store, "ingest", ttl=float(ing["lock_ttl_seconds"])) as lock,
+    ):
         record = _recover(store, dim, summary)
         summary["length_before"] = record["length"]
         done = {f["name"]: f for f in record["files"]}
         for f in files:
-            if f.name in done and (done[f.name]["size"], done[f.name]["mtime"]) != (f.size,
-                                                                                      f.mtime):
+            if f.name in done and (done[f.name]["size"], done[f.name]["mtime"]) != (
+                f.size,
+                f.mtime,
+            ):
                 summary["files_changed_since_ingest"].append(f.name)
                 log.warning("%s changed after it was ingested; it is not ingested again", f.name)
         new = [f for f in files if f.name not in done]
@@ -106,12 +133,17 @@ def ingest(config: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
         step = ing["files_per_commit"]
         for start in range(0, len(new), step):
             lock.check()
-            _append(store, new[start:start + step], record, config)
+            _append(store, new[start : start + step], record, config)
             lock.check()  # never commit under a lock that another run has taken over
             state.write_record(store, record)
-            summary["files_ingested"] += [f.name for f in new[start:start + step]]
-            log.info("committed %d files; %s has %d entries along %s",
-                     len(summary["files_ingested"]), tgt["url"], record["length"], dim)
+            summary["files_ingested"] += [f.name for f in new[start : start + step]]
+            log.info(
+                "committed %d files; %s has %d entries along %s",
+                len(summary["files_ingested"]),
+                tgt["url"],
+                record["length"],
+                dim,
+            )
         if ing["consolidated"] and state.dataset_exists(store):
             zarr.consolidate_metadata(store)
         summary["length_after"] = record["length"]
@@ -127,20 +159,24 @@ def _recover(store: Any, dim: str, summary: dict[str, Any]) -> dict[str, Any]:
         if exists:
             raise RuntimeError(
                 "the target holds a zarr dataset without an ingest record "
-                f"({state.RECORD_KEY}): it was not created by ingest; use a new target")
+                f"({state.RECORD_KEY}): it was not created by ingest; use a new target"
+            )
         record = state.new_record(dim)
         state.write_record(store, record)  # before the dataset: a crash is then recognisable
         return record
     if record.get("append_dim") != dim:
-        raise ValueError(f"the dataset was ingested along {record.get('append_dim')!r}, the "
-                         f"config says {dim!r}")
+        raise ValueError(
+            f"the dataset was ingested along {record.get('append_dim')!r}, the config says {dim!r}"
+        )
     if record["length"] == 0 and exists:
         removed = state.clear_dataset(store)
         log.warning("removed %d keys of a dataset whose creation was interrupted", removed)
         summary["recreated"] = True
     elif record["length"] > 0 and not exists:
-        raise RuntimeError(f"the ingest record lists {len(record['files'])} files but the "
-                           "dataset is gone; remove the record to start over")
+        raise RuntimeError(
+            f"the ingest record lists {len(record['files'])} files but the "
+            "dataset is gone; remove the record to start over"
+        )
     elif exists:
         summary["rolled_back"] = state.roll_back(store, dim, record["length"])
     return record
@@ -157,48 +193,86 @@ def _open_inputs(files: Sequence[InputFile], config: dict[str, dict[str, Any]]) 
         if dim not in ds.dims:
             raise ValueError(f"{f.name} has no dimension {dim!r} (it has {sorted(ds.dims)})")
         parts.append(ds)
-    combined = xr.concat(parts, dim=dim, data_vars="minimal", coords="minimal",
-                         compat="override", join="override") if len(parts) > 1 else parts[0]
+    combined = (
+        xr.concat(
+            parts,
+            dim=dim,
+            data_vars="minimal",
+            coords="minimal",
+            compat="override",
+            join="override",
+        )
+        if len(parts) > 1
+        else parts[0]
+    )
     return combined, [p.sizes[dim] for p in parts]
 
 
-def _append(store: Any, files: Sequence[InputFile], record: dict[str, Any],
-            config: dict[str, dict[str, Any]]) -> None:
+def _append(
+    store: Any,
+    files: Sequence[InputFile],
+    record: dict[str, Any],
+    config: dict[str, dict[str, Any]],
+) -> None:
     """Write one batch of files: create the dataset, or append along the dimension."""
     ing = config["ingest"]
     dim = ing["append_dim"]
     ds, lengths = _open_inputs(files, config)
     if dim in ds.indexes and not ds.indexes[dim].is_monotonic_increasing:
-        raise ValueError(f"{dim} is not increasing across {', '.join(f.name for f in files)}; "
-                         "input files must sort by name in the order of their data")
+        raise ValueError(
+            f"{dim} is not increasing across {', '.join(f.name for f in files)}; "
+            "input files must sort by name in the order of their data"
+        )
     first, _ = _bounds(ds, dim)
     if record["files"] and first is not None and record["files"][-1].get("last") is not None:
         if not _after(first, record["files"][-1]["last"]):
             raise ValueError(
                 f"{files[0].name} starts at {dim}={first}, not after the dataset's end "
-                f"({record['files'][-1]['last']}); appending it would break the order")
-    log.info("writing %s (%d entries along %s)", ", ".join(f.name for f in files),
-             ds.sizes[dim], dim)
+                f"({record['files'][-1]['last']}); appending it would break the order"
+            )
+    log.info(
+        "writing %s (%d entries along %s)", ", ".join(f.name for f in files), ds.sizes[dim], dim
+    )
     if record["length"] == 0:
-        chunks = {d: int(ing["chunks"].get(d, lengths[0] if d == dim else n))
-                  for d, n in ds.sizes.items()}
-        encoding = {name: {"chunks": tuple(chunks[d] for d in var.dims)}
-                    for name, var in ds.variables.items()
-                    if var.dims and var.dtype.kind in "biufcmM"}
+        chunks = {
+            d: int(ing["chunks"].get(d, lengths[0] if d == dim else n)) for d, n in ds.sizes.items()
+        }
+        encoding = {
+            name: {"chunks": tuple(chunks[d] for d in var.dims)}
+            for name, var in ds.variables.items()
+            if var.dims and var.dtype.kind in "biufcmM"
+        }
         # mode "a" on a target without a dataset creates it; "w"/"w-" would refuse or wipe
         # the bookkeeping (record, lock) that lives next to it
-        ds.to_zarr(store, mode="a", encoding=encoding, consolidated=False,
-                   zarr_format=ing["zarr_format"], write_empty_chunks=True, align_chunks=True)
+        ds.to_zarr(
+            store,
+            mode="a",
+            encoding=encoding,
+            consolidated=False,
+            zarr_format=ing["zarr_format"],
+            write_empty_chunks=True,
+            align_chunks=True,
+        )
     else:  # variables without the dimension were written with the first files
         ds = ds.drop_vars([n for n, v in ds.variables.items() if dim not in v.dims])
-        ds.to_zarr(store, append_dim=dim, consolidated=False, write_empty_chunks=True,
-                   align_chunks=True)
+        ds.to_zarr(
+            store, append_dim=dim, consolidated=False, write_empty_chunks=True, align_chunks=True
+        )
     start = record["length"]
     for f, n in zip(files, lengths, strict=True):
         part = ds.isel({dim: slice(start - record["length"], start - record["length"] + n)})
         lo, hi = _bounds(part, dim)
-        record["files"].append({"name": f.name, "size": f.size, "mtime": f.mtime,
-                                "start": start, "stop": start + n, "first": lo, "last": hi})
+        record["files"].append(
+            {
+                "name": f.name,
+                "size": f.size,
+                "mtime": f.mtime,
+                "start": start,
+                "stop": start + n,
+                "first": lo,
+                "last": hi,
+            }
+        )
         start += n
     record["length"] = start
 
@@ -226,20 +300,33 @@ def _after(first: Any, last: Any) -> bool:
         return True  # not comparable: no order to keep
 
 
-def _verify(store: Any, dim: str, record: dict[str, Any], config: dict[str, dict[str, Any]],
-            summary: dict[str, Any]) -> None:
+def _verify(
+    store: Any,
+    dim: str,
+    record: dict[str, Any],
+    config: dict[str, dict[str, Any]],
+    summary: dict[str, Any],
+) -> None:
     if record["length"] == 0:
         summary.update(verified=True, verify={"ok": True, "note": "nothing ingested yet"})
         return
     report = verify_store(store, check_content=config["verify"]["content"], allow_missing=False)
-    wrong = {p: a.shape[axis] for p, (a, axis) in state.lengths_along(store, dim).items()
-             if a.shape[axis] != record["length"]}
+    wrong = {
+        p: a.shape[axis]
+        for p, (a, axis) in state.lengths_along(store, dim).items()
+        if a.shape[axis] != record["length"]
+    }
     summary["verify"] = {
-        "ok": report.ok, "arrays": len(report.arrays), "keys": report.keys,
-        "missing_chunks": report.missing_chunks, "corrupt": report.corrupt[:20],
-        "orphans": report.orphans[:20], "metadata_errors": report.metadata_errors[:20],
+        "ok": report.ok,
+        "arrays": len(report.arrays),
+        "keys": report.keys,
+        "missing_chunks": report.missing_chunks,
+        "corrupt": report.corrupt[:20],
+        "orphans": report.orphans[:20],
+        "metadata_errors": report.metadata_errors[:20],
         "stale_consolidated": report.stale_consolidated[:20],
-        "content_checked": report.content_checked, "lengths_differing_from_record": wrong,
+        "content_checked": report.content_checked,
+        "lengths_differing_from_record": wrong,
     }
     summary["verified"] = report.ok and not wrong
     if not summary["verified"]:

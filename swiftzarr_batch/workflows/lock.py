@@ -31,10 +31,10 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from swiftzarr_batch.errors import SwiftZarrError
+from swiftzarr_batch.store.keys import LOCKS_DIR, join
+from swiftzarr_batch.store.swift_store import SwiftStore
 from swiftzarr_batch.swift.names import quote_path
 from swiftzarr_batch.swift.status import NOT_FOUND
-from swiftzarr_batch.store.swift_store import SwiftStore
-from swiftzarr_batch.store.keys import LOCKS_DIR, join
 from swiftzarr_batch.workflows.common import LockHeldError
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,16 @@ class LockLostError(SwiftZarrError):
 class DatasetLock:
     """``with DatasetLock(store, "ingest", ttl=3600): ...`` — raises LockHeldError if held."""
 
-    def __init__(self, store: Store, name: str, *, ttl: float = 3600.0, path: str = "",
-                 renew: bool = True, settle: float = 1.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        name: str,
+        *,
+        ttl: float = 3600.0,
+        path: str = "",
+        renew: bool = True,
+        settle: float = 1.0,
+    ) -> None:
         if ttl < 2:
             raise ValueError(f"lock ttl must be at least 2 seconds, got {ttl}")
         self.store, self.name, self.ttl, self.renew_in_background = store, name, ttl, renew
@@ -68,16 +76,20 @@ class DatasetLock:
     # -- the lock document ------------------------------------------------------------------
     def _doc(self) -> bytes:
         now = time.time()
-        return json.dumps({"id": self.id, "owner": self.owner, "acquired_at": now,
-                           "expires_at": now + self.ttl}).encode()
+        return json.dumps(
+            {"id": self.id, "owner": self.owner, "acquired_at": now, "expires_at": now + self.ttl}
+        ).encode()
 
     async def _read(self, key: str | None = None) -> dict[str, Any] | None:
         key = key or self.key
         if isinstance(self.store, SwiftStore):  # the newest replica, not any replica
             container = await self.store.swift_container()
             resp = await container.session.request(
-                "GET", quote_path(container.name, self.store.object_name(key)),
-                headers={"X-Newest": "true"}, check_md5=True)
+                "GET",
+                quote_path(container.name, self.store.object_name(key)),
+                headers={"X-Newest": "true"},
+                check_md5=True,
+            )
             body = None if resp.status == NOT_FOUND else resp.body
         else:
             buf = await self.store.get(key, PROTO)
@@ -87,15 +99,22 @@ class DatasetLock:
         try:
             return json.loads(body)
         except ValueError:  # never treated as expired: it could be someone's live lock
-            return {"id": "unreadable", "owner": "an unreadable lock object (remove it by "
-                    "hand if no run is active)", "expires_at": float("inf")}
+            return {
+                "id": "unreadable",
+                "owner": "an unreadable lock object (remove it by hand if no run is active)",
+                "expires_at": float("inf"),
+            }
 
     async def _create(self, key: str, body: bytes) -> bool:
         """Create ``key`` if absent; True only if it is ours once concurrent creates settled."""
         if isinstance(self.store, SwiftStore):
             container = await self.store.swift_container()
-            if not await container.put(self.store.object_name(key), body, if_none_match=True,
-                                       headers={"X-Delete-After": str(int(self.ttl + 1))}):
+            if not await container.put(
+                self.store.object_name(key),
+                body,
+                if_none_match=True,
+                headers={"X-Delete-After": str(int(self.ttl + 1))},
+            ):
                 return False
             await asyncio.sleep(self.settle)  # let PUTs that raced with ours land
         else:
@@ -107,8 +126,11 @@ class DatasetLock:
         body = self._doc()
         if isinstance(self.store, SwiftStore):
             container = await self.store.swift_container()
-            await container.put(self.store.object_name(self.key), body,
-                                headers={"X-Delete-After": str(int(self.ttl + 1))})
+            await container.put(
+                self.store.object_name(self.key),
+                body,
+                headers={"X-Delete-After": str(int(self.ttl + 1))},
+            )
         else:
             await self.store.set(self.key, PROTO.buffer.from_bytes(body))
 
@@ -117,8 +139,9 @@ class DatasetLock:
         sync(self._acquire())
         log.info("took lock %s (expires in %.0f s unless renewed)", self.key, self.ttl)
         if self.renew_in_background:
-            self._thread = threading.Thread(target=self._renew_loop, daemon=True,
-                                            name=f"lock-{self.name}")
+            self._thread = threading.Thread(
+                target=self._renew_loop, daemon=True, name=f"lock-{self.name}"
+            )
             self._thread.start()
 
     async def _acquire(self) -> None:
@@ -132,7 +155,8 @@ class DatasetLock:
                 left = held["expires_at"] - time.time()
                 raise LockHeldError(
                     f"{self.key} is held by {held.get('owner', '?')} (expires in {left:.0f} s "
-                    "unless renewed); another run is in progress")
+                    "unless renewed); another run is in progress"
+                )
             # Expired but still there: take it over, once for all runs that found it.
             marker = f"{self.key}.steal.{held.get('id', 'unknown')}"
             if not await self._create(marker, self._doc()):
@@ -156,8 +180,9 @@ class DatasetLock:
         held = await self._read()
         if held is None or held.get("id") != self.id:
             who = "nobody" if held is None else held.get("owner", "?")
-            self._lost = (f"lock {self.key} was lost (now held by {who}); stopped before "
-                          "committing anything")
+            self._lost = (
+                f"lock {self.key} was lost (now held by {who}); stopped before committing anything"
+            )
             raise LockLostError(self._lost)
         await self._write()
 
@@ -168,7 +193,7 @@ class DatasetLock:
             except LockLostError as exc:
                 log.error("%s", exc)
                 return
-            except Exception as exc:  # noqa: BLE001 - retried at the next interval
+            except Exception as exc:
                 log.warning("could not renew lock %s: %s", self.key, exc)
 
     def release(self) -> None:
@@ -180,7 +205,7 @@ class DatasetLock:
             if held is not None and held.get("id") == self.id:
                 sync(self.store.delete(self.key))
                 log.info("released lock %s", self.key)
-        except Exception as exc:  # noqa: BLE001 - it expires by itself
+        except Exception as exc:
             log.warning("could not release lock %s (it expires by itself): %s", self.key, exc)
 
     def __enter__(self) -> DatasetLock:

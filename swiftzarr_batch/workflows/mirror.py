@@ -22,11 +22,11 @@ from typing import Any
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
-from swiftzarr_batch.transfer.copy import CopyError, copy_store
-from swiftzarr_batch.store.locations import open_store
 from swiftzarr_batch.jobs.runner import cluster_counters, counters_delta, dask_context
-from swiftzarr_batch.transfer.verify import verify_store
 from swiftzarr_batch.store.keys import LOCKS_DIR, join
+from swiftzarr_batch.store.locations import open_store
+from swiftzarr_batch.transfer.copy import CopyError, copy_store
+from swiftzarr_batch.transfer.verify import verify_store
 from swiftzarr_batch.workflows.common import REQUIRED, LockHeldError, main_for, run_workflow
 from swiftzarr_batch.workflows.lock import DatasetLock
 
@@ -35,20 +35,25 @@ log = logging.getLogger(__name__)
 SCHEMA = {
     "source": {"url": (str, REQUIRED), "env_prefix": (str, "")},
     "target": {"url": (str, REQUIRED), "env_prefix": (str, "")},
-    "mirror": {"delete_extra": (bool, False), "if_exists": (str, "overwrite"),
-               "server_side": (str, "auto"), "respect_lock": (str, "ingest"),
-               "lock_ttl_seconds": ((int, float), 3600), "batch_size": (int, 250),
-               "concurrency": (int, 16)},
-    "verify": {"structure": (bool, False), "allow_missing": (bool, True),
-               "content": (bool, False)},
+    "mirror": {
+        "delete_extra": (bool, False),
+        "if_exists": (str, "overwrite"),
+        "server_side": (str, "auto"),
+        "respect_lock": (str, "ingest"),
+        "lock_ttl_seconds": ((int, float), 3600),
+        "batch_size": (int, 250),
+        "concurrency": (int, 16),
+    },
+    "verify": {"structure": (bool, False), "allow_missing": (bool, True), "content": (bool, False)},
     "dask": {"workers": (int, 0), "scheduler": (str, "")},
     "output": {"summary": (str, "")},
 }
 SERVER_SIDE = {"auto": None, "always": True, "never": False}
 
 
-def run_from_config(config_path: str | Path, summary_path: str | Path | None = None, *,
-                    debug: bool = False) -> int:
+def run_from_config(
+    config_path: str | Path, summary_path: str | Path | None = None, *, debug: bool = False
+) -> int:
     """Mirror a dataset as the TOML config says; returns the exit code."""
     return run_workflow("mirror", config_path, SCHEMA, mirror, summary_path, debug=debug)
 
@@ -62,24 +67,37 @@ def mirror(config: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
     summary.update(source=src["url"], target=tgt["url"])
     holder = _source_lock_holder(source, opt["respect_lock"])
     if holder:
-        raise LockHeldError(f"{src['url']} is being written ({opt['respect_lock']} lock held by "
-                            f"{holder}); not mirrored this time")
+        raise LockHeldError(
+            f"{src['url']} is being written ({opt['respect_lock']} lock held by "
+            f"{holder}); not mirrored this time"
+        )
     before = cluster_counters()
-    with dask_context(config["dask"]["workers"] or None, config["dask"]["scheduler"] or None), \
-            DatasetLock(dest, "mirror", ttl=float(opt["lock_ttl_seconds"])):
+    with (
+        dask_context(config["dask"]["workers"] or None, config["dask"]["scheduler"] or None),
+        DatasetLock(dest, "mirror", ttl=float(opt["lock_ttl_seconds"])),
+    ):
         try:
             result = copy_store(
-                source, dest, if_exists=opt["if_exists"], delete_extra=opt["delete_extra"],
-                verify=True, server_side=SERVER_SIDE[opt["server_side"]],
-                batch_size=opt["batch_size"], concurrency=opt["concurrency"])
+                source,
+                dest,
+                if_exists=opt["if_exists"],
+                delete_extra=opt["delete_extra"],
+                verify=True,
+                server_side=SERVER_SIDE[opt["server_side"]],
+                batch_size=opt["batch_size"],
+                concurrency=opt["concurrency"],
+            )
         except CopyError as exc:
             summary["copy"] = exc.summary.as_dict()
             raise
         summary["copy"] = result.as_dict()
         verified = bool(result.verified)
         if config["verify"]["structure"]:
-            report = verify_store(dest, check_content=config["verify"]["content"],
-                                  allow_missing=config["verify"]["allow_missing"])
+            report = verify_store(
+                dest,
+                check_content=config["verify"]["content"],
+                allow_missing=config["verify"]["allow_missing"],
+            )
             summary["verify"] = {k: v for k, v in report.as_dict().items() if k != "arrays"}
             verified = verified and report.ok
             if not report.ok:
