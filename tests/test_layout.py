@@ -1,0 +1,115 @@
+"""The package's layout rules that import-linter does not cover: old paths still import (and
+warn), no module reaches into another module's private names, modules stay small, and the wheel
+installs no generic top-level package."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+import swiftzarr_batch
+from swiftzarr_batch._moved import MOVED
+
+PACKAGE = Path(swiftzarr_batch.__file__).parent
+REPO = PACKAGE.parent
+MAX_MODULE_LINES = 520  # "a few hundred lines": about 500 at most
+
+
+def _modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("old", sorted(MOVED))
+def test_old_module_path_warns_and_is_the_new_module(old: str) -> None:
+    new = importlib.import_module(f"swiftzarr_batch.{MOVED[old]}")
+    sys.modules.pop(f"swiftzarr_batch.{old}", None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        module = importlib.import_module(f"swiftzarr_batch.{old}")
+    assert module is new  # one module object: shared state, monkeypatching reaches both
+    messages = [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)]
+    assert any(f"swiftzarr_batch.{MOVED[old]}" in m for m in messages), messages
+
+
+def test_names_users_import_today_still_work() -> None:
+    from zarrswift import SwiftStore as Old
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from swiftzarr_batch.server import LocalSwift
+    from swiftzarr_batch.testing import faultproxy
+    from swiftzarr_batch.testing.swift_server import LocalSwift as New
+
+    assert Old is swiftzarr_batch.SwiftStore and LocalSwift is New
+    assert hasattr(faultproxy, "FaultProxy")
+    for name in swiftzarr_batch.__all__:
+        assert getattr(swiftzarr_batch, name) is not None, name
+
+
+def test_old_path_runs_with_python_m() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "swiftzarr_batch.server", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "usage" in done.stdout.lower()
+
+
+def _private_definitions(tree: ast.AST) -> set[str]:
+    """Private names a module defines: functions, classes, module globals, ``self._x``."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            found.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            found.add(node.id)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            found.add(node.attr)
+    return {n for n in found if n.startswith("_") and not n.startswith("__")}
+
+
+def test_no_module_reaches_into_another_modules_private_names() -> None:
+    trees = {path: ast.parse(path.read_text()) for path in _modules()}
+    owners: dict[str, set[Path]] = {}
+    for path, tree in trees.items():
+        for name in _private_definitions(tree):
+            owners.setdefault(name, set()).add(path)
+    problems = []
+    for path, tree in trees.items():
+        own = _private_definitions(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "swiftzarr_batch"
+            ):
+                for alias in node.names:
+                    private = alias.name.startswith("_") and not alias.name.startswith("__")
+                    if private and alias.name != "_moved":
+                        problems.append(f"{path.name}:{node.lineno} imports {alias.name}")
+            elif isinstance(node, ast.Attribute) and node.attr in owners:
+                receiver = node.value
+                if isinstance(receiver, ast.Name) and receiver.id in ("self", "cls"):
+                    continue
+                if node.attr not in own:  # defined only by other modules of ours
+                    problems.append(f"{path.name}:{node.lineno} uses {ast.unparse(node)}")
+    assert not problems, problems
+
+
+def test_modules_stay_small() -> None:
+    sizes = {p.relative_to(PACKAGE): len(p.read_text().splitlines()) for p in _modules()}
+    assert {p: n for p, n in sizes.items() if n > MAX_MODULE_LINES} == {}
+
+
+def test_package_ships_py_typed_and_no_top_level_workflows_package() -> None:
+    assert (PACKAGE / "py.typed").is_file()
+    assert not list((REPO / "workflows").rglob("*.py"))  # configs and templates only
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert '"workflows*"' not in pyproject
