@@ -1,7 +1,10 @@
 """Authentication: from credentials (arguments, environment, files, Keystone) to a ``Token``.
 
-``v1`` holds Swift v1 auth (TempAuth), ``keystone`` Keystone v3, ``providers`` the one base that
-wrapping providers share, and ``chain`` the order in which credentials are looked for. The
+Why a room of its own: how a token is obtained (which endpoint, which secret, where the secret
+comes from) changes per site, while the Swift client only needs "a provider that can give me a
+new token". ``v1`` holds Swift v1 auth (TempAuth), ``keystone`` Keystone v3, ``providers`` what
+they share (the one auth request function, its retries, the rules for secrets) and the base of
+wrapping providers, and ``chain`` the order in which credentials are looked for. The
 ``Token`` itself and the process-wide token cache are the Swift client's (``swift.tokens``): the
 data path carries them and renews them on a 401.
 """

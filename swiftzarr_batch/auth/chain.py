@@ -48,15 +48,7 @@ log = logging.getLogger(__name__)
 
 
 def _provider_from(env: Mapping[str, str], where: str, verify_tls: bool) -> CredentialProvider:
-    resolved = resolve_credentials(
-        authurl=None,
-        user=None,
-        key=None,
-        preauthurl=None,
-        preauthtoken=None,
-        verify_tls=verify_tls,
-        env=env,
-    )
+    resolved = resolve_credentials(verify_tls=verify_tls, env=env)
     if resolved.provider is None:
         raise ConfigurationError(
             f"{where} holds only a token ({resolved.source}), which cannot be renewed; it "
@@ -183,20 +175,20 @@ class ResolvedAuth:
 
 def resolve_credentials(
     *,
-    authurl: str | None,
-    user: str | None,
-    key: str | None,
-    preauthurl: str | None,
-    preauthtoken: str | None,
+    authurl: str | None = None,
+    user: str | None = None,
+    key: str | None = None,
+    preauthurl: str | None = None,
+    preauthtoken: str | None = None,
     verify_tls: bool = True,
-    env: dict[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> ResolvedAuth:
     """Pick credentials: arguments, ST_AUTH/ST_USER/ST_KEY, Keystone (OS_CLOUD, OS_AUTH_URL...),
     then OS_STORAGE_URL/OS_AUTH_TOKEN.
 
     Keystone credentials come before a bare token because they can renew it. With
     authurl/user/key, a ``preauthurl`` is the storage URL to use (python-swiftclient's meaning)
-    and a ``preauthtoken`` is used until it is rejected.
+    and a ``preauthtoken`` is used until it is rejected. ``env`` defaults to ``os.environ``.
     """
     env = os.environ if env is None else env
     given = [n for n, v in (("authurl", authurl), ("user", user), ("key", key)) if v]
@@ -205,7 +197,7 @@ def resolve_credentials(
         raise ConfigurationError(
             f"authurl, user and key go together; missing: {', '.join(missing)}"
         )
-    if given:
+    if authurl and user and key:
         provider: CredentialProvider = V1Password(authurl, user, key, verify_tls=verify_tls)
         if preauthurl:  # python-swiftclient's meaning: auth with these, use that storage URL
             provider = StorageURLOverride(provider, preauthurl)
@@ -215,9 +207,13 @@ def resolve_credentials(
         if not (preauthurl and preauthtoken):
             raise ConfigurationError("preauthurl and preauthtoken go together; one is missing")
         return ResolvedAuth(None, Token(preauthurl, preauthtoken), "arguments")
-    st = (env.get("ST_AUTH"), env.get("ST_USER"), env.get("ST_KEY"))
-    if all(st):
-        return ResolvedAuth(V1Password(*st, verify_tls=verify_tls), None, "ST_AUTH/ST_USER/ST_KEY")
+    st_auth, st_user, st_key = env.get("ST_AUTH"), env.get("ST_USER"), env.get("ST_KEY")
+    if st_auth and st_user and st_key:
+        return ResolvedAuth(
+            V1Password(st_auth, st_user, st_key, verify_tls=verify_tls),
+            None,
+            "ST_AUTH/ST_USER/ST_KEY",
+        )
     keystone = keystone_from_env(env, verify_tls=verify_tls)  # renewable: before a token
     if keystone is not None:
         return ResolvedAuth(keystone, None, "OS_CLOUD" if env.get("OS_CLOUD") else "OS_AUTH_URL")
@@ -229,7 +225,7 @@ def resolve_credentials(
         "env ST_AUTH+ST_USER+ST_KEY, env OS_CLOUD (clouds.yaml), env OS_AUTH_URL with "
         "OS_USERNAME+OS_PASSWORD+OS_PROJECT_NAME or OS_APPLICATION_CREDENTIAL_ID+_SECRET "
         "(Keystone v3), or env OS_STORAGE_URL+OS_AUTH_TOKEN"
-        + (" (ST_AUTH/ST_USER/ST_KEY are only partly set)" if any(st) else "")
+        + (" (ST_AUTH/ST_USER/ST_KEY are only partly set)" if st_auth or st_user or st_key else "")
     )
 
 

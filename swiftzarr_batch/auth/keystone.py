@@ -8,25 +8,37 @@ secrets into logs) small. The token is the ``X-Subject-Token`` header; its expir
 
 Credentials come from arguments, from ``OS_*`` environment variables (what an OpenStack RC file
 exports), or from ``clouds.yaml`` via ``OS_CLOUD`` (``from_env``). Providers never show their
-secret in a ``repr`` and refuse to be pickled unless built with ``travels=True``.
+secret in a ``repr`` and refuse to be pickled unless built with ``travels=True``
+(``providers.SecretProvider``, shared with v1 auth).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
-from swiftzarr_batch.auth.providers import AUTH_RETRY, auth_request
+from swiftzarr_batch.auth.providers import (
+    SecretProvider,
+    auth_request,
+    secret_digest,
+    warn_unverified,
+)
 from swiftzarr_batch.errors import AuthenticationError, ConfigurationError
 from swiftzarr_batch.swift.status import Outcome, classify
 from swiftzarr_batch.swift.tokens import Token
 
-__all__ = ["KeystoneApplicationCredential", "KeystonePassword", "from_env", "load_cloud"]
+__all__ = [
+    "KeystoneApplicationCredential",
+    "KeystoneOptions",
+    "KeystonePassword",
+    "KeystoneProvider",
+    "from_env",
+    "load_cloud",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,31 +58,46 @@ def _expiry(text: str | None) -> float | None:
         return None
 
 
-class _KeystoneV3:
-    """Shared by both credential kinds: the POST, the catalog, errors, pickling rules."""
+class KeystoneOptions(TypedDict, total=False):
+    """Where and how to reach Keystone, the same for every credential kind.
 
-    _secret_attr = ""
+    region: the object-store endpoint's region (None: the first one offered).
+    interface: the endpoint's interface, ``public`` by default (``internal``, ``admin``).
+    verify_tls: check Keystone's certificate. timeout: seconds per auth request.
+    travels: allow the provider, secret included, to be pickled to dask workers.
+    """
+
+    region: str | None
+    interface: str
+    verify_tls: bool
+    timeout: float
+    travels: bool
+
+
+class _KeystoneV3(SecretProvider):
+    """Shared by both credential kinds: the POST, the catalog, errors, the cache key."""
 
     def __init__(
         self,
         auth_url: str,
+        secret: str,
         *,
-        region: str | None,
-        interface: str,
-        verify_tls: bool,
-        timeout: float,
-        travels: bool,
+        region: str | None = None,
+        interface: str = "public",
+        verify_tls: bool = True,
+        timeout: float = 30.0,
+        travels: bool = False,
     ) -> None:
         if not auth_url:
             raise ConfigurationError("Keystone auth_url is empty")
         self.auth_url = auth_url
+        self._secret = secret  # the password or the credential's secret: never shown
         self.region = region or None
         self.interface = interface or "public"
         self.verify_tls = verify_tls
         self.timeout = timeout
         self.travels = travels
-        if not verify_tls:
-            log.warning("TLS certificate verification is OFF for Keystone at %s", auth_url)
+        warn_unverified(verify_tls, f"Keystone at {auth_url}")
 
     # -- what subclasses say ------------------------------------------------------------------
     def _identity(self) -> dict[str, Any]:
@@ -82,40 +109,24 @@ class _KeystoneV3:
     def _who(self) -> str:
         raise NotImplementedError
 
-    # -- pickling and identity ------------------------------------------------------------------
-    def __reduce__(self):
-        if not self.travels:
-            raise TypeError(
-                f"{type(self).__name__} holds a secret and is not picklable; build it with "
-                "travels=True to let it travel to dask workers, or use EnvironmentCredentials"
-            )
-        return (_rebuild, (type(self), self.__dict__.copy()))
-
+    # -- identity -------------------------------------------------------------------------------
     def cache_key(self) -> tuple[str, ...]:
-        secret = getattr(self, self._secret_attr)
-        digest = hashlib.sha256(secret.encode("utf-8")).hexdigest()
         return (
             self.auth_url,
             type(self).__name__,
             self._who(),
             self.interface,
             self.region or "",
-            digest,
+            secret_digest(self._secret),
         )
 
     # -- authentication -----------------------------------------------------------------------
-    def authenticate(self) -> Token:
-        """POST /v3/auth/tokens (retried on connection trouble and 5xx); pick the endpoint."""
+    def authenticate_once(self) -> Token:
+        """POST /v3/auth/tokens (``authenticate`` retries it) and pick the endpoint."""
         body: dict[str, Any] = {"auth": {"identity": self._identity()}}
         scope = self._scope()
         if scope:
             body["auth"]["scope"] = scope
-        for attempt in AUTH_RETRY.retrying():
-            with attempt:
-                return self._authenticate_once(body)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _authenticate_once(self, body: dict[str, Any]) -> Token:
         url = _tokens_url(self.auth_url)
         resp = auth_request(
             "POST",
@@ -177,16 +188,11 @@ class _KeystoneV3:
         return str(usable[0]["url"]).rstrip("/")
 
 
-def _rebuild(cls: type, state: dict[str, Any]) -> Any:
-    obj = object.__new__(cls)
-    obj.__dict__.update(state)
-    return obj
-
-
 class KeystonePassword(_KeystoneV3):
-    """Keystone v3 ``password`` auth, scoped to a project (``OS_USERNAME``/``OS_PASSWORD``...)."""
+    """Keystone v3 ``password`` auth, scoped to a project (``OS_USERNAME``/``OS_PASSWORD``...).
 
-    _secret_attr = "_password"
+    ``options`` are ``KeystoneOptions`` (region, interface, verify_tls, timeout, travels).
+    """
 
     def __init__(
         self,
@@ -200,11 +206,7 @@ class KeystonePassword(_KeystoneV3):
         user_domain_id: str | None = None,
         project_domain_name: str | None = "Default",
         project_domain_id: str | None = None,
-        region: str | None = None,
-        interface: str = "public",
-        verify_tls: bool = True,
-        timeout: float = 30.0,
-        travels: bool = False,
+        **options: Unpack[KeystoneOptions],
     ) -> None:
         if not username or not password:
             raise ConfigurationError("Keystone password auth needs a username and a password")
@@ -213,16 +215,8 @@ class KeystonePassword(_KeystoneV3):
                 "Keystone password auth needs a project (OS_PROJECT_NAME or OS_PROJECT_ID): "
                 "Swift needs a project-scoped token"
             )
-        super().__init__(
-            auth_url,
-            region=region,
-            interface=interface,
-            verify_tls=verify_tls,
-            timeout=timeout,
-            travels=travels,
-        )
+        super().__init__(auth_url, password, **options)
         self.username = username
-        self._password = password
         self.project_name, self.project_id = project_name, project_id
         self.user_domain_name, self.user_domain_id = user_domain_name, user_domain_id
         self.project_domain_name, self.project_domain_id = project_domain_name, project_domain_id
@@ -245,7 +239,7 @@ class KeystonePassword(_KeystoneV3):
         return {
             "methods": ["password"],
             "password": {
-                "user": {"name": self.username, "domain": domain, "password": self._password}
+                "user": {"name": self.username, "domain": domain, "password": self._secret}
             },
         }
 
@@ -263,35 +257,21 @@ class KeystonePassword(_KeystoneV3):
 class KeystoneApplicationCredential(_KeystoneV3):
     """Keystone v3 application credential (``OS_APPLICATION_CREDENTIAL_ID``/``_SECRET``).
 
-    The credential is bound to one project, so no scope is sent.
+    The credential is bound to one project, so no scope is sent. ``options`` are
+    ``KeystoneOptions`` (region, interface, verify_tls, timeout, travels).
     """
-
-    _secret_attr = "_secret"
 
     def __init__(
         self,
         auth_url: str,
         credential_id: str,
         secret: str,
-        *,
-        region: str | None = None,
-        interface: str = "public",
-        verify_tls: bool = True,
-        timeout: float = 30.0,
-        travels: bool = False,
+        **options: Unpack[KeystoneOptions],
     ) -> None:
         if not credential_id or not secret:
             raise ConfigurationError("an application credential needs both its id and secret")
-        super().__init__(
-            auth_url,
-            region=region,
-            interface=interface,
-            verify_tls=verify_tls,
-            timeout=timeout,
-            travels=travels,
-        )
+        super().__init__(auth_url, secret, **options)
         self.credential_id = credential_id
-        self._secret = secret
 
     def __repr__(self) -> str:
         return (
@@ -309,6 +289,10 @@ class KeystoneApplicationCredential(_KeystoneV3):
         }
 
 
+KeystoneProvider = KeystonePassword | KeystoneApplicationCredential
+"""What ``from_env`` and ``load_cloud`` build."""
+
+
 # -- environment and clouds.yaml --------------------------------------------------------------
 _KEYSTONE_VARS = (
     "OS_AUTH_URL",
@@ -320,7 +304,7 @@ _KEYSTONE_VARS = (
 )
 
 
-def from_env(env: Mapping[str, str], *, verify_tls: bool = True) -> _KeystoneV3 | None:
+def from_env(env: Mapping[str, str], *, verify_tls: bool = True) -> KeystoneProvider | None:
     """A Keystone provider from ``OS_CLOUD`` or ``OS_AUTH_URL`` + ..., or None if neither is set."""
     if env.get("OS_CLOUD"):
         return load_cloud(env["OS_CLOUD"], env=env, verify_tls=verify_tls)
@@ -360,7 +344,7 @@ def _from_auth(
     interface: str | None,
     verify_tls: bool,
     where: str,
-) -> _KeystoneV3:
+) -> KeystoneProvider:
     interface = (interface or "public").removesuffix("URL")  # "publicURL" in old RC files
     url = auth.get("auth_url")
     if not url:
@@ -417,7 +401,7 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 
 def load_cloud(
     name: str, *, env: Mapping[str, str] | None = None, verify_tls: bool = True
-) -> _KeystoneV3:
+) -> KeystoneProvider:
     """The provider for cloud ``name`` of the first ``clouds.yaml`` found (with ``secure.yaml``
     next to it merged in, as openstacksdk does)."""
     import yaml

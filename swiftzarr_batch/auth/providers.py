@@ -1,15 +1,19 @@
 """What every credential provider shares: the retry policy and the one HTTP request function of
-auth endpoints, and the base of providers that wrap another one.
+auth endpoints, the base of providers that hold a secret, and the base of providers that wrap
+another one.
 
-Why one request function: v1 auth and Keystone must count their requests, tell a TLS failure
-from an unreachable host, retry what the status map says is worth retrying and never put a
-secret in an error. Written once here, both get it the same way.
+Why here, once: v1 auth and Keystone must count their requests, tell a TLS failure from an
+unreachable host, retry what the status map says is worth retrying, never put a secret in an
+error, a log line or a pickle, and key the token cache by a hash of the secret. Written once
+here, both get it the same way and neither can drift from the other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-from typing import Any
+import hashlib
+import logging
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
 
 import requests
 
@@ -23,10 +27,22 @@ from swiftzarr_batch.swift.tokens import (
     count_auth_call,
 )
 
-__all__ = ["AUTH_RETRY", "WrappingProvider", "auth_request", "provider_cache_key"]
+__all__ = [
+    "AUTH_RETRY",
+    "SecretProvider",
+    "WrappingProvider",
+    "auth_request",
+    "provider_cache_key",
+    "secret_digest",
+    "warn_unverified",
+]
+
+log = logging.getLogger(__name__)
 
 AUTH_RETRY = RetryPolicy(attempts=4, base_delay=0.2, max_delay=2.0, budget=30.0)
 """Auth requests: a few quick tries (an auth server restarting), then a clear error."""
+
+_P = TypeVar("_P", bound="SecretProvider")
 
 
 def auth_request(
@@ -56,11 +72,59 @@ def auth_request(
     return resp
 
 
+def secret_digest(secret: str) -> str:
+    """What a cache key holds of a secret: its SHA-256, never the secret itself."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
 def provider_cache_key(provider: CredentialProvider) -> tuple[Hashable, ...]:
     """``provider``'s cache key, or one unique to the object when it has none."""
     if isinstance(provider, CachingProvider):
         return provider.cache_key()
     return (id(provider),)
+
+
+def _rebuild(cls: type[_P], state: dict[str, Any]) -> _P:
+    """Unpickle a travelling provider: its attributes back, without re-running checks."""
+    obj = cls.__new__(cls)
+    obj.__dict__.update(state)
+    return obj
+
+
+class SecretProvider:
+    """The base of providers that hold their secret (``V1Password``, the Keystone ones).
+
+    A subclass sends one auth request in ``authenticate_once()``; ``authenticate()`` runs it
+    under ``AUTH_RETRY``. Pickling refuses unless the provider was built with
+    ``travels=True`` (the user's explicit choice to put the secret into pickles for dask
+    workers). Subclasses write a ``__repr__`` that shows ``***`` for the secret and a
+    ``cache_key()`` with ``secret_digest`` of it.
+    """
+
+    travels: bool = False
+
+    def authenticate_once(self) -> Token:
+        """One auth request (no retries); raises ``RetryableFailure`` when worth another try."""
+        raise NotImplementedError
+
+    def authenticate(self) -> Token:
+        """Authenticate, retried under ``AUTH_RETRY`` on connection trouble and 5xx."""
+        return AUTH_RETRY.retrying()(self.authenticate_once)
+
+    def __reduce__(self) -> tuple[Callable[..., object], tuple[object, ...]]:
+        if not self.travels:
+            raise TypeError(
+                f"{type(self).__name__} holds a secret and is not picklable; stores ship a "
+                "storage URL + token instead (build it with travels=True, or use "
+                "EnvironmentCredentials, to let workers re-authenticate)"
+            )
+        return (_rebuild, (type(self), self.__dict__.copy()))
+
+
+def warn_unverified(verify_tls: bool, what: str) -> None:
+    """Log (once per provider) that TLS certificates of ``what`` will not be checked."""
+    if not verify_tls:
+        log.warning("TLS certificate verification is OFF for %s", what)
 
 
 class WrappingProvider:

@@ -1,16 +1,23 @@
 """Swift v1 auth (TempAuth, swauth, Keystone's v1 shim): user + key to a storage URL + token.
 
-``acquire_token`` is the original zarrswift helper. A ``V1Password`` never logs, formats or
-pickles its key unless built with ``travels=True`` (the user's explicit choice).
+Why its own module: v1 is one GET with ``X-Auth-User``/``X-Auth-Key`` headers answered by
+``X-Storage-Url``/``X-Auth-Token``, nothing like Keystone's catalog; what both share (the request
+function, retries, the secret rules) is ``providers``'. ``acquire_token`` is the original
+zarrswift helper. A ``V1Password`` never logs, formats or pickles its key unless built with
+``travels=True`` (the user's explicit choice).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 
-from swiftzarr_batch.auth.providers import AUTH_RETRY, auth_request
+from swiftzarr_batch.auth.providers import (
+    SecretProvider,
+    auth_request,
+    secret_digest,
+    warn_unverified,
+)
 from swiftzarr_batch.errors import AuthenticationError
 from swiftzarr_batch.swift.status import Outcome, classify
 from swiftzarr_batch.swift.tokens import Token
@@ -22,7 +29,7 @@ log = logging.getLogger(__name__)
 DEFAULT_TOKEN_LIFE = 24 * 60 * 60
 
 
-class V1Password:
+class V1Password(SecretProvider):
     """Swift v1 auth (TempAuth, swauth, or Keystone's v1 shim) with user and key."""
 
     def __init__(
@@ -43,46 +50,19 @@ class V1Password:
         self.verify_tls = verify_tls
         self.timeout = timeout
         self.travels = travels  # True: the user allows the key to be pickled to dask workers
-        if not verify_tls:
-            log.warning("TLS certificate verification is OFF for auth URL %s", authurl)
+        warn_unverified(verify_tls, f"auth URL {authurl}")
 
     def __repr__(self) -> str:
         return f"V1Password(authurl={self.authurl!r}, user={self.user!r}, key=***)"
 
-    def __reduce__(self):
-        if self.travels:
-            return (
-                _travelling_v1,
-                (
-                    self.authurl,
-                    self.user,
-                    self._key,
-                    self.token_life,
-                    self.verify_tls,
-                    self.timeout,
-                ),
-            )
-        raise TypeError(
-            "V1Password holds a key and is not picklable; stores ship a storage URL + token "
-            "instead (build it with travels=True, or use EnvironmentCredentials, to let "
-            "workers re-authenticate)"
-        )
-
     def cache_key(self) -> tuple[str, str, str]:
-        digest = hashlib.sha256(self._key.encode("utf-8")).hexdigest()
-        return (self.authurl, self.user, digest)
+        return (self.authurl, self.user, secret_digest(self._key))
 
-    def authenticate(self) -> Token:
-        """GET the auth URL with X-Auth-User/X-Auth-Key; retried on connection trouble/5xx."""
+    def authenticate_once(self) -> Token:
+        """GET the auth URL with X-Auth-User/X-Auth-Key (``authenticate`` retries it)."""
         headers = {"X-Auth-User": self.user, "X-Auth-Key": self._key}
         if self.token_life:
             headers["X-Auth-Lifetime"] = str(int(self.token_life))
-        for attempt in AUTH_RETRY.retrying():
-            with attempt:
-                return self._authenticate_once(headers)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _authenticate_once(self, headers: dict[str, str]) -> Token:
         resp = auth_request(
             "GET",
             self.authurl,
@@ -109,20 +89,6 @@ class V1Password:
             "authenticated %s at %s (token expires in %s s)", self.user, self.authurl, expires
         )
         return Token(url, token, expires_at)
-
-
-def _travelling_v1(
-    authurl: str, user: str, key: str, token_life: int | None, verify_tls: bool, timeout: float
-) -> V1Password:
-    return V1Password(
-        authurl,
-        user,
-        key,
-        token_life=token_life,
-        verify_tls=verify_tls,
-        timeout=timeout,
-        travels=True,
-    )
 
 
 def acquire_token(

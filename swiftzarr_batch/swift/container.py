@@ -1,8 +1,10 @@
 """Object operations on one Swift container, in Swift's terms (names, listings, bulk delete).
 
-The store (zarr's view: keys relative to a prefix, Buffers) and the copy tools both build on
-this; it knows Swift's API shapes but not HTTP status meanings (``status`` does) nor retries
-(``transport`` does).
+Why a layer of its own: the store (zarr's view: keys relative to a prefix, Buffers), the copy
+tools and the locks all need the same container operations, with the same paging, the same
+"404 on PUT means create the container" rule and the same parallel bulk deletes. It knows
+Swift's API shapes but not HTTP status meanings (``status`` does, including what a bulk-delete
+result says) nor retries or authentication (``session`` does).
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ from urllib.parse import quote
 from swiftzarr_batch.errors import SwiftHTTPError
 from swiftzarr_batch.swift.names import quote_path
 from swiftzarr_batch.swift.session import Response, SwiftSession
-from swiftzarr_batch.swift.status import NOT_FOUND, PRECONDITION_FAILED, RANGE_NOT_SATISFIABLE
+from swiftzarr_batch.swift.status import (
+    NO_CONTENT,
+    NOT_FOUND,
+    PRECONDITION_FAILED,
+    RANGE_NOT_SATISFIABLE,
+    check_bulk_delete,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +55,8 @@ def last_name_if_full(body: bytes | bytearray, limit: int) -> str | None:
         return None
     tail = bytes(body[-_LISTING_TAIL:])
     found = None
-    for found in _LISTING_KEY.finditer(tail):
-        pass
+    for match in _LISTING_KEY.finditer(tail):  # the last key of the tail: the last entry's
+        found = match
     if found is None:
         return None
     try:
@@ -116,6 +124,15 @@ class SwiftContainer:
         )
         return None if resp.status == NOT_FOUND else resp
 
+    async def get_newest(self, name: str) -> Response | None:
+        """GET the newest replica's object (``X-Newest: true``: the proxy asks every replica
+        and serves the latest, not the first to answer), MD5-checked; None only on 404. For
+        small objects that must not be read stale, such as locks."""
+        resp = await self.session.request(
+            "GET", self._obj(name), headers={"X-Newest": "true"}, check_md5=True
+        )
+        return None if resp.status == NOT_FOUND else resp
+
     async def head(self, name: str) -> Response | None:
         resp = await self.session.request("HEAD", self._obj(name))
         return None if resp.status == NOT_FOUND else resp
@@ -149,7 +166,7 @@ class SwiftContainer:
             if resp.status == NOT_FOUND:
                 raise SwiftHTTPError(
                     f"PUT {path} answered 404 right after creating container {self.name}",
-                    status=404,
+                    status=NOT_FOUND,
                     method="PUT",
                     path=path,
                 )
@@ -220,7 +237,7 @@ class SwiftContainer:
         try:
             while pending is not None:
                 resp, pending = await pending, None
-                if resp.status == NOT_FOUND or resp.status == 204 or not resp.body:
+                if resp.status in (NOT_FOUND, NO_CONTENT) or not resp.body:
                     return
                 # A full page: ask for the next one before decoding this one (~20 ms for 10 000
                 # entries), with the marker read from the body's tail; checked after decoding.
@@ -278,25 +295,20 @@ class SwiftContainer:
             headers={"Content-Type": "text/plain", "Accept": "application/json"},
             body=lines.encode("utf-8"),
         )
-        try:
-            result = json.loads(resp.body)
-        except ValueError:
+        result = check_bulk_delete(
+            resp.body,
+            what=f"bulk delete in {self.name}",
+            http_status=resp.status,
+            method="POST",
+            path="?bulk-delete",
+            total=len(names),
+        )
+        if result is None:
             raise SwiftHTTPError(
                 f"bulk delete in {self.name} answered {resp.status} without a JSON result; is "
                 "the bulk middleware enabled?",
                 status=resp.status,
                 method="POST",
                 path="?bulk-delete",
-            ) from None
-        errors = [e for e in result.get("Errors", []) if not str(e[1]).startswith("404")]
-        status = str(result.get("Response Status", ""))
-        if errors or not status.startswith("2"):
-            shown = "; ".join(f"{n}: {s}" for n, s in errors[:5])
-            raise SwiftHTTPError(
-                f"bulk delete in {self.name} failed for {len(errors)} of {len(names)} objects "
-                f"({status}) {shown}",
-                status=resp.status,
-                method="POST",
-                path="?bulk-delete",
             )
-        return int(result.get("Number Deleted", 0))
+        return result.deleted

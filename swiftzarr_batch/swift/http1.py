@@ -16,7 +16,8 @@ this module does the minimum, in one place:
 
 It knows no status meanings (``status`` does) and never retries (``retry`` does): every failure
 to get a complete, well-formed response is a ``ConnectionFailed``, a TLS handshake that fails is a
-``TLSFailure``.
+``TLSFailure``. The values it sends and returns (``Endpoint``, the request head, ``Headers``,
+``HTTPResponse``) are ``http_messages``'; they are re-exported here.
 """
 
 from __future__ import annotations
@@ -25,120 +26,41 @@ import asyncio
 import socket
 import ssl
 import struct
-from collections.abc import Iterator, Mapping
-from urllib.parse import urlsplit
+from collections.abc import Mapping
+from typing import cast
+
+from swiftzarr_batch.swift.http_messages import (
+    ConnectionFailed,
+    Endpoint,
+    Headers,
+    HTTPResponse,
+    TLSFailure,
+    request_head,
+)
 
 try:  # bytes the kernel still holds for sending (Linux, BSD, macOS); progress of an upload
-    from fcntl import ioctl
-    from termios import TIOCOUTQ
+    import fcntl
+    import termios
+
+    _TIOCOUTQ: int | None = termios.TIOCOUTQ
 except ImportError:  # pragma: no cover - other platforms see only asyncio's own buffer
-    ioctl = TIOCOUTQ = None  # type: ignore[assignment]
+    _TIOCOUTQ = None
 
-__all__ = ["ConnectionFailed", "Endpoint", "HTTPResponse", "Headers", "Pool", "TLSFailure"]
+__all__ = [
+    "ConnectionFailed",
+    "Endpoint",
+    "HTTPResponse",
+    "Headers",
+    "Pool",
+    "TLSFailure",
+    "request_head",
+]
 
-USER_AGENT = "swiftzarr_batch"
 _SCRATCH = 256 * 1024  # bytes per read before a body's length is known (asyncio's own default)
 _MAX_HEAD = 64 * 1024  # a response head larger than this is refused
+# HTTP/1.1 framing (RFC 9112), not status meanings: these answers never carry a body, and a
+# 1xx is an interim head that the real one follows.
 _NO_BODY_STATUS = frozenset({204, 304})
-
-
-class ConnectionFailed(Exception):
-    """No complete, well-formed response (reset, closed early, stalled, malformed)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class TLSFailure(Exception):
-    """The TLS handshake failed (certificate not trusted, wrong protocol): retrying won't help."""
-
-
-class Headers(Mapping[str, str]):
-    """Response headers: case-insensitive lookups; the first value of a repeated name wins."""
-
-    __slots__ = ("_items", "_lower")
-
-    def __init__(self, items: list[tuple[str, str]]) -> None:
-        self._items = items
-        lower: dict[str, str] = {}
-        for name, value in items:
-            lower.setdefault(name.lower(), value)
-        self._lower = lower
-
-    def __getitem__(self, name: str) -> str:
-        return self._lower[name.lower()]
-
-    def get(self, name: str, default=None):  # type: ignore[override]
-        return self._lower.get(name.lower(), default)
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._lower
-
-    def __iter__(self) -> Iterator[str]:
-        return (name for name, _ in self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def items(self):  # type: ignore[override]
-        return list(self._items)
-
-    def __repr__(self) -> str:  # names only: values may be tokens
-        return f"Headers({[name for name, _ in self._items]!r})"
-
-
-class HTTPResponse:
-    __slots__ = ("body", "headers", "reason", "status")
-
-    def __init__(self, status: int, reason: str, headers: Headers, body: bytes | bytearray):
-        self.status, self.reason, self.headers, self.body = status, reason, headers, body
-
-
-class Endpoint:
-    """Where a pool connects: scheme, host, port and TLS context, from a base URL."""
-
-    def __init__(self, url: str, *, verify_tls: bool = True) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url!r}")
-        self.scheme, self.host = parts.scheme, parts.hostname
-        self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        default = self.port == (443 if parts.scheme == "https" else 80)
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        self.host_header = host if default else f"{host}:{self.port}"
-        self.base_path = parts.path.rstrip("/")
-        self.ssl: ssl.SSLContext | None = None
-        if parts.scheme == "https":
-            self.ssl = ssl.create_default_context()
-            if not verify_tls:
-                self.ssl.check_hostname = False
-                self.ssl.verify_mode = ssl.CERT_NONE
-
-    def same_server(self, other: Endpoint) -> bool:
-        return (self.scheme, self.host, self.port) == (other.scheme, other.host, other.port)
-
-
-def request_head(
-    method: str, target: str, host: str, headers: Mapping[str, str] | None, length: int | None
-) -> bytes:
-    """The request line and headers; refuses CR/LF in any part (header injection)."""
-    parts = [f"{method} {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {USER_AGENT}\r\n"]
-    if headers:
-        for name, value in headers.items():
-            if name.lower() == "content-length":
-                continue  # always computed here
-            value = str(value)
-            if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
-                raise ValueError(f"header {name!r} has a line break or colon where none may be")
-            parts.append(f"{name}: {value}\r\n")
-    if length is not None:
-        parts.append(f"Content-Length: {length}\r\n")
-    parts.append("\r\n")
-    if " " in target or "\r" in target or "\n" in target:
-        raise ValueError(f"request target must be percent-encoded: {target!r}")
-    return "".join(parts).encode("utf-8")
-
 
 # Parser states
 _IDLE, _HEAD, _FIXED, _CHUNKED, _TO_EOF = range(5)
@@ -173,7 +95,7 @@ class _Connection(asyncio.BufferedProtocol):
 
     # -- asyncio callbacks ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream transport, always
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -222,7 +144,8 @@ class _Connection(asyncio.BufferedProtocol):
         self, method: str, head: bytes, body: bytes | bytearray | memoryview | None
     ) -> HTTPResponse:
         assert self.transport is not None and self._state == _IDLE
-        waiter = self._waiter = self._loop.create_future()
+        waiter: asyncio.Future[HTTPResponse] = self._loop.create_future()
+        self._waiter = waiter
         self._state, self._head_only = _HEAD, method == "HEAD"
         self._buf.clear()
         self._activity, self._write_left = self._loop.time(), None
@@ -251,9 +174,10 @@ class _Connection(asyncio.BufferedProtocol):
         assert self.transport is not None
         left = self.transport.get_write_buffer_size()
         sock = self.transport.get_extra_info("socket")
-        if ioctl is not None and sock is not None:
+        if _TIOCOUTQ is not None and sock is not None:
             try:
-                left += struct.unpack("i", ioctl(sock.fileno(), TIOCOUTQ, b"\0\0\0\0"))[0]
+                queued = fcntl.ioctl(sock.fileno(), _TIOCOUTQ, b"\0\0\0\0")
+                left += int(struct.unpack("i", queued)[0])
             except (OSError, ValueError):
                 pass
         return left

@@ -6,12 +6,15 @@ chunk or a copied file can be larger, so the store writes such a value as segmen
 ``swift`` CLI understands them) and then a manifest under the object's own name, last: until
 the manifest exists, readers see the old value or none, never a partial one. A GET of the
 manifest returns the joined body; its ETag is the MD5 of the segments' ETags, so the whole
-body's MD5 is stored as metadata (``transport.BODY_MD5_HEADER``) and checked on every full read.
+body's MD5 is stored as metadata (``session.BODY_MD5_HEADER``) and checked on every full read.
 
 Deleting a manifest with ``?multipart-manifest=delete`` removes its segments; overwriting one
 with another SLO removes the old segments once the new manifest is in place. (Overwriting a
 large object with a small value leaves its old segments behind: finding them would cost a HEAD
 on every small write.)
+
+What the cluster allows (``max_file_size``, SLO's manifest limits) is read by ``capabilities``;
+this module only decides how to split a body by it.
 """
 
 from __future__ import annotations
@@ -21,46 +24,37 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from swiftzarr_batch.errors import ConfigurationError, SwiftHTTPError
+from swiftzarr_batch.swift.capabilities import (
+    DEFAULT_MAX_FILE_SIZE,
+    SMALL_ENOUGH,
+    Limits,
+    limits,
+)
 from swiftzarr_batch.swift.container import SwiftContainer
 from swiftzarr_batch.swift.names import MAX_OBJECT_NAME_BYTES, quote_path
 from swiftzarr_batch.swift.session import BODY_MD5_HEADER, SwiftSession
-from swiftzarr_batch.swift.status import NOT_FOUND, PRECONDITION_FAILED
+from swiftzarr_batch.swift.status import NOT_FOUND, PRECONDITION_FAILED, check_bulk_delete
 
-__all__ = ["Limits", "delete_large", "is_large", "limits", "put_large", "segment_container"]
+__all__ = [
+    "DEFAULT_MAX_FILE_SIZE",
+    "SMALL_ENOUGH",
+    "Limits",
+    "delete_large",
+    "is_large",
+    "limits",
+    "put_large",
+    "segment_container",
+]
+# Limits, limits, DEFAULT_MAX_FILE_SIZE and SMALL_ENOUGH are ``capabilities``'; re-exported
+# because the store and the tests have always found them here.
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_FILE_SIZE = 5 * 1024**3 + 2  # Swift's default constraint
 SEGMENT_SUFFIX = "_segments"
-#: No Swift cluster limits single objects below this; smaller values skip the /info lookup.
-SMALL_ENOUGH = 1024 * 1024
 _PARALLEL_SEGMENTS = 4
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What the cluster accepts: one object's size, and the SLO manifest's limits."""
-
-    max_file_size: int = DEFAULT_MAX_FILE_SIZE
-    max_manifest_segments: int = 1000
-    min_segment_size: int = 1
-    slo: bool = True
-
-
-async def limits(session: SwiftSession) -> Limits:
-    """The cluster's limits from ``/info`` (Swift's defaults when it is hidden)."""
-    info = await session.cluster_info()
-    swift, slo = info.get("swift") or {}, info.get("slo")
-    return Limits(
-        max_file_size=int(swift.get("max_file_size", DEFAULT_MAX_FILE_SIZE)),
-        max_manifest_segments=int((slo or {}).get("max_manifest_segments", 1000)),
-        min_segment_size=int((slo or {}).get("min_segment_size", 1)),
-        slo=slo is not None or not info,
-    )
 
 
 def segment_container(container: str) -> str:
@@ -149,7 +143,7 @@ async def put_large(
             raise SwiftHTTPError(
                 f"PUT {container.name}/{name} (manifest) answered 404: a "
                 "segment or the container is gone",
-                status=404,
+                status=NOT_FOUND,
                 method="PUT",
                 path=name,
             )
@@ -218,18 +212,13 @@ async def delete_large(container: SwiftContainer, name: str) -> bool:
     )
     if resp.status == NOT_FOUND:
         return False
-    try:
-        result = json.loads(resp.body)
-    except ValueError:
+    result = check_bulk_delete(
+        resp.body,
+        what=f"deleting large object {container.name}/{name}",
+        http_status=resp.status,
+        method="DELETE",
+        path=name,
+    )
+    if result is None:
         return True  # an old SLO middleware answers 204 without a body
-    errors = [e for e in result.get("Errors", []) if not str(e[1]).startswith("404")]
-    status = str(result.get("Response Status", ""))
-    if errors or not status.startswith("2"):
-        shown = "; ".join(f"{n}: {s}" for n, s in errors[:5])
-        raise SwiftHTTPError(
-            f"deleting large object {container.name}/{name} failed ({status}) {shown}",
-            status=resp.status,
-            method="DELETE",
-            path=name,
-        )
-    return int(result.get("Number Deleted", 0)) > 0 or int(result.get("Number Not Found", 0)) == 0
+    return result.deleted > 0 or result.not_found == 0

@@ -1,6 +1,6 @@
 """The one retry policy: which failures are retried, how long we wait, when we give up.
 
-Request-level retries live here (task-level retries are dask's, see ``dask_helpers``). Waits are
+Request-level retries live here (task-level retries are dask's, see ``jobs``). Waits are
 jittered exponential backoff so that hundreds of dask threads hitting a busy proxy spread out
 instead of retrying in lock-step; a server's ``Retry-After`` is honoured when given. The policy is
 a small frozen dataclass so it pickles to workers with the store.
@@ -55,7 +55,7 @@ class RetryPolicy:
 
     def wait_seconds(self, attempt_number: int, failure: BaseException | None) -> float:
         """Seconds to sleep after the given (1-based) failed attempt."""
-        hinted = getattr(failure, "retry_after", None)
+        hinted = failure.retry_after if isinstance(failure, RetryableFailure) else None
         if hinted is not None:
             return hinted + random.uniform(0, self.base_delay)
         ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt_number - 1)))
@@ -112,8 +112,9 @@ async def call_with_retries(
             raise
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
-        if on_retry is not None and state.outcome is not None:
-            on_retry(state.outcome.exception())
+        failure = state.outcome.exception() if state.outcome is not None else None
+        if on_retry is not None and isinstance(failure, RetryableFailure):
+            on_retry(failure)
 
     if on_retry is not None:
         on_retry(first)

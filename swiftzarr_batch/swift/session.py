@@ -9,6 +9,7 @@ the project's RetryPolicy, MD5 on every upload and download, and one re-authenti
 
 A ``SwiftSession`` is shared by every store copy in a process that has the same storage URL and
 token (``get_session``): unpickling a store on a dask worker costs no new auth and no new pool.
+What the cluster can do (``/info``) is ``capabilities``'; what statuses mean is ``status``'.
 """
 
 from __future__ import annotations
@@ -16,12 +17,10 @@ from __future__ import annotations
 import asyncio
 import atexit
 import hashlib
-import json
 import logging
 import re
 import threading
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, field
 from urllib.parse import quote, urlencode
 
 from swiftzarr_batch.errors import (
@@ -30,9 +29,16 @@ from swiftzarr_batch.errors import (
     PermissionDeniedError,
     SwiftHTTPError,
 )
-from swiftzarr_batch.swift.http1 import ConnectionFailed, Endpoint, Headers, Pool, TLSFailure
+from swiftzarr_batch.swift.http1 import (
+    ConnectionFailed,
+    Endpoint,
+    Headers,
+    HTTPResponse,
+    Pool,
+    TLSFailure,
+)
 from swiftzarr_batch.swift.retry import RetryableFailure, RetryPolicy, call_with_retries
-from swiftzarr_batch.swift.status import Outcome, classify, error_for
+from swiftzarr_batch.swift.status import UNAUTHORIZED, Outcome, classify, error_for
 from swiftzarr_batch.swift.tokens import CredentialProvider, Token, auth_calls, cached_authenticate
 
 log = logging.getLogger(__name__)
@@ -61,7 +67,7 @@ class TransportOptions:
     verify_tls: bool = True
     verify_reads: bool = True
     verify_writes: bool = True
-    retry: RetryPolicy = RetryPolicy()
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     def __post_init__(self) -> None:
         if self.max_connections < 1:
@@ -106,7 +112,6 @@ class SwiftSession:
         self._pools: dict[int, Pool] = {}
         self._refresh_lock = threading.Lock()
         self.known_containers: set[str] = set()
-        self._info: dict[str, Any] | None = None
         if not options.verify_tls:
             log.warning("TLS certificate verification is OFF for %s", token.storage_url)
 
@@ -150,19 +155,17 @@ class SwiftSession:
                     pass
             pool.close()
 
-    async def cluster_info(self) -> dict[str, Any]:
-        """The cluster's ``/info`` (limits, middlewares), fetched once per session; {} when the
-        cluster hides it or cannot be asked (callers then assume Swift's defaults)."""
-        if self._info is None:
-            target = re.sub(r"/v1/[^/]+/?$", "", self._endpoint.base_path) + "/info"
-            try:
-                resp = await self._pool().request("GET", target)
-                info = json.loads(resp.body) if resp.status == 200 else {}
-            except (ConnectionFailed, TLSFailure, ValueError) as exc:
-                log.debug("could not read %s (%s); assuming defaults", target, type(exc).__name__)
-                return {}
-            self._info = info if isinstance(info, dict) else {}
-        return self._info
+    @property
+    def endpoint(self) -> Endpoint:
+        """The server of the storage URL (scheme, host, port, base path, TLS context)."""
+        return self._endpoint
+
+    async def get_unauthenticated(self, target: str) -> HTTPResponse:
+        """One GET of ``target`` (an absolute, percent-encoded path on the storage URL's
+        server) without a token, retries or counters: for documents outside the account that
+        anyone may read, i.e. the cluster's ``/info`` (``capabilities``). Connection trouble
+        raises ``http1.ConnectionFailed``/``TLSFailure`` for the caller to judge."""
+        return await self._pool().request("GET", target)
 
     async def aclose(self) -> None:
         """Close the pool of the running loop (others close when their loop does)."""
@@ -176,7 +179,7 @@ class SwiftSession:
     def _refresh_token(self, stale: Token) -> None:
         """Get a new token after a 401 (blocking; one refresh for many concurrent 401s)."""
         if self.provider is None:
-            raise error_for(401, "request", self.storage_url)
+            raise error_for(UNAUTHORIZED, "request", self.storage_url)
         with self._refresh_lock:
             if self.token.token != stale.token:
                 return  # another thread already refreshed
@@ -252,10 +255,10 @@ class SwiftSession:
                         "is not public for this (give credentials)"
                     )
                 if reauthed or self.provider is None:
-                    raise error_for(401, method, path)
+                    raise error_for(UNAUTHORIZED, method, path)
                 await asyncio.to_thread(self._refresh_token, token)
                 reauthed = True
-                raise RetryableFailure("token refreshed", status=401, retry_after="0")
+                raise RetryableFailure("token refreshed", status=UNAUTHORIZED, retry_after="0")
             if outcome is Outcome.RETRY:
                 raise RetryableFailure(
                     resp.reason or "", status=status, retry_after=resp_headers.get("Retry-After")
@@ -265,7 +268,7 @@ class SwiftSession:
             return Response(status, resp_headers, data)
 
         def on_retry(failure: RetryableFailure) -> None:
-            if failure.status != 401:
+            if failure.status != UNAUTHORIZED:  # a refreshed token is not a retry
                 self.counters.retries += 1
                 log.debug(
                     "retrying %s %s after %s %s", method, path, failure.status, failure.reason

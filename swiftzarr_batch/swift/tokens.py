@@ -25,6 +25,7 @@ __all__ = [
     "auth_calls",
     "cached_authenticate",
     "count_auth_call",
+    "travels",
 ]
 
 #: A cached token this close to its expiry (seconds) is renewed before use.

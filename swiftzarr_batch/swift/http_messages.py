@@ -1,0 +1,135 @@
+"""What one HTTP/1.1 exchange of the data path is made of: where it goes (``Endpoint``), the
+request head (``request_head``), the response (``HTTPResponse`` with case-insensitive
+``Headers``) and the two ways it can fail (``ConnectionFailed``, ``TLSFailure``).
+
+Why apart from ``http1``: these are plain values, usable (and testable) without a connection;
+``http1`` is the machinery that moves them (the protocol parser, the pool, the stall watchdog)
+and re-exports them, so callers import from one place. The request head is built here so that
+header injection (a CR/LF in a name or value) is refused in exactly one place;
+``Headers.__repr__`` shows names only, since values may be tokens.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator, Mapping
+from typing import TypeVar, overload
+from urllib.parse import urlsplit
+
+__all__ = [
+    "USER_AGENT",
+    "ConnectionFailed",
+    "Endpoint",
+    "HTTPResponse",
+    "Headers",
+    "TLSFailure",
+    "request_head",
+]
+
+USER_AGENT = "swiftzarr_batch"
+
+_T = TypeVar("_T")
+
+
+class ConnectionFailed(Exception):
+    """No complete, well-formed response (reset, closed early, stalled, malformed)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TLSFailure(Exception):
+    """The TLS handshake failed (certificate not trusted, wrong protocol): retrying won't help."""
+
+
+class Headers(Mapping[str, str]):
+    """Response headers: case-insensitive lookups; the first value of a repeated name wins."""
+
+    __slots__ = ("_items", "_lower")
+
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        self._items = items
+        lower: dict[str, str] = {}
+        for name, value in items:
+            lower.setdefault(name.lower(), value)
+        self._lower = lower
+
+    def __getitem__(self, name: str) -> str:
+        return self._lower[name.lower()]
+
+    @overload
+    def get(self, name: str) -> str | None: ...
+    @overload
+    def get(self, name: str, default: str | _T) -> str | _T: ...
+    def get(self, name: str, default: object = None) -> object:
+        return self._lower.get(name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._lower
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    # A list, not Mapping's ItemsView: it keeps repeated names and their order, which a view
+    # over the case-insensitive lookup would fold into one.
+    def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
+        return list(self._items)
+
+    def __repr__(self) -> str:  # names only: values may be tokens
+        return f"Headers({[name for name, _ in self._items]!r})"
+
+
+class HTTPResponse:
+    __slots__ = ("body", "headers", "reason", "status")
+
+    def __init__(self, status: int, reason: str, headers: Headers, body: bytes | bytearray):
+        self.status, self.reason, self.headers, self.body = status, reason, headers, body
+
+
+class Endpoint:
+    """Where a pool connects: scheme, host, port and TLS context, from a base URL."""
+
+    def __init__(self, url: str, *, verify_tls: bool = True) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        self.scheme, self.host = parts.scheme, parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        default = self.port == (443 if parts.scheme == "https" else 80)
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.host_header = host if default else f"{host}:{self.port}"
+        self.base_path = parts.path.rstrip("/")
+        self.ssl: ssl.SSLContext | None = None
+        if parts.scheme == "https":
+            self.ssl = ssl.create_default_context()
+            if not verify_tls:
+                self.ssl.check_hostname = False
+                self.ssl.verify_mode = ssl.CERT_NONE
+
+    def same_server(self, other: Endpoint) -> bool:
+        return (self.scheme, self.host, self.port) == (other.scheme, other.host, other.port)
+
+
+def request_head(
+    method: str, target: str, host: str, headers: Mapping[str, str] | None, length: int | None
+) -> bytes:
+    """The request line and headers; refuses CR/LF in any part (header injection)."""
+    parts = [f"{method} {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {USER_AGENT}\r\n"]
+    if headers:
+        for name, value in headers.items():
+            if name.lower() == "content-length":
+                continue  # always computed here
+            value = str(value)
+            if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
+                raise ValueError(f"header {name!r} has a line break or colon where none may be")
+            parts.append(f"{name}: {value}\r\n")
+    if length is not None:
+        parts.append(f"Content-Length: {length}\r\n")
+    parts.append("\r\n")
+    if " " in target or "\r" in target or "\n" in target:
+        raise ValueError(f"request target must be percent-encoded: {target!r}")
+    return "".join(parts).encode("utf-8")
