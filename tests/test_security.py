@@ -31,7 +31,8 @@ from swiftzarr_batch import (
 )
 from swiftzarr_batch.auth import EnvironmentCredentials, V1Password
 from swiftzarr_batch.testing.faultproxy import FaultProxy
-from swiftzarr_batch.testing.swift_server import LocalSwift, _free_ports
+from swiftzarr_batch.testing.processes import free_ports as _free_ports
+from swiftzarr_batch.testing.swift_server import LocalSwift
 
 PROTO = default_buffer_prototype()
 LOGGERS = (

@@ -301,7 +301,7 @@ class FaultProxy:
             return _reset(request)
         body = await request.read()
         code = kind.split("-", 1)[0] if kind in STATUS_FAULTS else None
-        if code in _BEFORE:
+        if kind is not None and code in _BEFORE:
             self._record(kind, request)
             return self._status(int(code), kind)
         if kind == "corrupt-upload":
@@ -343,7 +343,10 @@ class FaultProxy:
         headers = {"Retry-After": f"{self.retry_after:g}"} if kind.endswith("retry-after") else {}
         return web.Response(status=code, headers=headers, text=f"fault proxy: injected {kind}\n")
 
-    async def _forward(self, request: web.Request, body: bytes):
+    async def _forward(
+        self, request: web.Request, body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Send the request on to the target; its (status, headers to pass on, body)."""
         assert self._client is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
         url = URL(f"{self.target}{request.raw_path}", encoded=True)

@@ -4,46 +4,47 @@ Why a real one: Keystone v3 is what most production Swift clusters sit behind, a
 format, catalog and application credentials are what ``swiftzarr_batch.auth.keystone`` must handle;
 a mock would only echo our own assumptions. ``LocalKeystone`` does what an operator does:
 
-* installs PyPI ``keystone`` + ``gunicorn`` once into their own cached virtualenv (next to the
-  Swift one, ``$SWIFTZARR_CACHE`` or ``~/.cache/swiftzarr_batch``), and ``keystonemiddleware``
-  into the Swift virtualenv (for the proxy's ``authtoken`` + ``keystoneauth`` filters);
+* installs PyPI ``keystone`` + ``gunicorn`` once into their own cached virtualenv, and
+  ``keystonemiddleware`` into the Swift one (for the proxy's ``authtoken`` + ``keystoneauth``
+  filters): see ``install``;
 * writes ``keystone.conf`` (sqlite, fernet tokens) into a data dir and runs ``keystone-manage
   db_sync``, ``fernet_setup``, ``credential_setup`` and ``bootstrap``;
-* serves the WSGI app with gunicorn (through ``_keystone_launcher.py``: Keystone's config
-  parser reads ``sys.argv`` and chokes on gunicorn's arguments) on a free loopback port;
+* serves the WSGI app with gunicorn (through ``keystone_launcher.py``: Keystone's config
+  parser reads ``sys.argv`` and chokes on gunicorn's arguments) on a free loopback port, as a
+  process group of its own (``processes.ServerProcesses``), stopped by its pid;
 * creates projects and users (``add_user``) and, once the Swift proxy is up, the object-store
   service and endpoint (``register_swift``).
 
+The install functions live in ``install`` and are re-exported here, where callers found them.
 Start it only for Keystone tests: a Swift proxy with ``authtoken`` asks Keystone about every
 token it does not know, TempAuth's included, which slows everything else down.
 """
 
 from __future__ import annotations
 
-import fcntl
 import grp
 import logging
 import os
 import pwd
 import secrets
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
+from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
 import requests
 
 from swiftzarr_batch.errors import ServerError
-from swiftzarr_batch.testing.swift_server import (
-    _free_ports,
-    _tail,
-    cache_root,
-    ensure_swift_installed,
+from swiftzarr_batch.testing.install import (
+    KEYSTONE_REQUIREMENT,
+    KEYSTONEMIDDLEWARE_REQUIREMENT,
+    ensure_keystone_installed,
+    ensure_keystonemiddleware_installed,
+    run_install_steps,
 )
-from swiftzarr_batch.testing.swift_server import run_install_steps as _run_steps
+from swiftzarr_batch.testing.processes import ServerProcesses, free_ports, tail
 
 __all__ = [
     "KEYSTONEMIDDLEWARE_REQUIREMENT",
@@ -55,95 +56,14 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-KEYSTONE_REQUIREMENT = "keystone>=30,<31"
-KEYSTONE_SERIES = "30"
-GUNICORN_REQUIREMENT = "gunicorn>=23"
-KEYSTONEMIDDLEWARE_REQUIREMENT = "keystonemiddleware>=13,<14"
 _LAUNCHER = Path(__file__).with_name("keystone_launcher.py")
 ADMIN_USER = "admin"
 ADMIN_PROJECT = "admin"
 REGION = "RegionOne"
+_STOP_GRACE = 10.0  # gunicorn finishes its workers' requests first
 
-
-def _install_once(venv: Path, marker: Path, what: str, install) -> None:
-    """Run ``install()`` under a file lock unless ``marker`` says it was done already."""
-    if marker.exists():
-        return
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    with open(venv.parent / f"{venv.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent installer finishes first; then we skip
-        if marker.exists():
-            return
-        log.info("installing %s (once; takes a few minutes)", what)
-        started = time.monotonic()
-        install()
-        marker.write_text(f"{time.monotonic() - started:.0f} s\n")
-        log.info("installed %s in %.0f s", what, time.monotonic() - started)
-
-
-def ensure_keystone_installed() -> Path:
-    """Install ``keystone`` + ``gunicorn`` into their own cached venv once; return its python."""
-    venv = cache_root() / f"keystone-{KEYSTONE_SERIES}-py{sys.version_info[0]}{sys.version_info[1]}"
-    python, marker = venv / "bin" / "python", venv / ".swiftzarr-installed"
-
-    def install() -> None:
-        shutil.rmtree(venv, ignore_errors=True)  # a half-made venv from an interrupted install
-        venv.mkdir(parents=True)
-        _run_steps(
-            {
-                "creating the venv": [sys.executable, "-m", "venv", str(venv)],
-                "pip install": [
-                    str(python),
-                    "-m",
-                    "pip",
-                    "install",
-                    "--disable-pip-version-check",
-                    "--no-input",
-                    KEYSTONE_REQUIREMENT,
-                    GUNICORN_REQUIREMENT,
-                ],
-                "importing keystone": [str(python), "-c", "import keystone.server.wsgi, gunicorn"],
-            },
-            venv / "pip-install.log",
-            KEYSTONE_REQUIREMENT,
-        )
-
-    if not python.exists():
-        marker.unlink(missing_ok=True)
-    _install_once(venv, marker, KEYSTONE_REQUIREMENT, install)
-    return python
-
-
-def ensure_keystonemiddleware_installed() -> Path:
-    """Add ``keystonemiddleware`` to the Swift venv once; return the Swift venv's python."""
-    python = ensure_swift_installed()
-    venv = python.parent.parent
-    marker = venv / ".swiftzarr-keystonemiddleware"
-
-    def install() -> None:
-        _run_steps(
-            {
-                "pip install": [
-                    str(python),
-                    "-m",
-                    "pip",
-                    "install",
-                    "--disable-pip-version-check",
-                    "--no-input",
-                    KEYSTONEMIDDLEWARE_REQUIREMENT,
-                ],
-                "importing keystonemiddleware": [
-                    str(python),
-                    "-c",
-                    "import keystonemiddleware.auth_token, swift.common.middleware.keystoneauth",
-                ],
-            },
-            venv / "pip-install.log",
-            KEYSTONEMIDDLEWARE_REQUIREMENT,
-        )
-
-    _install_once(venv, marker, KEYSTONEMIDDLEWARE_REQUIREMENT, install)
-    return python
+#: A decoded JSON object of Keystone's API.
+JSONObject = dict[str, Any]
 
 
 class LocalKeystone:
@@ -162,7 +82,7 @@ class LocalKeystone:
         self.start_timeout = start_timeout
         self.admin_password = secrets.token_urlsafe(16)
         self._dir: Path | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._procs = ServerProcesses("local Keystone")
         self.port: int | None = None
         self._admin_token: str | None = None
 
@@ -194,11 +114,14 @@ class LocalKeystone:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> LocalKeystone:
+        """Install (once), configure, bootstrap and serve Keystone; return when it answers."""
+        if self._procs:
+            raise ServerError("already started")
         python = ensure_keystone_installed()
         started = time.monotonic()
         self._dir = Path(tempfile.mkdtemp(prefix="swiftzarr-keystone-"))
         try:
-            self.port = _free_ports(1)[0]
+            self.port = free_ports(1)[0]
             conf = self._write_conf()
             manage = [str(python.parent / "keystone-manage"), "--config-file", str(conf)]
             user = pwd.getpwuid(os.geteuid()).pw_name
@@ -241,33 +164,33 @@ class LocalKeystone:
                     ),
                 ],
             }
-            _run_steps(
+            run_install_steps(
                 steps,
                 self.data_dir / "logs" / "keystone-manage.log",
                 "keystone's database",
                 env=_clean_env(),
             )
             log_dir = self.data_dir / "logs"
-            with open(log_dir / "gunicorn.log", "ab") as out:
-                self._proc = subprocess.Popen(
-                    [
-                        str(python),
-                        "-I",
-                        str(_LAUNCHER),
-                        str(self.data_dir),
-                        f"127.0.0.1:{self.port}",
-                        str(self.workers),
-                        str(log_dir / "access.log"),
-                        str(log_dir / "error.log"),
-                    ],
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    cwd=self.data_dir,
-                    env=_clean_env(),
-                )
-            self._wait_ready(started + self.start_timeout)
+            argv = [
+                str(python),
+                "-I",
+                str(_LAUNCHER),
+                str(self.data_dir),
+                f"127.0.0.1:{self.port}",
+                str(self.workers),
+                str(log_dir / "access.log"),
+                str(log_dir / "error.log"),
+            ]
+            self._procs.spawn(
+                "gunicorn", argv, log_dir / "gunicorn.log", cwd=self.data_dir, env=_clean_env()
+            )
+            self._procs.wait_ready(
+                self._probe,
+                deadline=started + self.start_timeout,
+                timeout=self.start_timeout,
+                logs=self._logs_tail,
+                interval=0.2,
+            )
             self._admin_token = self.token(ADMIN_USER, self.admin_password, ADMIN_PROJECT)
         except BaseException:
             self.stop()
@@ -276,16 +199,8 @@ class LocalKeystone:
         return self
 
     def stop(self) -> None:
-        if self._proc is not None:
-            try:
-                os.killpg(self._proc.pid, signal.SIGTERM)
-                self._proc.wait(10)
-            except ProcessLookupError:
-                pass
-            except subprocess.TimeoutExpired:
-                os.killpg(self._proc.pid, signal.SIGKILL)
-                self._proc.wait()
-            self._proc = None
+        """Stop the gunicorn started here (its whole process group); remove the data dir."""
+        self._procs.stop_all(grace=_STOP_GRACE)
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
@@ -310,29 +225,22 @@ class LocalKeystone:
         conf.chmod(0o600)
         return conf
 
-    def _wait_ready(self, deadline: float) -> None:
-        while True:
-            if self._proc is not None and self._proc.poll() is not None:
-                raise ServerError(
-                    f"Keystone exited during start ({self._proc.returncode}):\n"
-                    f"{_tail(self.data_dir / 'logs' / 'gunicorn.log')}\n"
-                    f"{_tail(self.data_dir / 'logs' / 'keystone.log')}"
-                )
-            try:
-                if requests.get(self.auth_url, timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise ServerError(
-                    f"Keystone not ready after {self.start_timeout:.0f} s:\n"
-                    f"{_tail(self.data_dir / 'logs' / 'keystone.log')}"
-                )
-            time.sleep(0.2)
+    def _probe(self) -> str | None:
+        """None once Keystone answers ``GET /v3``, else what it did instead."""
+        try:
+            status = requests.get(self.auth_url, timeout=2).status_code
+        except requests.RequestException as e:
+            return f"GET /v3: {type(e).__name__}"
+        return None if status == 200 else f"GET /v3 answered {status}"
+
+    def _logs_tail(self, names: Collection[str]) -> str:
+        """gunicorn's output, then the end of Keystone's own log (where its errors go)."""
+        keystone_log = self.data_dir / "logs" / "keystone.log"
+        return f"{self._procs.logs_tail(names)}\n--- {keystone_log}\n{tail(keystone_log)}"
 
     # -- administration -------------------------------------------------------------------------
     def token(self, user: str, password: str, project: str) -> str:
-        """A project-scoped token (for administration; clients use ``swiftzarr_batch.auth.keystone``)."""
+        """A project-scoped token, for administration (clients use ``auth.keystone``)."""
         body = {
             "auth": {
                 "identity": {
@@ -350,8 +258,12 @@ class LocalKeystone:
         return resp.headers["X-Subject-Token"]
 
     def _api(
-        self, method: str, path: str, body: dict | None = None, token: str | None = None
-    ) -> dict:
+        self,
+        method: str,
+        path: str,
+        body: JSONObject | None = None,
+        token: str | None = None,
+    ) -> JSONObject:
         resp = requests.request(
             method,
             f"{self.auth_url}{path}",
@@ -363,15 +275,22 @@ class LocalKeystone:
             raise ServerError(
                 f"Keystone {method} {path} answered {resp.status_code}: {resp.text[:300]}"
             )
-        return resp.json() if resp.content else {}
+        if not resp.content:
+            return {}
+        answer = resp.json()
+        if not isinstance(answer, dict):
+            raise ServerError(f"Keystone {method} {path} answered {type(answer).__name__}")
+        return answer
 
     def _id(self, kind: str, name: str) -> str:
         found = self._api("GET", f"/{kind}?name={name}")[kind]
         if not found:
             raise ServerError(f"no Keystone {kind[:-1]} named {name!r}")
-        return found[0]["id"]
+        return str(found[0]["id"])
 
-    def add_user(self, name: str, password: str, project: str, role: str = "member") -> dict:
+    def add_user(
+        self, name: str, password: str, project: str, role: str = "member"
+    ) -> dict[str, str]:
         """Create ``project`` (if needed) and ``name`` with ``role`` on it; return their ids."""
         try:
             project_id = self._id("projects", project)
@@ -458,6 +377,8 @@ class LocalKeystone:
 
 
 def _clean_env() -> dict[str, str]:
+    """Our environment without OS_*/ST_* credentials and PYTHON* settings of the project venv:
+    keystone-manage and gunicorn run from Keystone's venv and must see neither."""
     return {k: v for k, v in os.environ.items() if not k.startswith(("OS_", "ST_", "PYTHON"))}
 
 

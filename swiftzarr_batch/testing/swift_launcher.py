@@ -1,9 +1,9 @@
 """Run one OpenStack Swift server (or build rings) with a private swift.conf and file logging.
 
-This script runs under the *Swift* virtualenv's interpreter (see ``swiftzarr_batch.testing.swift_server``), never
-under the project's, so it may import only the standard library and ``swift``. It is started with
-``python -I`` so that neither the caller's environment nor this file's directory end up on
-``sys.path``.
+This script runs under the *Swift* virtualenv's interpreter (see
+``swiftzarr_batch.testing.swift_server``), never under the project's, so it may import only the
+standard library and ``swift`` (never ``swiftzarr_batch``). It is started with ``python -I`` so
+that neither the caller's environment nor this file's directory end up on ``sys.path``.
 
 Why a launcher instead of ``bin/swift-proxy-server``:
 
@@ -20,21 +20,26 @@ Why a launcher instead of ``bin/swift-proxy-server``:
 
 Usage::
 
-    python -I _swift_launcher.py server SWIFT_CONF SERVER_CONF SECTION --log F [--access-log F]
-    python -I _swift_launcher.py rings SWIFT_DIR DEVICE account=PORT container=PORT object=PORT
+    python -I swift_launcher.py server SWIFT_CONF SERVER_CONF SECTION --log F [--access-log F]
+    python -I swift_launcher.py rings SWIFT_DIR DEVICE account=PORT container=PORT object=PORT
 """
 
+from __future__ import annotations
+
 import argparse
+import contextlib
 import importlib
 import logging
 import os
 import sys
 import time
+from collections.abc import Callable
+from typing import Any, TextIO
 
 ACCESS_LOGGER = "proxy-access"
 
 
-def _use_private_swift_conf(swift_conf):
+def _use_private_swift_conf(swift_conf: str) -> None:
     import swift.common.utils as utils
 
     preloaded = [
@@ -50,33 +55,26 @@ def _use_private_swift_conf(swift_conf):
     import swift.common.storage_policy  # noqa: F401
 
 
-def _install_file_logging(log_path, access_log_path):
-    """Make every Swift logger of this process write to files instead of syslog."""
+def _install_file_logging(log_file: TextIO, access_log_file: TextIO | None) -> None:
+    """Make every Swift logger of this process write to these files instead of syslog."""
     from swift.common.utils import logs
-
-    streams = {}
-
-    def stream_for(path):
-        if path not in streams:
-            streams[path] = open(path, "a", buffering=1, encoding="utf-8", errors="replace")
-        return streams[path]
 
     class FileLogHandler(logging.Handler):
         # Accepts (and ignores) SysLogHandler's arguments: address=..., facility=...
-        def __init__(self, *args, **kwargs):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
             logging.Handler.__init__(self)
 
-        def createLock(self):
+        def createLock(self) -> None:
             # Same lock Swift uses for its own handlers: safe across greenthreads and threads.
             self.lock = logs.PipeMutex()
 
-        def emit(self, record):
+        def emit(self, record: logging.LogRecord) -> None:
             try:
                 msg = self.format(record)
-                if record.name == ACCESS_LOGGER and access_log_path:
-                    stream = stream_for(access_log_path)
+                if record.name == ACCESS_LOGGER and access_log_file is not None:
+                    stream = access_log_file
                 else:
-                    stream = stream_for(log_path)
+                    stream = log_file
                     msg = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {record.levelname} {msg}"
                 stream.write(msg + "\n")
             except Exception:
@@ -90,15 +88,24 @@ def _install_file_logging(log_path, access_log_path):
     )
 
 
-def run_server(args):
-    _install_file_logging(args.log, args.access_log)
-    _use_private_swift_conf(args.swift_conf)
-    from swift.common.wsgi import run_wsgi
-
-    return run_wsgi(args.server_conf, args.section, verbose=False)
+def _append(path: str) -> TextIO:
+    """A log file opened for appending whole lines (line-buffered: each line written at once)."""
+    return open(path, "a", buffering=1, encoding="utf-8", errors="replace")
 
 
-def build_rings(args):
+def run_server(args: argparse.Namespace) -> int:
+    """Run one Swift server until it is stopped; its exit status."""
+    with contextlib.ExitStack() as files:  # the logs stay open while the server runs
+        log_file = files.enter_context(_append(args.log))
+        access = files.enter_context(_append(args.access_log)) if args.access_log else None
+        _install_file_logging(log_file, access)
+        _use_private_swift_conf(args.swift_conf)
+        from swift.common.wsgi import run_wsgi
+
+        return int(run_wsgi(args.server_conf, args.section, verbose=False))
+
+
+def build_rings(args: argparse.Namespace) -> int:
     """What ``swift-ring-builder X.builder create 10 1 1; add ...; rebalance`` does, 3x faster."""
     from swift.common.ring import RingBuilder
 
@@ -123,8 +130,8 @@ def build_rings(args):
     return 0
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="_swift_launcher")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="swift_launcher")
     sub = parser.add_subparsers(dest="command", required=True)
     srv = sub.add_parser("server")
     srv.add_argument("swift_conf")
@@ -140,7 +147,8 @@ def main(argv=None):
     rings.add_argument("--part-power", type=int, default=10)
     rings.set_defaults(func=build_rings)
     args = parser.parse_args(argv)
-    return args.func(args)
+    command: Callable[[argparse.Namespace], int] = args.func
+    return command(args)
 
 
 if __name__ == "__main__":

@@ -1,34 +1,30 @@
-"""A real OpenStack Swift cluster on 127.0.0.1, installed and started by the project itself.
+"""``LocalSwift``: a real OpenStack Swift cluster on 127.0.0.1, configured and run by the project.
 
 Why: tests, ``make demo``, benchmarks and users (``swiftzarr serve``) need a Swift endpoint that
 behaves like production Swift (tempauth tokens, bulk delete, SLO, real HTTP), not a mock, and that
-needs neither root nor anything under ``/etc``. ``LocalSwift`` does that:
+needs neither root nor anything under ``/etc``. This module owns the cluster's life:
 
-* installs PyPI ``swift`` 2.38.x once into its own cached virtualenv
-  (``$SWIFTZARR_CACHE`` or ``~/.cache/swiftzarr_batch``, e.g. ``swift-2.38-py312/``), guarded by
-  an ``fcntl`` lock so concurrent processes install it only once; the project venv stays clean;
-* writes swift.conf, rings (one device, one replica) and the four server configs into a data dir
-  (a temp dir by default, removed on stop), checks that its file system keeps ``user.*`` xattrs
-  (Swift stores object metadata there);
-* runs the account, container, object and proxy servers as separate processes through
-  ``_swift_launcher.py``, which points Swift at the data dir's swift.conf and sends Swift's
-  syslog-only logging to files: the proxy access log is ``<data_dir>/logs/proxy.log``;
-* starts a private ``memcached`` when one is installed (it roughly doubles throughput: account
-  and container info is cached) and runs without the cache filter otherwise;
-* serves TempAuth at ``/auth/v1.0`` with stateless fernet tokens whose life is configurable.
+* Swift 2.38.x comes from its own cached virtualenv (``install.ensure_swift_installed``; patch
+  ``SWIFT_REQUIREMENT`` here to try another build);
+* it writes swift.conf, rings (one device, one replica) and the four server configs
+  (``swift_configs``) into a data dir (a temp dir by default, removed on stop) and checks that
+  its file system keeps ``user.*`` xattrs (Swift stores object metadata there);
+* it runs the account, container, object and proxy servers as separate processes
+  (``processes.ServerProcesses``) through ``swift_launcher.py``, which points Swift at the data
+  dir's swift.conf and sends Swift's syslog-only logging to files: the proxy access log is
+  ``<data_dir>/logs/proxy.log``;
+* it starts a private ``memcached`` when one is installed (it roughly doubles throughput:
+  account and container info is cached) and runs without the cache filter otherwise;
+* TempAuth serves ``/auth/v1.0`` with stateless fernet tokens whose life is configurable.
 
-Everything listens on 127.0.0.1 only. Command line (``python -m swiftzarr_batch.testing.swift_server``):
-``[serve] [--data-dir D] [--token-life S] [--max-file-size B] [--s3api] [--no-memcached]`` runs
-one until Ctrl-C and prints its ``export ST_AUTH=...`` lines; ``install`` only installs Swift;
-``run [options] -- CMD ...`` runs CMD with ST_AUTH/ST_USER/ST_KEY of a fresh server, then stops it.
+Everything listens on 127.0.0.1 only. The command line lives in ``serve``;
+``python -m swiftzarr_batch.testing.swift_server [serve|install|run -- CMD]`` runs it.
 """
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import base64
-import fcntl
 import http.client
 import logging
 import os
@@ -36,10 +32,8 @@ import pwd
 import secrets
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -48,7 +42,10 @@ from configparser import ConfigParser
 from pathlib import Path
 
 from swiftzarr_batch.errors import ServerError
+from swiftzarr_batch.testing import install
 from swiftzarr_batch.testing import swift_configs as cfg
+from swiftzarr_batch.testing.install import cache_root
+from swiftzarr_batch.testing.processes import ServerProcesses, free_ports
 
 __all__ = [
     "DEFAULT_ADMINS",
@@ -57,19 +54,15 @@ __all__ = [
     "SWIFT_REQUIREMENT",
     "LocalSwift",
     "ServerError",
-    "add_serve_arguments",
     "cache_root",
     "ensure_swift_installed",
     "main",
-    "run_with_server",
-    "serve",
-    "serve_parser",
 ]
 
 log = logging.getLogger(__name__)
 
-SWIFT_REQUIREMENT = "swift>=2.38,<2.39"
-SWIFT_SERIES = "2.38"
+SWIFT_REQUIREMENT = install.SWIFT_REQUIREMENT
+"""What ``ensure_swift_installed`` (and so ``LocalSwift``) installs; read at each call."""
 #: Well-known development credentials (the Swift-all-in-one defaults, plus a read-only user).
 DEFAULT_USERS: Mapping[str, str] = {
     "test:tester": "testing",
@@ -81,102 +74,15 @@ _LAUNCHER = Path(__file__).with_name("swift_launcher.py")
 _SERVERS = ("account", "container", "object", "proxy")
 #: User-Agent of the readiness probes (one auth each start): filter them out when counting.
 PROBE_USER_AGENT = "swiftzarr-localswift-probe"
-_STOP_GRACE = 5.0
-_INSTALL_TIMEOUT = 900.0
-
-
-def cache_root() -> Path:
-    """Where the Swift virtualenv lives: ``$SWIFTZARR_CACHE`` or ``~/.cache/swiftzarr_batch``."""
-    if os.environ.get("SWIFTZARR_CACHE"):
-        return Path(os.environ["SWIFTZARR_CACHE"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
-    return Path(xdg).expanduser() / "swiftzarr_batch"
-
-
-def _tail(path: Path, lines: int = 25) -> str:
-    try:
-        text = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return f"({path}: missing)"
-    return "\n".join(text[-lines:]) or f"({path}: empty)"
 
 
 def ensure_swift_installed() -> Path:
-    """Install ``swift`` 2.38.x into its own cached venv once; return that venv's python."""
-    venv = cache_root() / f"swift-{SWIFT_SERIES}-py{sys.version_info[0]}{sys.version_info[1]}"
-    python, marker = venv / "bin" / "python", venv / ".swiftzarr-installed"
-    if marker.exists() and python.exists():
-        return python
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    with open(venv.parent / f"{venv.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent installer finishes first; then we skip
-        if marker.exists() and python.exists():
-            return python
-        shutil.rmtree(venv, ignore_errors=True)  # a half-made venv from an interrupted install
-        log.info("installing %s into %s (once; takes ~10-30 s)", SWIFT_REQUIREMENT, venv)
-        started = time.monotonic()
-        venv.mkdir()
-        pip_log = venv / "pip-install.log"
-        steps = {
-            "creating the venv": [sys.executable, "-m", "venv", str(venv)],
-            "pip install": [
-                str(python),
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "--no-input",
-                SWIFT_REQUIREMENT,
-            ],
-            "importing swift": [
-                str(python),
-                "-c",
-                "import swift, eventlet; "
-                f"open({str(marker)!r} + '.tmp', 'w').write(swift.__version__)",
-            ],
-        }
-        run_install_steps(steps, pip_log, f"{SWIFT_REQUIREMENT} into {venv}")
-        version = Path(f"{marker}.tmp").read_text().strip()
-        if not version.startswith(SWIFT_SERIES + "."):
-            raise ServerError(f"expected swift {SWIFT_SERIES}.x in {venv}, got {version!r}")
-        os.replace(f"{marker}.tmp", marker)  # the marker appears only once all is done
-        log.info("installed swift %s in %.1f s", version, time.monotonic() - started)
-    return python
-
-
-def run_install_steps(
-    steps: Mapping[str, Sequence[str]],
-    log_path: Path,
-    what: str,
-    env: Mapping[str, str] | None = None,
-) -> None:
-    """Run install commands in order, logging to ``log_path``; ServerError with its tail on the
-    first one that fails or outlasts the install timeout."""
-    with open(log_path, "ab") as out:
-        for step, argv in steps.items():
-            out.write(f"$ {shlex.join(argv)}\n".encode())
-            out.flush()
-            rc: int | str
-            try:
-                rc = subprocess.run(
-                    list(argv),
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    check=False,
-                    env=env,
-                    timeout=_INSTALL_TIMEOUT,
-                ).returncode
-            except subprocess.TimeoutExpired:
-                rc = f"timed out after {_INSTALL_TIMEOUT:.0f} s"
-            if rc != 0:
-                raise ServerError(
-                    f"installing {what} failed: {step} exited {rc}; end of "
-                    f"{log_path}:\n{_tail(log_path)}"
-                )
+    """Install ``SWIFT_REQUIREMENT`` into its cached venv once; return that venv's python."""
+    return install.ensure_swift_installed(SWIFT_REQUIREMENT)
 
 
 def _check_xattrs(directory: Path) -> None:
+    """ServerError unless ``directory`` keeps ``user.*`` xattrs: better now than at first PUT."""
     probe = directory / ".xattr-probe"
     probe.write_bytes(b"")
     try:
@@ -193,57 +99,8 @@ def _check_xattrs(directory: Path) -> None:
         probe.unlink(missing_ok=True)
 
 
-def _free_ports(n: int) -> list[int]:
-    """``n`` distinct free TCP ports on 127.0.0.1, below the ephemeral range when possible.
-
-    A port from the ephemeral range could be taken by some client connection while the proxy
-    is down in an outage test; ports below it are only ever taken by other listeners.
-    """
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    candidates = secrets.SystemRandom().sample(range(20000, low), min(64, max(low - 20000, 0)))
-    socks: list[socket.socket] = []
-    try:
-        for port in [*candidates, *[0] * n]:  # held open together, so the n ports differ
-            if len(socks) == n:
-                break
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                s.close()
-                continue
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _exited(pid: int, timeout: float) -> bool:
-    """Wait up to ``timeout`` for child ``pid`` to exit, without reaping it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
-                return True
-        except ChildProcessError:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-
-
 def _memcached_binary() -> str | None:
+    """memcached's path: on PATH, else Debian's /usr/bin/memcached (PATH may be minimal)."""
     found = shutil.which("memcached")
     if found:
         return found
@@ -257,6 +114,11 @@ def _http(
     headers: Mapping[str, str] | None = None,
     timeout: float = 5.0,
 ) -> tuple[int, dict[str, str]]:
+    """One readiness-probe request to the proxy: (status, lower-cased headers).
+
+    Plain ``http.client`` with ``PROBE_USER_AGENT``, so that counts of the access log can leave
+    the probes out and no client library's retries hide a server that is not ready.
+    """
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request(method, path, headers={"User-Agent": PROBE_USER_AGENT, **(headers or {})})
@@ -312,7 +174,7 @@ class LocalSwift:
         self._data_dir: Path | None = self._requested_dir
         self._made_dir = False
         self._ports: dict[str, int] = {}
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._procs = ServerProcesses("local Swift")
         self._settings: cfg.ClusterSettings | None = None
         self._python: Path | None = None
         self._lock = threading.RLock()
@@ -327,12 +189,12 @@ class LocalSwift:
     @property
     def running(self) -> bool:
         """True while every server process (proxy included) is up; False after stop_proxy()."""
-        return "proxy" in self._procs and all(p.poll() is None for p in self._procs.values())
+        return "proxy" in self._procs and self._procs.all_running
 
     @property
     def pids(self) -> dict[str, int]:
         """Process ids of the running servers ("account", ..., "proxy", maybe "memcached")."""
-        return {name: proc.pid for name, proc in self._procs.items()}
+        return self._procs.pids
 
     @property
     def proxy_url(self) -> str:
@@ -380,6 +242,10 @@ class LocalSwift:
             return []
         return lines if include_probes else [ln for ln in lines if PROBE_USER_AGENT not in ln]
 
+    def logs_tail(self, names: Collection[str] = ()) -> str:
+        """The end of the named servers' logs (default: all started so far), e.g. when one died."""
+        return self._procs.logs_tail(names)
+
     def export_lines(self) -> str:
         """``export ST_AUTH=...`` / ``ST_USER`` / ``ST_KEY`` lines for a POSIX shell."""
         return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in self.env.items())
@@ -401,14 +267,9 @@ class LocalSwift:
         with self._lock:
             if self._procs:
                 raise ServerError("already started")
+            self._python = ensure_swift_installed()
             if self.keystone:  # authtoken comes from keystonemiddleware, added to Swift's venv
-                from swiftzarr_batch.testing.keystone_server import (
-                    ensure_keystonemiddleware_installed,
-                )
-
-                self._python = ensure_keystonemiddleware_installed()
-            else:
-                self._python = ensure_swift_installed()
+                install.ensure_keystonemiddleware_installed(self._python)
             started = time.monotonic()
             try:
                 self._prepare_data_dir()
@@ -418,7 +279,7 @@ class LocalSwift:
                     self._start_memcached()
                 for name in _SERVERS:
                     self._spawn_server(name)
-                self._wait_ready(started + self.start_timeout)
+                self._wait_ready(started)
             except BaseException:
                 self.stop()
                 raise
@@ -435,9 +296,7 @@ class LocalSwift:
         """Stop exactly the processes started here; remove the data dir if it was a temp dir."""
         with self._lock:
             atexit.unregister(self.stop)
-            for name in ("proxy", "object", "container", "account", "memcached"):
-                if name in self._procs:
-                    self._terminate(name)
+            self._procs.stop_all(first=("proxy", "object", "container", "account"))
             if self._made_dir and self._data_dir is not None:
                 shutil.rmtree(self._data_dir, ignore_errors=True)
                 self._data_dir, self._made_dir = None, False
@@ -445,7 +304,7 @@ class LocalSwift:
     def stop_proxy(self) -> None:
         """Stop only the proxy (clients then get connection refused); see ``start_proxy``."""
         with self._lock:
-            self._terminate("proxy")
+            self._procs.stop("proxy")
 
     def start_proxy(self) -> None:
         """Start the proxy again on the same port, with the same config and fernet key."""
@@ -455,7 +314,7 @@ class LocalSwift:
             if self._settings is None:
                 raise ServerError("the server was never started: call start() first")
             self._spawn_server("proxy")
-            self._wait_ready(time.monotonic() + self.start_timeout)
+            self._wait_ready(time.monotonic())
 
     def restart_proxy(self, downtime: float = 0.0) -> None:
         """Stop and start just the proxy on the same port; data and tokens stay valid."""
@@ -495,7 +354,7 @@ class LocalSwift:
         if use_memcached is None:
             use_memcached = binary is not None
         names = [*_SERVERS, *(["memcached"] if use_memcached else [])]
-        self._ports = dict(zip(names, _free_ports(len(names)), strict=True))
+        self._ports = dict(zip(names, free_ports(len(names)), strict=True))
         try:
             run_user = pwd.getpwuid(os.geteuid()).pw_name
         except KeyError:
@@ -548,16 +407,9 @@ class LocalSwift:
             / (f"{name}.log" if name == "memcached" else f"{name}-server.log")
         )
 
-    def _popen(self, name: str, argv: Sequence[str]) -> None:
-        with open(self._log_path(name), "ab") as out:
-            self._procs[name] = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                cwd=self.data_dir,
-            )
+    def _spawn(self, name: str, argv: Sequence[str]) -> None:
+        """Start one process of the cluster, in the data dir, logging to ``_log_path(name)``."""
+        self._procs.spawn(name, argv, self._log_path(name), cwd=self.data_dir)
 
     def _start_memcached(self) -> None:
         argv = [
@@ -573,7 +425,7 @@ class LocalSwift:
         ]
         if os.geteuid() == 0:
             argv += ["-u", "root"]
-        self._popen("memcached", argv)
+        self._spawn("memcached", argv)
 
     def _spawn_server(self, name: str) -> None:
         etc = self.data_dir / "etc"
@@ -590,25 +442,7 @@ class LocalSwift:
         ]
         if name == "proxy":
             argv += ["--access-log", str(self.proxy_log_path)]
-        self._popen(name, argv)
-
-    def _terminate(self, name: str) -> None:
-        proc = self._procs.pop(name, None)
-        if proc is None or proc.returncode is not None:  # reaped: its group id may be reused
-            return
-        _signal_group(proc.pid, signal.SIGTERM)  # the group: a server with workers forks
-        if not _exited(proc.pid, _STOP_GRACE):
-            log.warning(
-                "%s (pid %d) ignored SIGTERM for %.0f s; killing it", name, proc.pid, _STOP_GRACE
-            )
-        # The leader is a zombie at most (not reaped yet), so its group id is still ours:
-        # sweep any worker left behind, then reap.
-        _signal_group(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-    def _logs_tail(self, names: Collection[str] = ()) -> str:
-        names = [*(names or self._procs or _SERVERS)]
-        return "\n".join(f"--- {self._log_path(n)}\n{_tail(self._log_path(n))}" for n in names)
+        self._spawn(name, argv)
 
     def _probe(self) -> str | None:
         """None when the cluster serves requests, else what is not ready yet."""
@@ -638,138 +472,22 @@ class LocalSwift:
             return f"proxy: {e}"
         return None
 
-    def _wait_ready(self, deadline: float) -> None:
-        while True:
-            dead = {n: p.returncode for n, p in self._procs.items() if p.poll() is not None}
-            if dead:
-                raise ServerError(
-                    f"local Swift server(s) exited during start {dead}:\n{self._logs_tail(dead)}"
-                )
-            why = self._probe()
-            if why is None:
-                return
-            if time.monotonic() > deadline:
-                raise ServerError(
-                    f"local Swift not ready after {self.start_timeout:.0f} s "
-                    f"({why}):\n{self._logs_tail()}"
-                )
-            time.sleep(0.1)
-
-
-def add_serve_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add serve()'s options to ``p`` (e.g. the ``swiftzarr serve`` sub-command's parser)."""
-    p.add_argument("--data-dir", help="keep data here (default: a temp dir removed on exit)")
-    p.add_argument("--token-life", type=int, default=86400, help="token life in seconds")
-    p.add_argument("--max-file-size", type=int, default=None, help="largest object in bytes")
-    p.add_argument("--s3api", action="store_true", help="also serve the S3 API")
-    p.add_argument("--no-memcached", action="store_true", help="do not start memcached")
-    return p
-
-
-def serve_parser() -> argparse.ArgumentParser:
-    return add_serve_arguments(
-        argparse.ArgumentParser(
-            prog="swiftzarr serve",
-            description="Run a local OpenStack Swift on 127.0.0.1 until Ctrl-C; print ST_* exports.",
+    def _wait_ready(self, since: float) -> None:
+        self._procs.wait_ready(
+            self._probe,
+            deadline=since + self.start_timeout,
+            timeout=self.start_timeout,
         )
-    )
-
-
-def serve(argv_or_args: Sequence[str] | argparse.Namespace | None = None) -> int:
-    """Start a LocalSwift, print its export lines on stdout, run until SIGINT/SIGTERM."""
-    args = (
-        argv_or_args
-        if isinstance(argv_or_args, argparse.Namespace)
-        else serve_parser().parse_args(argv_or_args)
-    )
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    stop = threading.Event()
-    received: list[int] = []
-
-    def on_signal(signum: int, _frame: object) -> None:
-        received.append(signum)
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    server = LocalSwift(
-        args.data_dir,
-        token_life=args.token_life,
-        s3api=args.s3api,
-        max_file_size=args.max_file_size,
-        memcached=False if args.no_memcached else None,
-    )
-    try:
-        try:
-            server.start()
-        except ServerError as e:
-            log.error("%s", e)
-            return 1
-        print(server.export_lines(), flush=True)
-        log.info("serving at %s; Ctrl-C to stop", server.auth_url)
-        while not stop.wait(1.0):
-            if not server.running:
-                log.error("a Swift server process died; stopping:\n%s", server._logs_tail())
-                return 1
-        log.info("stopping on signal %d", received[0])
-        return 0
-    finally:
-        server.stop()
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-
-def run_with_server(argv: Sequence[str]) -> int:
-    """``run [serve options] -- CMD ...``: CMD with ST_AUTH/ST_USER/ST_KEY of a fresh server.
-
-    Returns CMD's exit status; the server is stopped afterwards whatever happens.
-    """
-    parser = add_serve_arguments(
-        argparse.ArgumentParser(
-            prog="python -m swiftzarr_batch.testing.swift_server run",
-            description="Start a local Swift, run a command with its ST_* variables, stop it.",
-        )
-    )
-    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
-    args = parser.parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
-        parser.error("no command given (put it after --)")
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
-    try:
-        with LocalSwift(
-            args.data_dir,
-            token_life=args.token_life,
-            s3api=args.s3api,
-            max_file_size=args.max_file_size,
-            memcached=False if args.no_memcached else None,
-        ) as server:
-            log.info("running %s against %s", shlex.join(command), server.auth_url)
-            return subprocess.run(command, env={**os.environ, **server.env}, check=False).returncode
-    except ServerError as e:
-        log.error("%s", e)
-        return 1
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m swiftzarr_batch.testing.swift_server [serve] [options]`` | ``install`` | ``run ... -- CMD``."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["install"]:
-        if not logging.getLogger().handlers:
-            logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-        try:
-            print(ensure_swift_installed())
-        except ServerError as e:
-            log.error("%s", e)
-            sys.exit(1)
-        sys.exit(0)
-    if args[:1] == ["run"]:
-        sys.exit(run_with_server(args[1:]))
-    sys.exit(serve(args[1:] if args[:1] == ["serve"] else args))
+    """``python -m swiftzarr_batch.testing.swift_server``: the command line of ``serve``.
+
+    Imported when called, because ``serve`` imports this module.
+    """
+    from swiftzarr_batch.testing import serve
+
+    serve.main(argv)
 
 
 if __name__ == "__main__":
