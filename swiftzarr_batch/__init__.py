@@ -33,7 +33,8 @@ from swiftzarr_batch.errors import (
     TokenExpiredError,
     TokenLifetimeWarning,
 )
-from swiftzarr_batch.jobs.write_array import JobResult, consolidate, job_counters, write_array
+from swiftzarr_batch.jobs.counters import job_counters
+from swiftzarr_batch.jobs.write_array import JobResult, consolidate, write_array
 from swiftzarr_batch.jobs.write_dataset import write_dataset
 from swiftzarr_batch.store import SwiftStore
 from swiftzarr_batch.swift.retry import RetryPolicy

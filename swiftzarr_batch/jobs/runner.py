@@ -1,32 +1,79 @@
-"""Run batches of keys as dask tasks on whichever scheduler is active, reporting progress.
+"""The one runner of the package's dask work: where it runs, how it is retried, what it cost.
 
-Copy and verify work on batches of a few hundred keys: each batch is one dask task that gets the
-(picklable) stores and a list of keys, and returns a small result (counts, problems). Memory is
-bounded by the batch and the per-task concurrency, never by the dataset. With a
-``distributed.Client`` active the tasks run on its workers (progress via ``as_completed``);
-otherwise on dask's local scheduler (progress via a scheduler callback).
+Two shapes of work go through it:
+
+- Batches of keys (copy, verify): ``run_batches`` makes each batch of a few hundred keys one
+  dask task that gets the (picklable) stores and a list of keys and returns a small result
+  (counts, problems), so memory is bounded by the batch and the per-task concurrency, never by
+  the dataset. ``Progress`` logs (and reports to a callback) as batches finish.
+- Lazy graphs (``write_array``, ``write_dataset``, ``consolidate``): a ``WriteJob`` carries one
+  job from its pre-flight token check to its result; ``run_job`` computes the graph's final
+  task and returns a ``JobResult``, or the graph is handed back when the caller asked for
+  ``compute=False``.
+
+With a ``distributed.Client`` active (``current_client``, from ``jobs.dask_api``;
+``dask_context`` opens one for a command) the tasks run on its workers and the scheduler
+retries a failed task (or one whose worker died); otherwise they run on dask's local
+scheduler, which has no task retries, so a failed job is re-run whole. Both are safe because
+every task's writes are idempotent. What a job cost (requests, bytes, retries, auth calls)
+comes from the one counters collector, ``jobs.counters``, over the client and every worker.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any, TypeVar
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
-import dask
+from dask.base import annotate
+from zarr.abc.store import Store
 
-from swiftzarr_batch.swift.session import process_counters
+from swiftzarr_batch.auth import check_token_lifetime
+from swiftzarr_batch.jobs.counters import Snapshot, counters_delta, snapshot
+from swiftzarr_batch.jobs.dask_api import (
+    DaskClient,
+    Delayed,
+    Future,
+    compute,
+    current_client,
+    shared_node,
+    task,
+)
+from swiftzarr_batch.store.swift_store import SwiftStore
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_RETRIES",
+    "JobClock",
+    "JobResult",
+    "Progress",
+    "ProgressCallback",
+    "WriteJob",
+    "batched",
+    "current_client",
+    "dask_context",
+    "format_bytes",
+    "job_token",
+    "run_batches",
+    "run_job",
+    "warn_if_token_expires_first",
+]
 
 R = TypeVar("R")
 ProgressCallback = Callable[[str, int, int, int], None]
 """``callback(label, done, total, bytes_done)``, called from the submitting thread."""
 
+DEFAULT_RETRIES = 2
+"""Task-level retries: on top of the store's request-level retries (``RetryPolicy``), a task that
+still fails (or whose worker died) is run again this many times before the job fails."""
 
+
+# -- batches of keys --------------------------------------------------------------------------
 class Progress:
     """Counts finished work and logs it at most every ``interval`` seconds (and at the end)."""
 
@@ -91,16 +138,6 @@ def batched(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def active_client() -> Any:
-    """The ``distributed.Client`` in use, or None (then dask's local scheduler runs tasks)."""
-    try:
-        from distributed import default_client
-
-        return default_client()
-    except (ImportError, ValueError):
-        return None
-
-
 def run_batches(
     func: Callable[..., R],
     batches: Sequence[Any],
@@ -110,15 +147,15 @@ def run_batches(
 ) -> list[R]:
     """Run ``func(batch, *shared)`` for every batch as dask tasks; results in completion order.
 
-    ``measure(result) -> (units, bytes)`` feeds ``progress``. The first task that raises stops
-    the run (pending tasks are cancelled) and its exception propagates.
+    ``shared`` objects (stores, options) are one graph node each, sent to a worker once, not
+    with every batch. ``measure(result) -> (units, bytes)`` feeds ``progress``. The first task
+    that raises stops the run (pending tasks are cancelled) and its exception propagates.
     """
     if not batches:
         return []
-    shared_nodes = [dask.delayed(obj, traverse=False) for obj in shared]
-    fn = dask.delayed(func, pure=False)
-    tasks = [fn(batch, *shared_nodes) for batch in batches]
-    client = active_client()
+    shared_nodes = [shared_node(obj) for obj in shared]
+    tasks = [task(func, batch, *shared_nodes, pure=False) for batch in batches]
+    client = current_client()
     results: list[R] = []
 
     def record(result: R) -> None:
@@ -131,7 +168,7 @@ def run_batches(
 
         futures = client.compute(tasks)
         try:
-            for future in as_completed(futures):
+            for future in cast(Callable[[list[Future]], Iterator[Future]], as_completed)(futures):
                 record(future.result())
         except BaseException:
             client.cancel(futures)
@@ -145,44 +182,18 @@ def run_batches(
             if key in wanted:
                 record(result)
 
-        with Callback(posttask=posttask):
-            dask.compute(*tasks)
+        on_task_done = cast(Callable[..., AbstractContextManager[object]], Callback)
+        with on_task_done(posttask=posttask):
+            compute(*tasks)
     if progress is not None:
         progress.finish()
     return results
 
 
-def _pid_counters() -> tuple[int, dict[str, int]]:
-    return os.getpid(), process_counters()
-
-
-def cluster_counters() -> dict[str, int]:
-    """Transport counters summed over this process and every dask worker process (once each).
-
-    Two snapshots taken around an operation give what it cost: requests, bytes both ways,
-    retries, re-authentications, errors, auth calls.
-    """
-    per_pid = dict([_pid_counters()])
-    client = active_client()
-    if client is not None:
-        try:
-            for pid, counters in client.run(_pid_counters).values():
-                per_pid[pid] = counters
-        except Exception as exc:
-            log.debug("could not collect worker counters: %s", type(exc).__name__)
-    total: dict[str, int] = {}
-    for counters in per_pid.values():
-        for name, value in counters.items():
-            total[name] = total.get(name, 0) + value
-    return total
-
-
-def counters_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
-    return {k: after.get(k, 0) - before.get(k, 0) for k in after}
-
-
 @contextmanager
-def dask_context(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
+def dask_context(
+    workers: int | None = None, scheduler: str | None = None
+) -> Iterator[DaskClient | None]:
     """Where tasks run for a command: a scheduler address, N local worker processes, or (by
     default) dask's threads in this process. Yields the ``distributed.Client`` or None.
 
@@ -195,18 +206,183 @@ def dask_context(workers: int | None = None, scheduler: str | None = None) -> It
         return
     from distributed import Client, LocalCluster
 
+    open_client = cast(Callable[[object], AbstractContextManager[DaskClient]], Client)
     if scheduler:
-        with Client(scheduler) as client:
+        with open_client(scheduler) as client:
             yield client
         return
+    open_cluster = cast(Callable[..., AbstractContextManager[object]], LocalCluster)
     with (
-        LocalCluster(
+        open_cluster(
             n_workers=workers,
             threads_per_worker=2,
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
         ) as cluster,
-        Client(cluster) as client,
+        open_client(cluster) as client,
     ):
         yield client
+
+
+# -- lazy graphs ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class JobResult:
+    """What a computed job did: wall time, tasks, zarr chunks written, and request counters.
+
+    ``counters`` are summed over the client and every worker process for the duration of the job
+    (requests, bytes_sent, bytes_received, retries, reauths, errors, auth_calls). The numbers of
+    a worker that died during the job are lost with it.
+    """
+
+    seconds: float
+    tasks: int
+    chunks: int | None
+    counters: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def chunks_per_second(self) -> float | None:
+        if self.chunks is None or self.seconds <= 0:
+            return None
+        return self.chunks / self.seconds
+
+
+@dataclass
+class JobClock:
+    """Started when a helper starts (before it writes metadata), so a job's numbers include it."""
+
+    client: DaskClient | None
+    before: Snapshot
+    start: float
+
+    @classmethod
+    def start_now(cls) -> JobClock:
+        client = current_client()
+        return cls(client, snapshot(client), time.perf_counter())
+
+
+def run_job(
+    lazy: Delayed,
+    *,
+    retries: int,
+    progress: bool,
+    tasks: int,
+    clock: JobClock | None = None,
+) -> JobResult:
+    """Compute ``lazy`` on the current client (task retries by the scheduler) or locally.
+
+    The local scheduler has no task retries; there a failed job is re-run whole, up to
+    ``retries`` more times (the writes are idempotent, so a re-run converges to the same data).
+    """
+    clock = clock or JobClock.start_now()
+    client = clock.client
+    if client is not None:
+        future = client.compute(lazy, retries=retries)
+        if progress:
+            from distributed import progress as show_progress
+
+            cast(Callable[[Future], None], show_progress)(future)
+        value = future.result()
+    else:
+        value = _compute_locally(lazy, retries=retries, progress=progress)
+    seconds = time.perf_counter() - clock.start
+    counters = counters_delta(clock.before, snapshot(client))
+    log.info("job of %d tasks finished in %.2f s: %s", tasks, seconds, counters)
+    return JobResult(
+        seconds=seconds,
+        tasks=tasks,
+        chunks=value if isinstance(value, int) else None,
+        counters=counters,
+    )
+
+
+def _compute_locally(lazy: Delayed, *, retries: int, progress: bool) -> Any:
+    from dask.diagnostics.progress import ProgressBar
+
+    progress_bar = cast(Callable[[], AbstractContextManager[object]], ProgressBar)
+    for attempt in range(retries + 1):
+        try:
+            with progress_bar() if progress else nullcontext():
+                (value,) = compute(lazy)
+            return value
+        except Exception as exc:
+            if attempt == retries:
+                raise
+            log.warning(
+                "local job failed (%s: %s); re-running it (%d of %d)",
+                type(exc).__name__,
+                exc,
+                attempt + 1,
+                retries,
+            )
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def warn_if_token_expires_first(store: Store, needs_seconds: float | None) -> None:
+    """The helpers' pre-flight check of a Swift store's token against the job's duration.
+
+    Other stores have no token to expire.
+    """
+    if needs_seconds is not None and isinstance(store, SwiftStore):
+        check_token_lifetime(store, needs_seconds)
+
+
+def job_token() -> str:
+    """A fresh key suffix: write tasks have side effects, so two jobs must never share keys.
+
+    It starts with a digit so dask's ``key_split`` (task groups in the dashboard and in
+    ``distributed.progress``) shows ``swiftzarr-write``/``swiftzarr-finish``, not the token.
+    """
+    return f"0{uuid.uuid4().hex[:11]}"
+
+
+@dataclass(frozen=True)
+class WriteJob:
+    """One write job, from its pre-flight check to its result: what ``write_array``,
+    ``write_dataset`` and ``consolidate`` share.
+
+    ``start`` checks the token against the job's expected duration and, when the job is to be
+    computed, starts its clock before any metadata is written (so the job's numbers include
+    it). Tasks are built under ``annotations()`` (the scheduler's task retries) with keys from
+    ``key()`` (unique to this job); ``finish(final)`` computes the graph ending in ``final`` or,
+    with ``compute=False``, returns it for the caller to run.
+    """
+
+    retries: int
+    compute: bool
+    progress: bool
+    clock: JobClock | None
+    token: str = field(default_factory=job_token)
+
+    @classmethod
+    def start(
+        cls,
+        store: Store,
+        *,
+        retries: int,
+        compute: bool,
+        progress: bool,
+        needs_seconds: float | None = None,
+    ) -> WriteJob:
+        warn_if_token_expires_first(store, needs_seconds)
+        return cls(retries, compute, progress, JobClock.start_now() if compute else None)
+
+    def key(self, name: str) -> str:
+        """A task key ``swiftzarr-<name>-<token>``, grouped by ``name`` in dask's displays."""
+        return f"swiftzarr-{name}-{self.token}"
+
+    def annotations(self) -> AbstractContextManager[None]:
+        """Build the job's tasks in this context: each carries the job's task retries."""
+        return annotate(retries=self.retries)
+
+    def finish(self, final: Delayed) -> JobResult | Delayed:
+        """``run_job`` on the graph ending in ``final``, or ``final`` itself if not computing."""
+        if not self.compute:
+            return final
+        return run_job(
+            final,
+            retries=self.retries,
+            progress=self.progress,
+            tasks=len(final.__dask_graph__()),
+            clock=self.clock,
+        )

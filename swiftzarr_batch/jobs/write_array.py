@@ -1,4 +1,4 @@
-"""Parallel writes from dask: one task per chunk-aligned block, one final task that consolidates.
+"""Parallel writes of a dask array: one task per chunk-aligned block, one final task.
 
 Why a helper and not just ``da.to_zarr``: a job on a cluster must (1) never let two tasks
 read-modify-write the same zarr chunk or shard (the later write silently undoes the earlier),
@@ -6,288 +6,57 @@ read-modify-write the same zarr chunk or shard (the later write silently undoes 
 stale hierarchy, (3) survive a failed task or a dead worker by re-running only that work, and
 (4) say afterwards what it cost. So: metadata is written by the client before any task runs,
 each block of the dask array becomes one task ``zarr_array[region] = block`` (blocks are checked
-to line up with chunk/shard edges, or rechunked on request), and one ``finish`` task depends on
-all of them. Writes are idempotent (a region always gets the same bytes), which is what makes
-task retries and whole-job re-runs safe.
+to line up with chunk/shard edges by ``jobs.alignment``, or rechunked on request), and one
+``finish`` task depends on all of them. Writes are idempotent (a region always gets the same
+bytes), which is what makes task retries and whole-job re-runs safe.
 
 The store travels to workers in every task (a ``SwiftStore`` pickles as storage URL + token, so
-the whole job authenticates once, on the client). ``JobResult.counters`` sums the request
-counters of the client and every worker over the job (``transport.process_counters``).
+the whole job authenticates once, on the client). Running the graph, retries and
+``JobResult`` are ``jobs.runner``'s; ``JobResult.counters`` sums the request counters of the
+client and every worker over the job (``jobs.counters``, from each process's
+``swift.session.process_counters``).
 
-Datasets (xarray) are in ``dask_datasets``; they share the alignment check and the runner here.
+Datasets (xarray) are in ``jobs.write_dataset``, which shares the alignment rule and the runner.
+``JobResult``, ``job_counters``, ``check_alignment`` and ``aligned_chunks`` are re-exported here,
+where they were first defined.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-import time
-import uuid
-from collections.abc import Sequence
-from contextlib import nullcontext
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, cast
 
-import dask
 import numpy as np
+import numpy.typing as npt
 import zarr
-from dask.delayed import Delayed
 
-from swiftzarr_batch.auth.chain import check_token_lifetime
-from swiftzarr_batch.errors import ChunkAlignmentError, ConfigurationError
-from swiftzarr_batch.swift.session import process_counters
+from swiftzarr_batch.errors import ConfigurationError
+from swiftzarr_batch.jobs.alignment import aligned_chunks, check_alignment
+from swiftzarr_batch.jobs.counters import job_counters
+from swiftzarr_batch.jobs.dask_api import Delayed, task
+from swiftzarr_batch.jobs.runner import DEFAULT_RETRIES, JobResult, WriteJob
 
 if TYPE_CHECKING:
     import dask.array as da
-    from distributed import Client
     from zarr.abc.store import Store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["JobResult", "consolidate", "job_counters", "write_array"]
-
-DEFAULT_RETRIES = 2
-"""Task-level retries: on top of the store's request-level retries (``RetryPolicy``), a task that
-still fails (or whose worker died) is run again this many times before the job fails."""
-
-
-@dataclass(frozen=True)
-class JobResult:
-    """What a computed job did: wall time, tasks, zarr chunks written, and request counters.
-
-    ``counters`` are summed over the client and every worker process for the duration of the job
-    (requests, bytes_sent, bytes_received, retries, reauths, errors, auth_calls). The numbers of
-    a worker that died during the job are lost with it.
-    """
-
-    seconds: float
-    tasks: int
-    chunks: int | None
-    counters: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def chunks_per_second(self) -> float | None:
-        if self.chunks is None or self.seconds <= 0:
-            return None
-        return self.chunks / self.seconds
+__all__ = [
+    "JobResult",
+    "aligned_chunks",
+    "check_alignment",
+    "consolidate",
+    "job_counters",
+    "write_array",
+]
 
 
-# -- counters across processes ----------------------------------------------------------------
-def _process_snapshot() -> tuple[int, dict[str, int]]:
-    """This process's counters, keyed by pid (a worker may share the client's process)."""
-    return os.getpid(), process_counters()
-
-
-def _snapshots(client: Client | None) -> dict[int, dict[str, int]]:
-    pid, counters = _process_snapshot()
-    found = {pid: counters}
-    if client is not None:  # a worker that can't answer (dying) is left out, not waited for
-        for answer in client.run(_process_snapshot, on_error="ignore").values():
-            wpid, wcounters = answer
-            found[wpid] = wcounters
-    return found
-
-
-def _sum(values: Sequence[dict[str, int]]) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for counters in values:
-        for name, value in counters.items():
-            total[name] = total.get(name, 0) + value
-    return total
-
-
-def _delta(before: dict[int, dict[str, int]], after: dict[int, dict[str, int]]) -> dict[str, int]:
-    """Per process ``after - before``; a process that is new (a restarted worker) counts fully."""
-    return _sum(
-        [
-            {k: v - before.get(pid, {}).get(k, 0) for k, v in counters.items()}
-            for pid, counters in after.items()
-        ]
-    )
-
-
-def job_counters(client: Client | None = None) -> dict[str, int]:
-    """Request counters of every SwiftStore in the client process and all workers, summed.
-
-    Cumulative since each process started (a job's own numbers are in ``JobResult.counters``).
-    ``client`` defaults to the current ``distributed`` client; without one, only this process.
-    """
-    client = client if client is not None else current_client()
-    return _sum(list(_snapshots(client).values()))
-
-
-# -- running a lazy job -----------------------------------------------------------------------
-def current_client() -> Client | None:
-    """The current ``distributed.Client``, or None (then dask's local scheduler is used)."""
-    try:
-        from distributed import default_client
-    except ImportError:  # pragma: no cover - distributed is a dependency
-        return None
-    try:
-        return default_client()
-    except ValueError:
-        return None
-
-
-@dataclass
-class JobClock:
-    """Started when a helper starts (before it writes metadata), so a job's numbers include it."""
-
-    client: Client | None
-    before: dict[int, dict[str, int]]
-    start: float
-
-    @classmethod
-    def start_now(cls) -> JobClock:
-        client = current_client()
-        return cls(client, _snapshots(client), time.perf_counter())
-
-
-def run_job(
-    lazy: Delayed,
-    *,
-    retries: int,
-    progress: bool,
-    tasks: int,
-    clock: JobClock | None = None,
-) -> JobResult:
-    """Compute ``lazy`` on the current client (task retries by the scheduler) or locally.
-
-    The local scheduler has no task retries; there a failed job is re-run whole, up to
-    ``retries`` more times (the writes are idempotent, so a re-run converges to the same data).
-    """
-    clock = clock or JobClock.start_now()
-    client = clock.client
-    if client is not None:
-        future = client.compute(lazy, retries=retries)
-        if progress:
-            from distributed import progress as show_progress
-
-            show_progress(future)
-        value = future.result()
-    else:
-        value = _compute_locally(lazy, retries=retries, progress=progress)
-    seconds = time.perf_counter() - clock.start
-    counters = _delta(clock.before, _snapshots(client))
-    log.info("job of %d tasks finished in %.2f s: %s", tasks, seconds, counters)
-    return JobResult(
-        seconds=seconds,
-        tasks=tasks,
-        chunks=value if isinstance(value, int) else None,
-        counters=counters,
-    )
-
-
-def _compute_locally(lazy: Delayed, *, retries: int, progress: bool) -> Any:
-    from dask.diagnostics import ProgressBar
-
-    for attempt in range(retries + 1):
-        try:
-            with ProgressBar() if progress else nullcontext():
-                (value,) = dask.compute(lazy)
-            return value
-        except Exception as exc:
-            if attempt == retries:
-                raise
-            log.warning(
-                "local job failed (%s: %s); re-running it (%d of %d)",
-                type(exc).__name__,
-                exc,
-                attempt + 1,
-                retries,
-            )
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def finish_or_return(
-    lazy: Delayed,
-    *,
-    compute: bool,
-    retries: int,
-    progress: bool,
-    tasks: int,
-    clock: JobClock | None = None,
-) -> JobResult | Delayed:
-    if not compute:
-        return lazy
-    return run_job(lazy, retries=retries, progress=progress, tasks=tasks, clock=clock)
-
-
-def warn_if_token_expires_first(store: Store, needs_seconds: float | None) -> None:
-    """The helpers' pre-flight check of a Swift store's token against the job's duration."""
-    if needs_seconds is not None and hasattr(store, "_session"):
-        check_token_lifetime(store, needs_seconds)
-
-
-def job_token() -> str:
-    """A fresh key suffix: write tasks have side effects, so two jobs must never share keys.
-
-    It starts with a digit so dask's ``key_split`` (task groups in the dashboard and in
-    ``distributed.progress``) shows ``swiftzarr-write``/``swiftzarr-finish``, not the token.
-    """
-    return f"0{uuid.uuid4().hex[:11]}"
-
-
-# -- chunk alignment --------------------------------------------------------------------------
-def check_alignment(
-    block_chunks: Sequence[Sequence[int]],
-    unit: Sequence[int],
-    *,
-    what: str,
-    offset: Sequence[int] | None = None,
-    dims: Sequence[str] | None = None,
-    unit_name: str = "chunk",
-) -> None:
-    """Raise ``ChunkAlignmentError`` unless every zarr chunk/shard is written by one block only.
-
-    ``block_chunks`` are dask's chunks, ``unit`` the zarr chunk (or shard) shape and ``offset``
-    where the blocks start in the zarr array. Each inner block edge must fall on a multiple of
-    the unit; the outer edges may not (one task owns a partial first or last chunk).
-    """
-    offset = offset or (0,) * len(unit)
-    for axis, (sizes, size, start) in enumerate(zip(block_chunks, unit, offset, strict=True)):
-        edge = start
-        for i, block in enumerate(sizes[:-1]):
-            edge += block
-            if size and edge % size:
-                name = f"dimension {dims[axis]!r}" if dims else f"axis {axis}"
-                first = edge - edge % size
-                raise ChunkAlignmentError(
-                    f"{what}: dask blocks {i} and {i + 1} along {name} meet at index {edge}, "
-                    f"inside zarr {unit_name} [{first}, {first + size}) of size {size}; both "
-                    "tasks would read-modify-write that object and one could undo the other. "
-                    f"Make dask chunks multiples of {size} (they are {_short(sizes)}), "
-                    "or pass rechunk=True"
-                )
-
-
-def aligned_chunks(sizes: Sequence[int], unit: int, offset: int = 0) -> tuple[int, ...]:
-    """Dask chunks covering ``sum(sizes)`` whose inner edges fall on multiples of ``unit``.
-
-    Blocks keep roughly the size of the original ones (rounded to whole units, at least one).
-    """
-    total = int(sum(sizes))
-    if total == 0 or unit <= 0:
-        return tuple(sizes) or (0,)
-    step = max(1, round(max(sizes) / unit)) * unit
-    first = step - offset % unit if offset % unit else step
-    out: list[int] = []
-    left, current = total, first
-    while left > 0:
-        out.append(min(current, left))
-        left -= out[-1]
-        current = step
-    return tuple(out)
-
-
-def _short(sizes: Sequence[int]) -> str:
-    shown = ", ".join(str(s) for s in sizes[:6])
-    return f"({shown}{', ...' if len(sizes) > 6 else ''})"
-
-
-# -- arrays -----------------------------------------------------------------------------------
-def _write_block(target: zarr.Array, block: np.ndarray, region: tuple[slice, ...]) -> int:
+def _write_block(
+    target: zarr.Array[Any], block: npt.NDArray[Any], region: tuple[slice, ...]
+) -> int:
     """One task: write one aligned block; returns how many zarr chunks it covered."""
     target[region] = block
     return (
@@ -300,15 +69,13 @@ def _write_block(target: zarr.Array, block: np.ndarray, region: tuple[slice, ...
 
 
 def _finish(store: Store, path: str, consolidated: bool, *written: int) -> int:
-    """The final task: runs after every write; consolidates exactly once if asked."""
+    """The final task: runs after every write; consolidates exactly once if asked.
+
+    Returns the number of zarr chunks written (0 for ``consolidate``, which writes none).
+    """
     if consolidated:
         zarr.consolidate_metadata(store, path=path or None)
     return int(sum(written))
-
-
-def _consolidate(store: Store, path: str) -> int:
-    zarr.consolidate_metadata(store, path=path or None)
-    return 0
 
 
 def _regions(chunks: Sequence[Sequence[int]]) -> list[tuple[slice, ...]]:
@@ -358,7 +125,9 @@ def write_array(
     (``TokenLifetimeWarning``) before anything is written if the token expires sooner and nothing
     can renew it on the workers.
     """
-    warn_if_token_expires_first(store, needs_seconds)
+    job = WriteJob.start(
+        store, retries=retries, compute=compute, progress=progress, needs_seconds=needs_seconds
+    )
     if mode not in ("w", "w-"):
         raise ConfigurationError(f"write_array: mode must be 'w' or 'w-', got {mode!r}")
     if not hasattr(darr, "to_delayed") or not hasattr(darr, "chunks"):
@@ -369,7 +138,6 @@ def write_array(
             "write_array: consolidated=True needs a path: an array at the "
             "store's root has no group to consolidate"
         )
-    clock = JobClock.start_now() if compute else None
     chunk_shape = (
         tuple(int(c) for c in chunks) if chunks else tuple(max(1, c[0]) for c in darr.chunks)
     )
@@ -379,9 +147,8 @@ def write_array(
             f"write_array: {unit_name} shape {unit} does not match the array's {darr.ndim} dims"
         )
     if rechunk:
-        darr = darr.rechunk(
-            tuple(aligned_chunks(c, u) for c, u in zip(darr.chunks, unit, strict=True))
-        )
+        aligned = tuple(aligned_chunks(c, u) for c, u in zip(darr.chunks, unit, strict=True))
+        darr = cast(Callable[[tuple[tuple[int, ...], ...]], "da.Array"], darr.rechunk)(aligned)
     check_alignment(
         darr.chunks, unit, what=f"array {path!r}", dims=dimension_names, unit_name=unit_name
     )
@@ -401,28 +168,16 @@ def write_array(
         overwrite=mode == "w",
         **optional,
     )
-    token = job_token()
-    blocks = darr.to_delayed().ravel()
+    blocks = cast(Callable[[], npt.NDArray[np.object_]], darr.to_delayed)().ravel()
     regions = _regions(darr.chunks)
-    with dask.annotate(retries=retries):
+    with job.annotations():
         writes = [
-            dask.delayed(_write_block)(
-                target, block, region, dask_key_name=(f"swiftzarr-write-{token}", i)
-            )
+            task(_write_block, target, block, region, key=(job.key("write"), i))
             for i, (block, region) in enumerate(zip(blocks, regions, strict=True))
         ]
-        final = dask.delayed(_finish)(
-            store, "", consolidated, *writes, dask_key_name=f"swiftzarr-finish-{token}"
-        )
+        final = task(_finish, store, "", consolidated, *writes, key=job.key("finish"))
     log.debug("write_array %s: %d block tasks + finish", path, len(writes))
-    return finish_or_return(
-        final,
-        compute=compute,
-        retries=retries,
-        progress=progress,
-        tasks=len(final.__dask_graph__()),
-        clock=clock,
-    )
+    return job.finish(final)
 
 
 def consolidate(
@@ -438,8 +193,7 @@ def consolidate(
     One task (lists the hierarchy, reads every node's metadata, writes ``.zmetadata`` for zarr
     format 2 or the root ``zarr.json``'s consolidated_metadata for format 3).
     """
-    with dask.annotate(retries=retries):
-        lazy = dask.delayed(_consolidate)(
-            store, path.strip("/"), dask_key_name=f"swiftzarr-consolidate-{job_token()}"
-        )
-    return finish_or_return(lazy, compute=compute, retries=retries, progress=progress, tasks=1)
+    job = WriteJob.start(store, retries=retries, compute=compute, progress=progress)
+    with job.annotations():
+        lazy = task(_finish, store, path.strip("/"), True, key=job.key("consolidate"))
+    return job.finish(lazy)

@@ -26,24 +26,15 @@ import warnings
 from collections.abc import Hashable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-import dask
 import numpy as np
 import zarr
-from dask.delayed import Delayed
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from swiftzarr_batch.errors import AppendConflictError, ChunkAlignmentError, ConfigurationError
-from swiftzarr_batch.jobs.write_array import (
-    DEFAULT_RETRIES,
-    JobClock,
-    JobResult,
-    aligned_chunks,
-    check_alignment,
-    finish_or_return,
-    job_token,
-    warn_if_token_expires_first,
-)
+from swiftzarr_batch.jobs.alignment import aligned_chunks, check_alignment
+from swiftzarr_batch.jobs.dask_api import Delayed, task
+from swiftzarr_batch.jobs.runner import DEFAULT_RETRIES, JobResult, WriteJob
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -91,7 +82,9 @@ def write_dataset(
     ``compute=False`` the metadata (and an append's resize) is written now and the returned
     ``Delayed`` writes the data and consolidates. ``needs_seconds``: as in ``write_array``.
     """
-    warn_if_token_expires_first(store, needs_seconds)
+    job = WriteJob.start(
+        store, retries=retries, compute=compute, progress=progress, needs_seconds=needs_seconds
+    )
     if mode not in ("w", "a"):
         raise ConfigurationError(f"write_dataset: mode must be 'w' or 'a', got {mode!r}")
     if (append_dim is not None or region is not None) and mode != "a":
@@ -101,7 +94,6 @@ def write_dataset(
     if region is not None and not all(isinstance(s, slice) for s in region.values()):
         raise TypeError(f"region must map dimension names to slices, got {dict(region)!r}")
     path = path.strip("/")
-    clock = JobClock.start_now() if compute else None
     pending: str | None = None
     kwargs: dict[str, Any] = {}
     if mode == "w":
@@ -111,26 +103,20 @@ def write_dataset(
         ds, region, pending = _prepare_append(ds, store, path, append_dim, rechunk)
         kwargs = {"mode": "a", "region": region}
     else:
-        group = _open_group(store, path)
-        units = _existing_units(ds, group)
+        arrays = dict(_open_group(store, path).arrays())
+        units = _existing_units(ds, arrays)
         if region:
-            _check_region_edges(ds, group, region, units)
+            _check_region_edges(ds, arrays, region, units)
         offsets = {d: s.start or 0 for d, s in (region or {}).items()}
         ds = _align(ds, units, offsets, rechunk)
         kwargs = {"mode": "a", "region": dict(region) if region else None}
 
-    token = job_token()
-    with dask.annotate(retries=retries), warnings.catch_warnings():
+    with job.annotations(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", _NOT_A_NODE)
         writes = ds.to_zarr(store, group=path or None, compute=False, consolidated=False, **kwargs)
-        final = dask.delayed(_finish_dataset)(
-            store, consolidated, pending, writes, dask_key_name=f"swiftzarr-finish-{token}"
-        )
-    tasks = len(final.__dask_graph__())
-    log.debug("write_dataset %s (%s): %d tasks", path or "/", mode, tasks)
-    return finish_or_return(
-        final, compute=compute, retries=retries, progress=progress, tasks=tasks, clock=clock
-    )
+        final = task(_finish_dataset, store, consolidated, pending, writes, key=job.key("finish"))
+    log.debug("write_dataset %s (%s): %d tasks", path or "/", mode, len(final.__dask_graph__()))
+    return job.finish(final)
 
 
 def _finish_dataset(store: Store, consolidated: bool, pending: str | None, _writes: Any) -> None:
@@ -165,13 +151,13 @@ def _new_units(ds: xr.Dataset, encoding: Mapping[Hashable, Mapping[str, Any]] | 
     return units
 
 
-def _existing_units(ds: xr.Dataset, group: zarr.Group) -> Units:
+def _existing_units(ds: xr.Dataset, arrays: Mapping[str, zarr.Array[Any]]) -> Units:
+    """Write unit (shard or chunk shape) of each dask variable's stored array."""
     units: Units = {}
-    names = set(group.array_keys())
     for name, var in ds.variables.items():
-        if var.chunks is None or str(name) not in names:
+        if var.chunks is None or str(name) not in arrays:
             continue
-        arr = group[str(name)]
+        arr = arrays[str(name)]
         shards = getattr(arr, "shards", None)
         units[name] = (tuple(shards), "shard") if shards else (tuple(arr.chunks), "chunk")
     return units
@@ -184,16 +170,20 @@ def _align(
     replaced: dict[Hashable, Any] = {}
     for name, (unit, kind) in units.items():
         var = ds.variables[name]
+        chunks = var.chunks
+        if chunks is None:  # units are of dask variables only
+            continue
         starts = [offsets.get(d, 0) for d in var.dims]
         if rechunk:
             target = tuple(
-                aligned_chunks(c, u, o) for c, u, o in zip(var.chunks, unit, starts, strict=True)
+                aligned_chunks(c, u, o) for c, u, o in zip(chunks, unit, starts, strict=True)
             )
-            if target != var.chunks:
+            if target != chunks:
                 var = var.chunk(dict(zip(var.dims, target, strict=True)))
                 replaced[name] = var
+                chunks = target
         check_alignment(
-            var.chunks,
+            chunks,
             unit,
             what=f"variable {name!r}",
             offset=starts,
@@ -208,7 +198,10 @@ def _align(
 
 
 def _check_region_edges(
-    ds: xr.Dataset, group: zarr.Group, region: Mapping[Hashable, slice], units: Units
+    ds: xr.Dataset,
+    arrays: Mapping[str, zarr.Array[Any]],
+    region: Mapping[Hashable, slice],
+    units: Units,
 ) -> None:
     """A region must start and end on chunk (shard) edges (or at the array's end).
 
@@ -217,7 +210,7 @@ def _check_region_edges(
     """
     for name, (unit, kind) in units.items():
         var = ds.variables[name]
-        shape = group[str(name)].shape
+        shape = arrays[str(name)].shape
         for axis, dim in enumerate(var.dims):
             if dim not in region:
                 continue
@@ -238,11 +231,13 @@ def _open_group(store: Store, path: str) -> zarr.Group:
         return zarr.open_group(store, path=path or None, mode="r+", use_consolidated=False)
 
 
-def _array_dims(arr: zarr.Array) -> tuple[str, ...]:
+def _array_dims(arr: zarr.Array[Any]) -> tuple[str, ...]:
+    """An array's dimension names: zarr 3 metadata, or xarray's attribute in zarr 2."""
     names = getattr(arr.metadata, "dimension_names", None)
     if names:
         return tuple(names)
-    return tuple(arr.attrs.get("_ARRAY_DIMENSIONS", ()))
+    attr = arr.attrs.get("_ARRAY_DIMENSIONS", ())
+    return tuple(str(d) for d in attr) if isinstance(attr, list | tuple) else ()
 
 
 def _prepare_append(
@@ -294,7 +289,7 @@ def _prepare_append(
     ds = ds.drop_vars([n for n, v in ds.variables.items() if dim not in v.dims])
     if dim in ds.indexes:  # region writes skip indexes; the new labels must be written too
         ds = ds.drop_indexes([dim])
-    ds = _align(ds, _existing_units(ds, group), {dim: start}, rechunk)
+    ds = _align(ds, _existing_units(ds, arrays), {dim: start}, rechunk)
     if claim is None:
         record = {
             "dim": str(dim),
@@ -319,7 +314,7 @@ def _prepare_append(
     for name, axis in with_dim.items():
         arr = arrays[name]
         if arr.shape[axis] != end:
-            arr.resize(arr.shape[:axis] + (end,) + arr.shape[axis + 1 :])
+            arr.resize((*arr.shape[:axis], end, *arr.shape[axis + 1 :]))
     return ds, {dim: slice(start, end)}, key
 
 
@@ -327,7 +322,7 @@ def _append_start(
     store: Store,
     path: str,
     dim: Hashable,
-    arrays: dict[str, zarr.Array],
+    arrays: dict[str, zarr.Array[Any]],
     with_dim: dict[str, int],
     labels: np.ndarray | None,
     where: str,

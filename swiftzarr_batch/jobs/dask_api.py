@@ -1,0 +1,89 @@
+"""The dask and distributed calls that more than one job module makes, typed in one place.
+
+dask and distributed ship ``py.typed`` but leave most functions unannotated, so ``mypy
+--strict`` refuses to call them from typed code. Rather than silence every call site, this
+module states, once, the signature the jobs rely on (as documented by dask) and the job
+modules import from here: ``task``/``shared_node`` build graph nodes, ``compute`` runs them on
+dask's local scheduler, ``current_client`` finds the ``distributed.Client`` that runs them on a
+cluster, and ``DaskClient``/``Future`` are the parts of a client the jobs call.
+
+``distributed`` is imported only when a client is looked for: ``import swiftzarr_batch`` does
+not load it, and a write on dask's local scheduler never needs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any, Literal, Protocol, TypeVar, cast, overload
+
+from dask.base import compute as _dask_compute
+from dask.delayed import Delayed
+from dask.delayed import delayed as _dask_delayed
+
+__all__ = ["DaskClient", "Delayed", "Future", "compute", "current_client", "shared_node", "task"]
+
+T = TypeVar("T")
+OnError = Literal["raise", "return", "ignore"]
+
+_delayed = cast(Callable[..., Any], _dask_delayed)
+_compute = cast(Callable[..., tuple[Any, ...]], _dask_compute)
+
+
+class Future(Protocol):
+    """A ``distributed.Future``: the jobs only wait for its result."""
+
+    def result(self) -> Any: ...
+
+
+class DaskClient(Protocol):
+    """The part of ``distributed.Client`` the jobs call (any ``distributed.Client`` is one)."""
+
+    @overload
+    def compute(self, collections: Delayed, *, retries: int = ...) -> Future: ...
+    @overload
+    def compute(self, collections: list[Delayed], *, retries: int = ...) -> list[Future]: ...
+    def run(self, function: Callable[[], T], *, on_error: OnError = ...) -> dict[str, T]: ...
+    def cancel(self, futures: list[Future]) -> Any: ...
+
+
+def current_client() -> DaskClient | None:
+    """The current ``distributed.Client``, or None (then dask's local scheduler runs tasks)."""
+    try:
+        from distributed import default_client
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        return None
+    try:
+        return cast(Callable[[], DaskClient], default_client)()
+    except ValueError:  # no client was started in this process
+        return None
+
+
+def task(
+    func: Callable[..., Any],
+    *args: Any,
+    key: Hashable | None = None,
+    pure: bool | None = None,
+) -> Delayed:
+    """One task ``func(*args)``; arguments that are ``Delayed`` become its dependencies.
+
+    ``key`` names the task (``dask_key_name``); without one dask derives it, from the arguments
+    when ``pure`` or at random when ``pure=False`` (a task with side effects must never be
+    merged with another that happens to get the same arguments).
+    """
+    call = _delayed(func, pure=pure)
+    if key is None:
+        return cast(Delayed, call(*args))
+    return cast(Delayed, call(*args, dask_key_name=key))
+
+
+def shared_node(obj: Any) -> Delayed:
+    """``obj`` as one graph node that many tasks depend on: sent to the workers once.
+
+    Not traversed: a store or a list of keys is passed as it is, not taken apart into tasks.
+    """
+    return cast(Delayed, _delayed(obj, traverse=False))
+
+
+def compute(*lazy: Delayed) -> tuple[Any, ...]:
+    """``dask.compute`` on the active scheduler: the values of ``lazy``, in order."""
+    return _compute(*lazy)
