@@ -24,8 +24,15 @@ from zarr.errors import NodeNotFoundError
 
 from swiftzarr_batch.errors import ConfigurationError
 from swiftzarr_batch.jobs.runner import Progress, dask_context, format_bytes
-from swiftzarr_batch.store.locations import open_store, parse_swift_url, swift_credentials
-from swiftzarr_batch.store.swift_store import SwiftStore
+from swiftzarr_batch.store.locations import (
+    open_session,
+    open_store,
+    parse_swift_url,
+    swift_credentials,
+)
+from swiftzarr_batch.store.objects import swift_objects
+from swiftzarr_batch.swift.account import list_containers
+from swiftzarr_batch.swift.session import SwiftSession
 from swiftzarr_batch.transfer.copy import CopyError, copy_store
 from swiftzarr_batch.transfer.objects import ObjectInfo, delete_keys, describe, list_objects
 from swiftzarr_batch.transfer.verify import verify_store
@@ -88,9 +95,9 @@ def token(args: argparse.Namespace) -> int:
 # -- ls / du / tree ---------------------------------------------------------------------------
 def ls(args: argparse.Namespace) -> int:
     if urlsplit(args.url).scheme == "swift" and not parse_swift_url(args.url).container:
-        for entry in sync(_list_containers(args.url)):
-            size = f"{_size(entry['bytes']):>10}  {entry['count']:>9}  " if args.long else ""
-            print(f"{size}{entry['name']}/")
+        for entry in sync(_containers(open_session(args.url))):
+            counts = f"{_size(entry['bytes']):>10}  {entry['count']:>9}  " if args.long else ""
+            print(f"{counts}{entry['name']}/")
         return 0
     store = open_store(args.url, read_only=True)
     for name, size in sync(_first_level(store)):
@@ -99,38 +106,14 @@ def ls(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _list_containers(url: str) -> list[dict[str, Any]]:
-    loc = parse_swift_url(url)
-    # any container name will do to reach the account: the listing is account-level
-    store = open_store(
-        f"swift://x?account={loc.account}" if loc.account else "swift://x", read_only=True
-    )
-    assert isinstance(store, SwiftStore)
-    session = await store.asession()
-    found: list[dict[str, Any]] = []
-    marker = ""
-    while True:
-        params = {"format": "json", **({"marker": marker} if marker else {})}
-        resp = await session.request("GET", "", params=params)
-        page = json.loads(resp.body) if resp.body else []
-        if not page:
-            return found
-        found += page
-        marker = page[-1]["name"]
+async def _containers(session: SwiftSession) -> list[dict[str, Any]]:
+    return [entry async for entry in list_containers(session)]
 
 
 async def _first_level(store: Store) -> list[tuple[str, int | None]]:
-    if isinstance(store, SwiftStore):
-        container = await store.swift_container()
-        base = f"{store.prefix}/" if store.prefix else ""
-        out = []
-        async for page in container.list_pages(base, delimiter="/"):
-            for e in page:
-                if "subdir" in e:
-                    out.append((e["subdir"][len(base) :], None))
-                else:
-                    out.append((e["name"][len(base) :], int(e["bytes"])))
-        return out
+    swift = swift_objects(store)
+    if swift is not None:  # one delimiter listing, sizes included
+        return [entry async for entry in swift.first_level()]
     out: list[tuple[str, int | None]] = []
     for name in sorted({n async for n in store.list_dir("")}):
         if await anext(aiter(store.list_prefix(f"{name}/")), None) is not None:
@@ -182,7 +165,7 @@ def tree(args: argparse.Namespace) -> int:
     return 0
 
 
-def _array_line(a: zarr.Array) -> str:
+def _array_line(a: zarr.Array[Any]) -> str:
     shards = f" shards={a.shards}" if getattr(a, "shards", None) else ""
     return f"{a.shape} {a.dtype} chunks={a.chunks}{shards}"
 

@@ -14,10 +14,10 @@ import argparse
 import logging
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from swiftzarr_batch.cli import commands
-from swiftzarr_batch.testing import swift_server as server
+from swiftzarr_batch.testing import serve as server
 
 EXIT_INTERRUPTED = 130
 
@@ -63,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, help: str, func) -> argparse.ArgumentParser:
+    def add(
+        name: str, help: str, func: Callable[[argparse.Namespace], int]
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         _common(p, top=False)
         p.set_defaults(func=func)

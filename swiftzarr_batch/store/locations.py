@@ -6,6 +6,10 @@
   ``env_prefix="SRC_"`` reads ``SRC_ST_AUTH``, ... instead, for a second cluster.
 - ``/a/path``, ``./rel``, ``file:///a/path``: a zarr LocalStore.
 - any other ``scheme://...`` fsspec understands (``s3://``, ``memory://``, ...): an FsspecStore.
+
+``open_session("swift://")`` gives the ``SwiftSession`` of the account a URL names (its
+container may be empty), for account-level requests such as the container listing: the same
+credentials, account and session a store of that URL would use, without opening a store.
 """
 
 from __future__ import annotations
@@ -14,20 +18,30 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from zarr.abc.store import Store
 
 from swiftzarr_batch.auth import (
     CredentialProvider,
+    ResolvedAuth,
     Token,
     cached_authenticate,
     resolve_credentials,
 )
 from swiftzarr_batch.errors import ConfigurationError
 from swiftzarr_batch.store.swift_store import SwiftStore
+from swiftzarr_batch.swift.session import SwiftSession, TransportOptions, get_session
 
-__all__ = ["SwiftLocation", "open_store", "parse_swift_url", "prefixed_env"]
+__all__ = [
+    "SwiftLocation",
+    "open_session",
+    "open_store",
+    "parse_swift_url",
+    "prefixed_env",
+    "swift_credentials",
+]
 
 
 @dataclass(frozen=True)
@@ -75,7 +89,7 @@ class _OtherAccount:
     def __repr__(self) -> str:
         return f"_OtherAccount({self.inner!r}, {self.account!r})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("credential providers holding keys are not picklable")
 
     def authenticate(self) -> Token:
@@ -122,27 +136,46 @@ def _swift_store(url: str, *, read_only: bool, env: Mapping[str, str]) -> SwiftS
     loc = parse_swift_url(url)
     if not loc.container:
         raise ConfigurationError(f"{url!r} names no container; use swift://CONTAINER/PREFIX")
-    resolved = resolve_credentials(
-        authurl=None, user=None, key=None, preauthurl=None, preauthtoken=None, env=dict(env)
-    )
-    if resolved.token is not None:
-        token = resolved.token
-        url_ = _with_account(token.storage_url, loc.account) if loc.account else token.storage_url
+    token, provider = _account_credentials(loc, env)
+    if token is not None:
         return SwiftStore(
             loc.container,
             loc.prefix,
-            preauthurl=url_,
+            preauthurl=token.storage_url,
             preauthtoken=token.token,
             read_only=read_only,
         )
-    provider = resolved.provider
-    assert provider is not None
-    if loc.account:
-        provider = _OtherAccount(provider, loc.account)
     return SwiftStore(loc.container, loc.prefix, credential_provider=provider, read_only=read_only)
 
 
-def swift_credentials(env_prefix: str = "", env: Mapping[str, str] | None = None):
+def _account_credentials(
+    loc: SwiftLocation, env: Mapping[str, str]
+) -> tuple[Token | None, CredentialProvider | None]:
+    """A token for ``loc``'s account (from the environment), or else (None, a provider)."""
+    resolved = swift_credentials(env=env)
+    if resolved.token is not None:
+        token = resolved.token
+        url = _with_account(token.storage_url, loc.account) if loc.account else token.storage_url
+        return Token(url, token.token), None
+    provider = resolved.provider
+    assert provider is not None  # resolve_credentials gives a token or a provider
+    return None, _OtherAccount(provider, loc.account) if loc.account else provider
+
+
+def open_session(
+    url: str, *, env_prefix: str = "", env: Mapping[str, str] | None = None
+) -> SwiftSession:
+    """The process's ``SwiftSession`` for the account of ``swift://[CONTAINER/...][?account=]``
+    (authenticating once per process, blocking), with a store's default transport options:
+    for account-level requests (``swift.account.list_containers``)."""
+    token, provider = _account_credentials(parse_swift_url(url), prefixed_env(env_prefix, env))
+    if token is None:
+        assert provider is not None
+        token = cached_authenticate(provider)
+    return get_session(token, provider, TransportOptions())
+
+
+def swift_credentials(env_prefix: str = "", env: Mapping[str, str] | None = None) -> ResolvedAuth:
     """The ResolvedAuth the environment (with ``env_prefix``) gives (for ``swiftzarr token``)."""
     return resolve_credentials(
         authurl=None,

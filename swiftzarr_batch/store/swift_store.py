@@ -2,13 +2,17 @@
 
 Keys map to objects ``<prefix>/<key>`` in one container. The store is a thin translation of
 zarr's Store ABC onto ``SwiftContainer``; the data path (pooling, retries, MD5, re-auth) is
-``transport``'s. It is picklable for dask: a pickle carries the storage URL and token, never a
-user key, and unpickled copies in one process share one connection pool.
+``swift.session``'s. What Swift can do beyond the ABC (listings with MD5s, server-side copies,
+bulk deletes...) is offered to other rooms by ``store.objects.swift_objects``, not here.
+
+It is picklable for dask: a pickle carries the storage URL and token, never a user key, and
+unpickled copies in one process share one connection pool.
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, Self
@@ -40,7 +44,7 @@ from swiftzarr_batch.swift.names import (
 )
 from swiftzarr_batch.swift.retry import RetryPolicy
 from swiftzarr_batch.swift.session import SwiftSession, TransportOptions, get_session
-from swiftzarr_batch.swift.status import RANGE_NOT_SATISFIABLE
+from swiftzarr_batch.swift.status import is_range_not_satisfiable, range_ignored
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +243,10 @@ class SwiftStore(Store):
         """The Swift object name of zarr ``key`` (validated; raises ``InvalidNameError``)."""
         return object_name(self.prefix, validate_key(key))
 
-    def _list_base(self) -> str:
+    @property
+    def listing_base(self) -> str:
+        """What every object name of this store starts with: ``prefix/``, or "" at the
+        container's root (a listing prefix, unlike ``object_name``, which needs a key)."""
         return f"{self.prefix}/" if self.prefix else ""
 
     def _check_writable(self) -> None:
@@ -300,9 +307,9 @@ class SwiftStore(Store):
         if resp is None:
             return None
         body = resp.body
-        if resp.status == RANGE_NOT_SATISFIABLE:
+        if is_range_not_satisfiable(resp.status):
             body = b""
-        elif resp.status == 200 and range_header is not None:  # server ignored Range
+        elif range_ignored(resp.status, range_header):  # the whole body: cut the range out
             body = _slice(body, byte_range)
         return prototype.buffer.from_bytes(body)
 
@@ -345,7 +352,9 @@ class SwiftStore(Store):
         self._check_writable()
         await self._put(self.object_name(key), _body(value), if_none_match=True)
 
-    async def _put(self, name: str, body: bytes | memoryview, *, if_none_match: bool = False):
+    async def _put(
+        self, name: str, body: bytes | memoryview, *, if_none_match: bool = False
+    ) -> bool:
         container = await self.swift_container()
         if len(body) > large_objects.SMALL_ENOUGH:  # only then can it exceed max_file_size
             limit = await large_objects.limits(container.session)
@@ -371,14 +380,17 @@ class SwiftStore(Store):
             await container.delete(name)
 
     async def delete_dir(self, prefix: str) -> None:
-        """Delete every key under ``prefix`` with bulk deletes (10 000 objects per request)."""
+        """Delete every key under ``prefix`` with bulk deletes (up to 1 000 names per request,
+        10 requests at a time; see ``SwiftContainer.bulk_delete``), large objects with their
+        segments."""
         self._check_writable()
         container = await self.swift_container()
-        base = self._list_base()
+        base = self.listing_base
         if prefix:
             validate_key(prefix)
             base = f"{base}{prefix.rstrip('/')}/"
-        names, large = [], []
+        names: builtins.list[str] = []
+        large: builtins.list[str] = []
         async for page in container.list_pages(base):
             for entry in page:
                 (large if large_objects.is_large(entry) else names).append(entry["name"])
@@ -395,20 +407,20 @@ class SwiftStore(Store):
     def _prefix_for(self, prefix: str) -> str:
         if prefix:
             validate_key(prefix)
-        return self._list_base() + prefix
+        return self.listing_base + prefix
 
     async def list(self) -> AsyncIterator[str]:
         async for key in self.list_prefix(""):
             yield key
 
     async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
-        cut = len(self._list_base())
+        cut = len(self.listing_base)
         async for page in (await self.swift_container()).list_pages(self._prefix_for(prefix)):
             for entry in page:
                 yield entry["name"][cut:]
 
     async def list_dir(self, prefix: str) -> AsyncIterator[str]:
-        base = self._list_base()
+        base = self.listing_base
         if prefix.strip("/"):
             validate_key(prefix)
             base = f"{base}{prefix.strip('/')}/"
@@ -421,19 +433,19 @@ class SwiftStore(Store):
                     yield child
 
     # -- seed helpers (the original zarrswift API) -------------------------------------------
-    def listdir(self, path: str = "") -> list[str]:
+    def listdir(self, path: str = "") -> builtins.list[str]:
         """First-level names under ``path`` (``store.listdir()`` of the original zarrswift)."""
 
-        async def collect() -> list[str]:
+        async def collect() -> builtins.list[str]:
             return sorted({name async for name in self.list_dir(path)})
 
         return sync(collect())
 
-    def walk(self, path: str = "") -> list[str]:
+    def walk(self, path: str = "") -> builtins.list[str]:
         """Every key under ``path``, sorted (``store._walk()`` of the original zarrswift)."""
         prefix = f"{path.strip('/')}/" if path.strip("/") else ""
 
-        async def collect() -> list[str]:
+        async def collect() -> builtins.list[str]:
             return sorted([key async for key in self.list_prefix(prefix)])
 
         return sync(collect())
@@ -469,7 +481,7 @@ def _range_header(byte_range: ByteRequest | None) -> str | None:
     raise TypeError(f"Unexpected byte_range, got {byte_range!r}")
 
 
-def _slice(body: bytes, byte_range: ByteRequest | None) -> bytes:
+def _slice(body: bytes | bytearray, byte_range: ByteRequest | None) -> bytes | bytearray:
     if isinstance(byte_range, RangeByteRequest):
         return body[byte_range.start : byte_range.end]
     if isinstance(byte_range, OffsetByteRequest):

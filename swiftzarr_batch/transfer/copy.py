@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -23,21 +23,19 @@ from zarr.abc.store import Store
 from zarr.core.sync import sync
 
 from swiftzarr_batch.errors import ConfigurationError, ReadOnlyError, SwiftZarrError
+from swiftzarr_batch.jobs.counters import cluster_counters, counters_delta
 from swiftzarr_batch.jobs.runner import (
     Progress,
     ProgressCallback,
     batched,
-    cluster_counters,
-    counters_delta,
     format_bytes,
     run_batches,
 )
 from swiftzarr_batch.store.keys import is_lock_key, is_metadata_key, join, metadata_tiers
-from swiftzarr_batch.store.swift_store import SwiftStore
+from swiftzarr_batch.store.objects import CopySource, swift_objects
 from swiftzarr_batch.transfer.copy_tasks import (
     BatchResult,
     Item,
-    ServerSideRoute,
     TaskOptions,
     compare_batch,
     copy_batch,
@@ -306,8 +304,9 @@ class _CopyRun:
 
     # -- copy -------------------------------------------------------------------------------
     def copy(self) -> None:
-        if isinstance(self.dest, SwiftStore) and self.to_copy:  # once, not in every task
-            sync(_ensure_container(self.dest))
+        swift_dest = swift_objects(self.dest)
+        if swift_dest is not None and self.to_copy:  # once, not in every task
+            sync(swift_dest.ensure_container())
         data = [_item(i) for i in self.to_copy if not is_metadata_key(i.key)]
         meta = {i.key: _item(i) for i in self.to_copy if is_metadata_key(i.key)}
         self._run_copy(
@@ -329,7 +328,9 @@ class _CopyRun:
                 self.summary,
             )
 
-    def _run_copy(self, label: str, batches: list[list[list[Item]]], total: int) -> None:
+    def _run_copy(
+        self, label: str, batches: Sequence[Sequence[Sequence[Item]]], total: int
+    ) -> None:
         results = run_batches(
             copy_batch,
             batches,
@@ -409,19 +410,17 @@ class _CopyRun:
         if not keys:
             return []
 
+        swift_dest = swift_objects(self.dest)
+
         async def still_bad(key: str) -> bool:
             size, md5 = self.learned.get(key, (self.src[key].size, self.src[key].md5))
             dst_key = join(self.opts.dest_path, key)
-            if isinstance(self.dest, SwiftStore):
-                container = await self.dest.swift_container()
-                resp = await container.head(self.dest.object_name(dst_key))
-                if resp is None:
-                    return True
-                etag = resp.headers.get("Etag", "").strip('"')
-                return (md5 is not None and etag != md5) or (
-                    size is not None and int(resp.headers["Content-Length"]) != size
-                )
-            return not await self.dest.exists(dst_key)
+            if swift_dest is None:
+                return not await self.dest.exists(dst_key)
+            got = await swift_dest.head(dst_key)  # its ETag is its MD5 (large objects: none)
+            return got is None or (
+                (md5 is not None and got.md5 != md5) or (size is not None and got.size != size)
+            )
 
         async def check_all() -> list[str]:
             return [k for k in keys if await still_bad(k)]
@@ -429,25 +428,16 @@ class _CopyRun:
         return sync(check_all())
 
 
-async def _ensure_container(store: SwiftStore) -> None:
-    await (await store.swift_container()).ensure_exists()
-
-
 def _item(info: ObjectInfo) -> Item:
     return (info.key, info.size, info.md5)
 
 
-def _server_side_route(source: Store, dest: Store, wanted: bool | None) -> ServerSideRoute | None:
-    """A route for server-side copies when both are Swift stores on one cluster, one token."""
+def _server_side_route(source: Store, dest: Store, wanted: bool | None) -> CopySource | None:
+    """Where to copy from server-side: both Swift stores, on one cluster, with one token."""
+    src, dst = swift_objects(source), swift_objects(dest)
     route = None
-    if wanted is not False and isinstance(source, SwiftStore) and isinstance(dest, SwiftStore):
-        src_token, dst_token = source.session.token, dest.session.token
-        src_base, src_account = src_token.storage_url.rstrip("/").rsplit("/", 1)
-        dst_base, dst_account = dst_token.storage_url.rstrip("/").rsplit("/", 1)
-        if src_base == dst_base and src_token.token == dst_token.token:
-            route = ServerSideRoute(
-                source.container, source.prefix, None if src_account == dst_account else src_account
-            )
+    if wanted is not False and src is not None and dst is not None:
+        route = dst.copy_source(src)
     if wanted and route is None:
         raise ConfigurationError(
             "server-side copy needs two Swift stores on the same cluster opened with the same "
@@ -457,8 +447,9 @@ def _server_side_route(source: Store, dest: Store, wanted: bool | None) -> Serve
 
 
 def _location(store: Store, path: str) -> str:
-    if isinstance(store, SwiftStore):
-        return f"{store.storage_url}/{join(store.container, store.prefix, path)}/"
+    swift = swift_objects(store)
+    if swift is not None:
+        return swift.address(path)
     return describe(store, path).rstrip("/") + "/"
 
 

@@ -24,8 +24,7 @@ from swiftzarr_batch.errors import (
     SwiftZarrError,
 )
 from swiftzarr_batch.store.keys import join
-from swiftzarr_batch.store.swift_store import SwiftStore
-from swiftzarr_batch.swift.names import object_name
+from swiftzarr_batch.store.objects import CopySource, SwiftObjects, swift_objects
 from swiftzarr_batch.transfer.objects import PROTOTYPE, ObjectInfo, read_with_info, still_listed
 
 FATAL = (AuthenticationError, PermissionDeniedError, ReadOnlyError)
@@ -38,21 +37,12 @@ Item = tuple[str, int | None, str | None]
 
 
 @dataclass(frozen=True)
-class ServerSideRoute:
-    """Where the source objects are, for PUT + X-Copy-From on the destination's cluster."""
-
-    container: str
-    prefix: str
-    account: str | None  # None: same account as the destination
-
-
-@dataclass(frozen=True)
 class TaskOptions:
     source_path: str
     dest_path: str
     concurrency: int
     verify: bool
-    route: ServerSideRoute | None
+    route: CopySource | None  # server-side copies from there, when the cluster can
 
 
 @dataclass
@@ -92,15 +82,18 @@ async def _copy_tiers(
 ) -> BatchResult:
     result = BatchResult()
     limit = asyncio.Semaphore(opts.concurrency)
-    copier = _ServerSide(dest, opts.route) if opts.route is not None else None
+    swift = swift_objects(dest)
+    # A Swift destination verified each body against the MD5 we sent (422 otherwise); any
+    # other store is read back.
+    read_back = opts.verify and swift is None
 
     async def one(item: Item) -> None:
         async with limit:
             try:
-                if copier is not None and item[2] is not None:
-                    await copier.copy(item, source, opts, result)
+                if swift is not None and opts.route is not None and item[2] is not None:
+                    await _copy_server_side(item, swift, opts.route, source, opts, result)
                 else:
-                    await _copy_through_client(item, source, dest, opts, result)
+                    await _copy_through_client(item, source, dest, opts, read_back, result)
             except FATAL:
                 raise
             except (SwiftZarrError, OSError, ValueError) as exc:
@@ -117,6 +110,7 @@ async def _copy_through_client(
     source: Store,
     dest: Store,
     opts: TaskOptions,
+    read_back: bool,
     result: BatchResult,
 ) -> None:
     rel, size, md5 = item
@@ -128,9 +122,7 @@ async def _copy_through_client(
     data, info = got
     dst_key = join(opts.dest_path, rel)
     await dest.set(dst_key, PROTOTYPE.buffer.from_bytes(data))
-    # A Swift destination verified the body against the MD5 we sent (422 otherwise); any other
-    # store is read back.
-    if opts.verify and not isinstance(dest, SwiftStore):
+    if read_back:
         back = await read_with_info(dest, dst_key)
         if back is None or back[1].md5 != info.md5:
             raise IntegrityError(
@@ -156,39 +148,33 @@ async def _vanished(source: Store, src_key: str, rel: str, result: BatchResult) 
     result.vanished.append(rel)
 
 
-class _ServerSide:
+async def _copy_server_side(
+    item: Item,
+    dest: SwiftObjects,
+    route: CopySource,
+    source: Store,
+    opts: TaskOptions,
+    result: BatchResult,
+) -> None:
     """PUT with X-Copy-From on the destination container: the cluster moves the bytes.
 
     Only for objects with a known MD5: a large object (SLO manifest, listed without one) goes
     through the client, where the store writes it as a large object again (a server-side copy
     would try to make one object of it, beyond the cluster's max_file_size).
     """
-
-    def __init__(self, dest: Store, route: ServerSideRoute) -> None:
-        assert isinstance(dest, SwiftStore)
-        self.dest = dest
-        self.route = route
-
-    async def copy(self, item: Item, source: Store, opts: TaskOptions, result: BatchResult) -> None:
-        rel, size, md5 = item
-        container = await self.dest.swift_container()
-        src_key = join(opts.source_path, rel)
-        src_name = object_name(self.route.prefix, src_key)
-        dst_name = object_name(self.dest.prefix, join(opts.dest_path, rel))
-        resp = await container.copy_from(
-            self.route.container, src_name, dst_name, src_account=self.route.account
-        )
-        if resp is None:
-            await _vanished(source, src_key, rel, result)
-            return
-        # The copy middleware sent the source's ETag with the new object, so the server has
-        # checked the copied bytes; a different ETag here means the source changed since listing.
-        etag = resp.headers.get("Etag", "").strip('"')
-        if etag and etag != md5:
-            result.learned[rel] = (None, etag)
-        result.copied += 1
-        result.server_side += 1
-        result.bytes_copied += size or 0
+    rel, size, md5 = item
+    src_key = join(opts.source_path, rel)
+    copied = await dest.copy_from(route, src_key, join(opts.dest_path, rel))
+    if copied is None:
+        await _vanished(source, src_key, rel, result)
+        return
+    # The copy middleware sent the source's ETag with the new object, so the server has
+    # checked the copied bytes; a different ETag here means the source changed since listing.
+    if copied.md5 and copied.md5 != md5:
+        result.learned[rel] = (None, copied.md5)
+    result.copied += 1
+    result.server_side += 1
+    result.bytes_copied += size or 0
 
 
 # -- compare ----------------------------------------------------------------------------------

@@ -26,12 +26,11 @@ from zarr.abc.store import Store
 from zarr.core.sync import sync
 
 from swiftzarr_batch.errors import SwiftZarrError
+from swiftzarr_batch.jobs.counters import cluster_counters, counters_delta
 from swiftzarr_batch.jobs.runner import (
     Progress,
     ProgressCallback,
     batched,
-    cluster_counters,
-    counters_delta,
     format_bytes,
     run_batches,
 )
@@ -44,8 +43,7 @@ from swiftzarr_batch.store.keys import (
     is_metadata_key,
     join,
 )
-from swiftzarr_batch.store.swift_store import SwiftStore
-from swiftzarr_batch.swift.session import BODY_MD5_HEADER
+from swiftzarr_batch.store.objects import SwiftObjects, is_md5, swift_objects
 from swiftzarr_batch.transfer.objects import ObjectInfo, describe, list_objects, read_with_info
 
 log = logging.getLogger(__name__)
@@ -166,9 +164,10 @@ def verify_store(
         report.keys, report.bytes = len(infos), sum(i.size or 0 for i in infos.values())
         log.info("verify %s: %d keys listed", report.location, len(infos))
         _check_structure(store, path, infos, report, concurrency)
-        if check_content and isinstance(store, SwiftStore) and infos:
+        swift = swift_objects(store)
+        if check_content and swift is not None and infos:
             _check_content(
-                store,
+                swift,
                 list(infos.values()),
                 report,
                 batch_size,
@@ -261,7 +260,7 @@ class _ContentResult:
 
 
 def _check_content(
-    store: SwiftStore,
+    store: SwiftObjects,
     infos: list[ObjectInfo],
     report: VerifyReport,
     batch_size: int,
@@ -285,33 +284,23 @@ def _check_content(
 
 
 def check_content_batch(
-    infos: Sequence[ObjectInfo], store: SwiftStore, concurrency: int
+    infos: Sequence[ObjectInfo], store: SwiftObjects, concurrency: int
 ) -> _ContentResult:
-    """GET each object without the transport's MD5 retry loop and compare MD5 with ETag."""
+    """GET each object without the data path's MD5 retry loop and compare MD5 with ETag."""
     return sync(_check_objects(infos, store, concurrency))
 
 
 async def _check_objects(
-    infos: Sequence[ObjectInfo], store: SwiftStore, concurrency: int
+    infos: Sequence[ObjectInfo], store: SwiftObjects, concurrency: int
 ) -> _ContentResult:
     result = _ContentResult()
-    container = await store.swift_container()
     limit = asyncio.Semaphore(concurrency)
-
-    async def fetch(info: ObjectInfo) -> tuple[bytes, str] | None:
-        resp = await container.get(store.object_name(info.key), check_md5=False)
-        if resp is None:
-            return None
-        etag = resp.headers.get("Etag", "").strip('"')
-        if "X-Static-Large-Object" in resp.headers:  # its ETag is not its body's MD5
-            etag = resp.headers.get(BODY_MD5_HEADER, "")
-        return resp.body, etag
 
     async def one(info: ObjectInfo) -> None:
         async with limit:
-            got = await fetch(info)
-            if got is not None and _is_md5(got[1]) and hashlib.md5(got[0]).hexdigest() != got[1]:
-                got = await fetch(info)  # once more: was it the wire or the disk?
+            got = await store.read_unchecked(info.key)
+            if got is not None and is_md5(got[1]) and hashlib.md5(got[0]).hexdigest() != got[1]:
+                got = await store.read_unchecked(info.key)  # again: was it the wire or the disk?
                 if got is None:
                     result.objects += 1
                     result.corrupt.append(
@@ -327,12 +316,8 @@ async def _check_objects(
             return
         body, etag = got
         result.bytes += len(body)
-        if _is_md5(etag) and hashlib.md5(body).hexdigest() != etag:
+        if is_md5(etag) and hashlib.md5(body).hexdigest() != etag:
             result.corrupt.append(f"{info.key}: content does not match its ETag {etag}")
 
     await asyncio.gather(*(one(i) for i in infos))
     return result
-
-
-def _is_md5(etag: str) -> bool:
-    return len(etag) == 32 and all(c in "0123456789abcdef" for c in etag)

@@ -58,13 +58,13 @@ def dataset_exists(store: Store) -> bool:
     return bool(sync(store.exists(ZARR_JSON)) or sync(store.exists(ZGROUP)))
 
 
-def array_dims(array: zarr.Array) -> tuple[str, ...] | None:
+def array_dims(array: zarr.Array[Any]) -> tuple[str, ...] | None:
     """An array's dimension names (zarr 3 metadata, or xarray's v2 ``_ARRAY_DIMENSIONS``)."""
     names = getattr(array.metadata, "dimension_names", None)
     if names:
         return tuple(names)
     dims = array.attrs.get("_ARRAY_DIMENSIONS")
-    return tuple(dims) if dims else None
+    return tuple(str(d) for d in dims) if isinstance(dims, list) and dims else None
 
 
 def lengths_along(
@@ -72,7 +72,7 @@ def lengths_along(
     dim: str,
     *,
     writable: bool = False,
-) -> dict[str, tuple[zarr.Array, int]]:
+) -> dict[str, tuple[zarr.Array[Any], int]]:
     """Every array that has ``dim``: path -> (array, axis of dim). Ignores consolidated metadata,
     which may be stale after a crash."""
     group = zarr.open_group(store, mode="r+" if writable else "r", use_consolidated=False)

@@ -1,5 +1,6 @@
 """Append new input files (netCDF, or anything xarray opens) to one zarr dataset along a
-dimension, e.g. time. Run from cron or a batch scheduler: ``python -m swiftzarr_batch.workflows.ingest CONFIG``.
+dimension, e.g. time. Run from cron or a batch scheduler:
+``python -m swiftzarr_batch.workflows.ingest CONFIG`` (or ``swiftzarr ingest CONFIG``).
 
 Idempotent and crash-safe: the files already ingested are listed in the dataset's record
 (``.swiftzarr/ingest.json``, see ``dataset_state``), updated only after each append completed;
@@ -23,16 +24,17 @@ from typing import Any
 import numpy as np
 import zarr
 
-from swiftzarr_batch.jobs.runner import cluster_counters, counters_delta, dask_context
+from swiftzarr_batch.jobs.counters import cluster_counters, counters_delta
+from swiftzarr_batch.jobs.runner import dask_context
 from swiftzarr_batch.store.locations import open_store
 from swiftzarr_batch.transfer.verify import verify_store
 from swiftzarr_batch.workflows import dataset_state as state
-from swiftzarr_batch.workflows.common import REQUIRED, main_for, run_workflow
+from swiftzarr_batch.workflows.common import REQUIRED, Schema, main_for, run_workflow
 from swiftzarr_batch.workflows.lock import DatasetLock
 
 log = logging.getLogger(__name__)
 
-SCHEMA = {
+SCHEMA: Schema = {
     "source": {
         "directory": (str, REQUIRED),
         "pattern": (str, "*.nc"),
@@ -191,7 +193,9 @@ def _open_inputs(files: Sequence[InputFile], config: dict[str, dict[str, Any]]) 
         ds = xr.open_dataset(f.path, engine=engine, chunks={})
         ds = ds.drop_vars([v for v in config["ingest"]["drop_variables"] if v in ds.variables])
         if dim not in ds.dims:
-            raise ValueError(f"{f.name} has no dimension {dim!r} (it has {sorted(ds.dims)})")
+            raise ValueError(
+                f"{f.name} has no dimension {dim!r} (it has {sorted(map(str, ds.dims))})"
+            )
         parts.append(ds)
     combined = (
         xr.concat(
@@ -224,12 +228,12 @@ def _append(
             "input files must sort by name in the order of their data"
         )
     first, _ = _bounds(ds, dim)
-    if record["files"] and first is not None and record["files"][-1].get("last") is not None:
-        if not _after(first, record["files"][-1]["last"]):
-            raise ValueError(
-                f"{files[0].name} starts at {dim}={first}, not after the dataset's end "
-                f"({record['files'][-1]['last']}); appending it would break the order"
-            )
+    last = record["files"][-1].get("last") if record["files"] else None
+    if first is not None and last is not None and not _after(first, last):
+        raise ValueError(
+            f"{files[0].name} starts at {dim}={first}, not after the dataset's end "
+            f"({last}); appending it would break the order"
+        )
     log.info(
         "writing %s (%d entries along %s)", ", ".join(f.name for f in files), ds.sizes[dim], dim
     )
@@ -295,7 +299,7 @@ def _after(first: Any, last: Any) -> bool:
     if isinstance(first, str) and isinstance(last, str):
         return bool(np.datetime64(first) > np.datetime64(last))
     try:
-        return first > last
+        return bool(first > last)
     except TypeError:
         return True  # not comparable: no order to keep
 

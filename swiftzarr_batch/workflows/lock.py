@@ -12,6 +12,9 @@ is there holds it. A run that dies must not block the dataset forever, so the lo
   lock's id, so of several runs finding the same dead lock only one replaces it.
 While held, a background thread renews the lock every ``ttl/3`` seconds; if it finds the lock
 taken over, ``check()`` raises, and the holder stops before committing anything.
+
+The Swift parts (newest-replica reads, ``X-Delete-After``) are the store's object-level extras
+(``store.objects.swift_objects``); any other store gets the same protocol through zarr's ABC.
 """
 
 from __future__ import annotations
@@ -32,9 +35,7 @@ from zarr.core.sync import sync
 
 from swiftzarr_batch.errors import SwiftZarrError
 from swiftzarr_batch.store.keys import LOCKS_DIR, join
-from swiftzarr_batch.store.swift_store import SwiftStore
-from swiftzarr_batch.swift.names import quote_path
-from swiftzarr_batch.swift.status import NOT_FOUND
+from swiftzarr_batch.store.objects import swift_objects
 from swiftzarr_batch.workflows.common import LockHeldError
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ class DatasetLock:
             raise ValueError(f"lock ttl must be at least 2 seconds, got {ttl}")
         self.store, self.name, self.ttl, self.renew_in_background = store, name, ttl, renew
         self.settle = settle
+        self._swift = swift_objects(store)  # newest-replica reads, expiring objects
+        self._delete_after = int(ttl + 1)
         self.key = join(path, LOCKS_DIR, name)
         self.id = uuid.uuid4().hex
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
@@ -82,38 +85,31 @@ class DatasetLock:
 
     async def _read(self, key: str | None = None) -> dict[str, Any] | None:
         key = key or self.key
-        if isinstance(self.store, SwiftStore):  # the newest replica, not any replica
-            container = await self.store.swift_container()
-            resp = await container.session.request(
-                "GET",
-                quote_path(container.name, self.store.object_name(key)),
-                headers={"X-Newest": "true"},
-                check_md5=True,
-            )
-            body = None if resp.status == NOT_FOUND else resp.body
+        body: bytes | bytearray | None
+        if self._swift is not None:  # the newest replica, not any replica
+            body = await self._swift.read_newest(key)
         else:
             buf = await self.store.get(key, PROTO)
             body = None if buf is None else buf.to_bytes()
         if body is None:
             return None
         try:
-            return json.loads(body)
-        except ValueError:  # never treated as expired: it could be someone's live lock
-            return {
-                "id": "unreadable",
-                "owner": "an unreadable lock object (remove it by hand if no run is active)",
-                "expires_at": float("inf"),
-            }
+            doc = json.loads(body)
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict):
+            return doc
+        return {  # never treated as expired: it could be someone's live lock
+            "id": "unreadable",
+            "owner": "an unreadable lock object (remove it by hand if no run is active)",
+            "expires_at": float("inf"),
+        }
 
     async def _create(self, key: str, body: bytes) -> bool:
         """Create ``key`` if absent; True only if it is ours once concurrent creates settled."""
-        if isinstance(self.store, SwiftStore):
-            container = await self.store.swift_container()
-            if not await container.put(
-                self.store.object_name(key),
-                body,
-                if_none_match=True,
-                headers={"X-Delete-After": str(int(self.ttl + 1))},
+        if self._swift is not None:
+            if not await self._swift.put_expiring(
+                key, body, delete_after=self._delete_after, if_none_match=True
             ):
                 return False
             await asyncio.sleep(self.settle)  # let PUTs that raced with ours land
@@ -124,13 +120,8 @@ class DatasetLock:
 
     async def _write(self) -> None:
         body = self._doc()
-        if isinstance(self.store, SwiftStore):
-            container = await self.store.swift_container()
-            await container.put(
-                self.store.object_name(self.key),
-                body,
-                headers={"X-Delete-After": str(int(self.ttl + 1))},
-            )
+        if self._swift is not None:
+            await self._swift.put_expiring(self.key, body, delete_after=self._delete_after)
         else:
             await self.store.set(self.key, PROTO.buffer.from_bytes(body))
 

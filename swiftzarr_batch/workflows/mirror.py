@@ -22,17 +22,24 @@ from typing import Any
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
-from swiftzarr_batch.jobs.runner import cluster_counters, counters_delta, dask_context
+from swiftzarr_batch.jobs.counters import cluster_counters, counters_delta
+from swiftzarr_batch.jobs.runner import dask_context
 from swiftzarr_batch.store.keys import LOCKS_DIR, join
 from swiftzarr_batch.store.locations import open_store
 from swiftzarr_batch.transfer.copy import CopyError, copy_store
 from swiftzarr_batch.transfer.verify import verify_store
-from swiftzarr_batch.workflows.common import REQUIRED, LockHeldError, main_for, run_workflow
+from swiftzarr_batch.workflows.common import (
+    REQUIRED,
+    LockHeldError,
+    Schema,
+    main_for,
+    run_workflow,
+)
 from swiftzarr_batch.workflows.lock import DatasetLock
 
 log = logging.getLogger(__name__)
 
-SCHEMA = {
+SCHEMA: Schema = {
     "source": {"url": (str, REQUIRED), "env_prefix": (str, "")},
     "target": {"url": (str, REQUIRED), "env_prefix": (str, "")},
     "mirror": {

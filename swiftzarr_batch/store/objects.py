@@ -1,0 +1,226 @@
+"""What a store can do at the object level beyond zarr's ``Store`` ABC: ``swift_objects(store)``.
+
+Copies, checks, ``swiftzarr ls``/``rm`` and the dataset lock work on *any* zarr store through
+zarr's ABC. A Swift container offers more, for free or in one request: its listing carries every
+object's size and MD5 (no HEADs), the server checks the MD5 sent with every PUT, it copies
+objects itself (``X-Copy-From``), deletes up to 1 000 names per request, reads the newest
+replica (``X-Newest``) and expires objects (``X-Delete-After``).
+
+``swift_objects(store)`` asks a store for those extras: a ``SwiftObjects`` for a SwiftStore,
+``None`` for any other store (then the caller uses the ABC). Other rooms branch on that answer,
+never on the store's class, and never see a ``SwiftContainer`` or an object name: the extras
+take zarr keys relative to the store, like the ABC. They live in a view object rather than in
+more ``SwiftStore`` methods so that ``SwiftStore`` stays zarr's store and nothing more, and a
+backend that grows the same abilities later is answered here, in one place.
+
+``ObjectInfo`` (a key with its size and MD5 when known) is what listings and reads report; it
+lives here because the store produces it and the transfer room compares it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection, Iterable
+from dataclasses import dataclass
+
+from zarr.abc.store import Store
+
+from swiftzarr_batch.store.keys import join
+from swiftzarr_batch.store.swift_store import SwiftStore
+from swiftzarr_batch.swift.large_objects import delete_large, is_large
+from swiftzarr_batch.swift.names import object_name
+from swiftzarr_batch.swift.session import BODY_MD5_HEADER
+
+__all__ = ["CopySource", "ObjectInfo", "SwiftObjects", "swift_objects"]
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """One key with what is known about its content (None: unknown until read)."""
+
+    key: str
+    size: int | None = None
+    md5: str | None = None
+    large: bool = False  # a Swift large object (SLO manifest): its segments go with it
+
+    def same_content(self, other: ObjectInfo) -> bool | None:
+        """True/False when sizes and MD5s decide it, None when something is unknown."""
+        if self.size is not None and other.size is not None and self.size != other.size:
+            return False
+        if self.md5 is None or other.md5 is None or self.size is None or other.size is None:
+            return None
+        return self.md5 == other.md5
+
+
+@dataclass(frozen=True)
+class CopySource:
+    """Where a server-side copy reads from, as the destination's cluster addresses it."""
+
+    container: str
+    prefix: str
+    account: str | None  # None: the destination's own account
+
+
+def swift_objects(store: Store) -> SwiftObjects | None:
+    """The store's object-level extras, or None when it has only zarr's ABC."""
+    return SwiftObjects(store) if isinstance(store, SwiftStore) else None
+
+
+def is_md5(text: str) -> bool:
+    """A hex MD5 (what a plain object's ETag is; a large object's is not)."""
+    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
+
+
+class SwiftObjects:
+    """The extras of a SwiftStore, in zarr keys relative to the store (see the module docstring).
+
+    A view: it holds the store and nothing else, so it is as cheap to make as to keep, and it
+    pickles as its store does (storage URL and token) for dask tasks.
+    """
+
+    def __init__(self, store: SwiftStore) -> None:
+        self.store = store
+
+    def __repr__(self) -> str:
+        return f"SwiftObjects({self.store!r})"
+
+    # -- where ------------------------------------------------------------------------------
+    def location(self, path: str = "") -> str:
+        """``swift://container/prefix/path`` for logs and summaries (no account, no token)."""
+        parts = (self.store.container, self.store.prefix, path.strip("/"))
+        return "swift://" + "/".join(p for p in parts if p)
+
+    def address(self, path: str = "") -> str:
+        """The absolute ``storage_url/container/prefix/path/``: two locations overlap exactly
+        when one address starts with the other."""
+        store = self.store
+        return f"{store.storage_url}/{join(store.container, store.prefix, path)}/"
+
+    # -- listings ---------------------------------------------------------------------------
+    async def list_objects(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        """Every key starting with ``prefix``, with size and MD5 from the listing itself (one
+        request per 10 000 keys, no HEADs). A large object's listed hash is not its body's
+        MD5: it comes with its size only, marked ``large``."""
+        container = await self.store.swift_container()
+        base = self.store.listing_base
+        async for page in container.list_pages(base + prefix):
+            for entry in page:
+                large = is_large(entry)
+                yield ObjectInfo(
+                    entry["name"][len(base) :],
+                    int(entry["bytes"]),
+                    None if large else _plain_md5(entry.get("hash")),
+                    large,
+                )
+
+    async def first_level(self) -> AsyncIterator[tuple[str, int | None]]:
+        """The store's first level from one delimiter listing: ``("dir/", None)`` for each
+        directory, ``(name, size)`` for each object."""
+        container = await self.store.swift_container()
+        base = self.store.listing_base
+        async for page in container.list_pages(base, delimiter="/"):
+            for entry in page:
+                if "subdir" in entry:
+                    yield entry["subdir"][len(base) :], None
+                else:
+                    yield entry["name"][len(base) :], int(entry["bytes"])
+
+    async def still_listed(self, key: str) -> bool:
+        """Does the listing still show ``key``? An object that reads as 404 but is still listed
+        was quarantined (its bytes no longer matched its ETag) or lost: not a deletion."""
+        container = await self.store.swift_container()
+        name = self.store.object_name(key)
+        async for page in container.list_pages(name, limit=1):
+            return bool(page) and page[0].get("name") == name
+        return False
+
+    # -- reads ------------------------------------------------------------------------------
+    async def head(self, key: str) -> ObjectInfo | None:
+        """Size and ETag (as ``md5``; a large object's is not its body's MD5) from a HEAD;
+        None when the object is missing."""
+        resp = await (await self.store.swift_container()).head(self.store.object_name(key))
+        if resp is None:
+            return None
+        etag = resp.headers.get("Etag", "").strip('"')
+        return ObjectInfo(key, int(resp.headers["Content-Length"]), etag or None)
+
+    async def read_unchecked(self, key: str) -> tuple[bytes | bytearray, str] | None:
+        """The body as served, without the data path's MD5 check and retry, with the MD5 it
+        should have ("" if unknown); None when missing. For checks that report corruption
+        instead of retrying it."""
+        resp = await (await self.store.swift_container()).get(
+            self.store.object_name(key), check_md5=False
+        )
+        if resp is None:
+            return None
+        etag = resp.headers.get("Etag", "").strip('"')
+        if "X-Static-Large-Object" in resp.headers:  # its ETag is not its body's MD5
+            etag = resp.headers.get(BODY_MD5_HEADER, "")
+        return resp.body, etag
+
+    async def read_newest(self, key: str) -> bytes | bytearray | None:
+        """The body of the newest replica (``X-Newest``: the proxy asks them all), not of the
+        first that answers; None when missing. For small objects that must not be stale."""
+        container = await self.store.swift_container()
+        resp = await container.get_newest(self.store.object_name(key))
+        return None if resp is None else resp.body
+
+    # -- writes -----------------------------------------------------------------------------
+    async def ensure_container(self) -> None:
+        """Create the container if it is missing (once per process), before many writes."""
+        await (await self.store.swift_container()).ensure_exists()
+
+    async def put_expiring(
+        self, key: str, body: bytes, *, delete_after: int, if_none_match: bool = False
+    ) -> bool:
+        """Write a small object the server deletes ``delete_after`` seconds later by itself;
+        with ``if_none_match``, only if none exists (returns False when one did)."""
+        container = await self.store.swift_container()
+        return await container.put(
+            self.store.object_name(key),
+            body,
+            if_none_match=if_none_match,
+            headers={"X-Delete-After": str(delete_after)},
+        )
+
+    def copy_source(self, source: SwiftObjects) -> CopySource | None:
+        """Where ``source``'s objects are for a server-side copy into this store, or None when
+        the cluster cannot copy between them (another cluster, or another token)."""
+        src_token, dst_token = source.store.session.token, self.store.session.token
+        src_base, src_account = src_token.storage_url.rstrip("/").rsplit("/", 1)
+        dst_base, dst_account = dst_token.storage_url.rstrip("/").rsplit("/", 1)
+        if src_base != dst_base or src_token.token != dst_token.token:
+            return None
+        account = None if src_account == dst_account else src_account
+        return CopySource(source.store.container, source.store.prefix, account)
+
+    async def copy_from(self, source: CopySource, src_key: str, key: str) -> ObjectInfo | None:
+        """Server-side copy of ``src_key`` at ``source`` to ``key`` here (no body through the
+        client). The result carries the new object's ETag; None when the source is missing."""
+        container = await self.store.swift_container()
+        resp = await container.copy_from(
+            source.container,
+            object_name(source.prefix, src_key),
+            object_name(self.store.prefix, key),
+            src_account=source.account,
+        )
+        if resp is None:
+            return None
+        return ObjectInfo(key, None, resp.headers.get("Etag", "").strip('"') or None)
+
+    async def delete_keys(self, keys: Iterable[str], *, large: Collection[str] = ()) -> None:
+        """Bulk-delete ``keys`` (requests of up to 1 000 names, 10 at a time); the ones in
+        ``large`` are deleted one by one, with their segments."""
+        keys, large = list(keys), set(large)
+        container = await self.store.swift_container()
+        base = self.store.listing_base
+        await container.bulk_delete(base + k for k in keys if k not in large)
+        for key in large.intersection(keys):
+            await delete_large(container, base + key)
+
+
+def _plain_md5(etag: str | None) -> str | None:
+    """The MD5 in a listing's hash (None if it is not one)."""
+    if not etag:
+        return None
+    etag = etag.strip('"')
+    return etag if is_md5(etag) else None
