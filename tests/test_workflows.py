@@ -430,9 +430,9 @@ def test_entry_points_and_config_errors(swift_server, env_auth, container_name, 
 
 
 def test_example_configs_are_valid():
-    from swiftzarr_batch.workflows.common import load_config
     from swiftzarr_batch.workflows import ingest as ingest_module
     from swiftzarr_batch.workflows import mirror as mirror_module
+    from swiftzarr_batch.workflows.common import load_config
 
     examples = Path(__file__).parents[1] / "workflows" / "examples"
     ing = load_config(examples / "ingest.toml", ingest_module.SCHEMA)
