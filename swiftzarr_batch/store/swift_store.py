@@ -29,7 +29,7 @@ from swiftzarr_batch.auth import (
     cached_authenticate,
     resolve_credentials,
 )
-from swiftzarr_batch.errors import ConfigurationError, ReadOnlyError
+from swiftzarr_batch.errors import ConfigurationError, ListingNotAllowedError, ReadOnlyError
 from swiftzarr_batch.swift import large_objects
 from swiftzarr_batch.swift.container import SwiftContainer
 from swiftzarr_batch.swift.names import (
@@ -41,6 +41,7 @@ from swiftzarr_batch.swift.names import (
 from swiftzarr_batch.swift.retry import RetryPolicy
 from swiftzarr_batch.swift.session import SwiftSession, TransportOptions, get_session
 from swiftzarr_batch.swift.status import RANGE_NOT_SATISFIABLE
+from swiftzarr_batch.swift.tempurl import parse_link
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,36 @@ class SwiftStore(Store):
         self._swift_session: SwiftSession | None = None
         self._swift_container: SwiftContainer | None = None
         self._conn: Any = None
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Open a shared link read-only, with no credentials: a public container's URL
+        (``https://host/v1/AUTH_x/container/prefix``) or a signed link (temp URL) that
+        ``swiftzarr share`` / ``temp_url()`` printed.
+
+        A signed link's signature goes with every request (and with the store's pickle to dask
+        workers); it cannot list, so the dataset is read through its consolidated metadata.
+        ``options`` are the data path's (``max_connections``, ``retry``, ``verify_tls`` ...).
+        """
+        link = parse_link(url)
+        store = cls(
+            link.container, link.prefix, preauthurl=link.storage_url, anonymous=True, **options
+        )
+        if link.signed:
+            store._token = Token(link.storage_url, "", link.expires_at, link.query)
+        return store
+
+    @property
+    def signed_link(self) -> bool:
+        """Whether this store reads through a signed link (temp URL): no listings."""
+        return bool(self._token is not None and self._token.query)
+
+    def _check_listable(self) -> None:
+        if self.signed_link:
+            raise ListingNotAllowedError(
+                f"{self}: this link cannot list: the dataset must be consolidated; run "
+                "`swiftzarr consolidate` on it (with credentials) and share it again"
+            )
 
     # -- identity, pickling -----------------------------------------------------------------
     @property
@@ -326,6 +357,7 @@ class SwiftStore(Store):
         """Sum of object sizes under the directory ``prefix``, from listings (no HEADs)."""
         if prefix and not prefix.endswith("/"):
             prefix += "/"
+        self._check_listable()
         total = 0
         async for page in (await self.swift_container()).list_pages(self._prefix_for(prefix)):
             total += sum(int(e.get("bytes", 0)) for e in page)
@@ -402,12 +434,14 @@ class SwiftStore(Store):
             yield key
 
     async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+        self._check_listable()
         cut = len(self._list_base())
         async for page in (await self.swift_container()).list_pages(self._prefix_for(prefix)):
             for entry in page:
                 yield entry["name"][cut:]
 
     async def list_dir(self, prefix: str) -> AsyncIterator[str]:
+        self._check_listable()
         base = self._list_base()
         if prefix.strip("/"):
             validate_key(prefix)
