@@ -132,6 +132,13 @@ def test_public_on_and_off_keeps_other_acl_entries(
     xr.testing.assert_identical(xr.open_zarr(SwiftStore.from_url(url)).load(), ds.compute())
     assert unshare_public(store) == ["test:reader"]
 
+    # a signed link from the command line: one line on stdout; the key only with --create-key
+    assert cli("share", f"swift://{container_name}/ds", "--expires", "1h") == 1
+    assert cli("share", f"swift://{container_name}/ds", "--expires", "1h", "--create-key") == 0
+    link = capsys.readouterr().out.strip()
+    assert "temp_url_sig=" in link and "temp_url_prefix=ds/" in link
+    xr.testing.assert_identical(xr.open_zarr(SwiftStore.from_url(link)).load(), ds.compute())
+
 
 READER = """
 import json, sys, warnings

@@ -83,7 +83,7 @@ class SignedLink:
         path = f"{self.storage_url}/{quote_path(self.container)}"
         if self.prefix:
             path += f"/{quote(self.prefix, safe='/')}/"
-        return f"{path}?{urlencode(self.query)}" if self.query else path
+        return f"{path}?{urlencode(self.query, safe='/')}" if self.query else path
 
 
 def parse_duration(value: str | float | timedelta) -> float:
