@@ -25,6 +25,7 @@ from swiftzarr_batch.errors import (
     ConflictError,
     IntegrityError,
     InvalidNameError,
+    ListingNotAllowedError,
     PermissionDeniedError,
     ReadOnlyError,
     ServerError,
@@ -39,6 +40,7 @@ from swiftzarr_batch.jobs.write_dataset import write_dataset
 from swiftzarr_batch.store import SwiftStore
 from swiftzarr_batch.swift.retry import RetryPolicy
 from swiftzarr_batch.transfer.copy import CopyError, CopySummary, copy_store
+from swiftzarr_batch.transfer.share import share_public, temp_url, unshare_public
 from swiftzarr_batch.transfer.verify import VerifyReport, verify_store
 
 _moved.install()
@@ -60,6 +62,7 @@ __all__ = [
     "JobResult",
     "KeystoneApplicationCredential",
     "KeystonePassword",
+    "ListingNotAllowedError",
     "PermissionDeniedError",
     "ReadOnlyError",
     "RetryPolicy",
@@ -78,6 +81,9 @@ __all__ = [
     "consolidate",
     "copy_store",
     "job_counters",
+    "share_public",
+    "temp_url",
+    "unshare_public",
     "verify_store",
     "write_array",
     "write_dataset",

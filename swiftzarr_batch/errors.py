@@ -33,6 +33,11 @@ class PermissionDeniedError(SwiftZarrError, PermissionError):
     """The server answered 403: the token is valid but may not do this. Never means "missing"."""
 
 
+class ListingNotAllowedError(PermissionDeniedError):
+    """A store opened from a signed link was asked to list: temp URLs can only GET and HEAD
+    objects, so such a dataset is readable only through its consolidated metadata."""
+
+
 class ReadOnlyError(SwiftZarrError, ValueError):
     """A write was attempted on a read-only store.
 

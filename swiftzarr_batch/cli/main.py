@@ -1,5 +1,5 @@
-"""The ``swiftzarr`` command line: token, ls, du, tree, copy, verify, consolidate, rm, serve,
-ingest, mirror.
+"""The ``swiftzarr`` command line: token, ls, du, tree, copy, verify, consolidate, rm, share,
+serve, ingest, mirror.
 
 Locations are ``swift://CONTAINER/PREFIX`` (credentials from the environment, as for
 SwiftStore: ST_AUTH/ST_USER/ST_KEY, Keystone OS_*, or OS_STORAGE_URL/OS_AUTH_TOKEN), local
@@ -16,7 +16,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 
-from swiftzarr_batch.cli import commands
+from swiftzarr_batch.cli import commands, share
 from swiftzarr_batch.testing import serve as server
 
 EXIT_INTERRUPTED = 130
@@ -156,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("rm", "delete every object under a location (bulk delete)", commands.rm)
     p.add_argument("url")
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+
+    p = add("share", "share a dataset: signed link, or public read on/off", share.share)
+    share.add_share_arguments(p)
 
     serve = sub.add_parser("serve", help="run a local OpenStack Swift server on 127.0.0.1")
     _common(serve, top=False)

@@ -19,10 +19,7 @@ from typing import Any, Self
 
 from zarr.abc.store import (
     ByteRequest,
-    OffsetByteRequest,
-    RangeByteRequest,
     Store,
-    SuffixByteRequest,
 )
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 from zarr.core.sync import sync
@@ -33,7 +30,8 @@ from swiftzarr_batch.auth import (
     cached_authenticate,
     resolve_credentials,
 )
-from swiftzarr_batch.errors import ConfigurationError, ReadOnlyError
+from swiftzarr_batch.errors import ConfigurationError, ListingNotAllowedError, ReadOnlyError
+from swiftzarr_batch.store.byte_ranges import range_header, slice_body, upload_body
 from swiftzarr_batch.swift import large_objects
 from swiftzarr_batch.swift.container import SwiftContainer
 from swiftzarr_batch.swift.names import (
@@ -45,6 +43,7 @@ from swiftzarr_batch.swift.names import (
 from swiftzarr_batch.swift.retry import RetryPolicy
 from swiftzarr_batch.swift.session import SwiftSession, TransportOptions, get_session
 from swiftzarr_batch.swift.status import is_range_not_satisfiable, range_ignored
+from swiftzarr_batch.swift.tempurl import parse_link
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +140,36 @@ class SwiftStore(Store):
         self._swift_session: SwiftSession | None = None
         self._swift_container: SwiftContainer | None = None
         self._conn: Any = None
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Open a shared link read-only, with no credentials: a public container's URL
+        (``https://host/v1/AUTH_x/container/prefix``) or a signed link (temp URL) that
+        ``swiftzarr share`` / ``temp_url()`` printed.
+
+        A signed link's signature goes with every request (and with the store's pickle to dask
+        workers); it cannot list, so the dataset is read through its consolidated metadata.
+        ``options`` are the data path's (``max_connections``, ``retry``, ``verify_tls`` ...).
+        """
+        link = parse_link(url)
+        store = cls(
+            link.container, link.prefix, preauthurl=link.storage_url, anonymous=True, **options
+        )
+        if link.signed:
+            store._token = Token(link.storage_url, "", link.expires_at, link.query)
+        return store
+
+    @property
+    def signed_link(self) -> bool:
+        """Whether this store reads through a signed link (temp URL): no listings."""
+        return bool(self._token is not None and self._token.query)
+
+    def _check_listable(self) -> None:
+        if self.signed_link:
+            raise ListingNotAllowedError(
+                f"{self}: this link cannot list: the dataset must be consolidated; run "
+                "`swiftzarr consolidate` on it (with credentials) and share it again"
+            )
 
     # -- identity, pickling -----------------------------------------------------------------
     @property
@@ -299,18 +328,18 @@ class SwiftStore(Store):
     ) -> Buffer | None:
         prototype = prototype or default_buffer_prototype()
         name = self.object_name(key)
-        range_header = _range_header(byte_range)
+        wanted = range_header(byte_range)
         container = await self.swift_container()
-        if range_header == "":  # an empty range: only existence matters
+        if wanted == "":  # an empty range: only existence matters
             return None if await container.head(name) is None else prototype.buffer.from_bytes(b"")
-        resp = await container.get(name, range_header=range_header)
+        resp = await container.get(name, range_header=wanted)
         if resp is None:
             return None
         body = resp.body
         if is_range_not_satisfiable(resp.status):
             body = b""
-        elif range_ignored(resp.status, range_header):  # the whole body: cut the range out
-            body = _slice(body, byte_range)
+        elif range_ignored(resp.status, wanted):  # the whole body: cut the range out
+            body = slice_body(body, byte_range)
         return prototype.buffer.from_bytes(body)
 
     async def get_partial_values(
@@ -333,6 +362,7 @@ class SwiftStore(Store):
         """Sum of object sizes under the directory ``prefix``, from listings (no HEADs)."""
         if prefix and not prefix.endswith("/"):
             prefix += "/"
+        self._check_listable()
         total = 0
         async for page in (await self.swift_container()).list_pages(self._prefix_for(prefix)):
             total += sum(int(e.get("bytes", 0)) for e in page)
@@ -345,12 +375,12 @@ class SwiftStore(Store):
             raise TypeError(
                 f"SwiftStore.set(): `value` must be a Buffer instance, got {type(value).__name__}"
             )
-        await self._put(self.object_name(key), _body(value))
+        await self._put(self.object_name(key), upload_body(value))
 
     async def set_if_not_exists(self, key: str, value: Buffer) -> None:
         """Atomic create (``If-None-Match: *``): an existing object is left untouched."""
         self._check_writable()
-        await self._put(self.object_name(key), _body(value), if_none_match=True)
+        await self._put(self.object_name(key), upload_body(value), if_none_match=True)
 
     async def _put(
         self, name: str, body: bytes | memoryview, *, if_none_match: bool = False
@@ -414,12 +444,14 @@ class SwiftStore(Store):
             yield key
 
     async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+        self._check_listable()
         cut = len(self.listing_base)
         async for page in (await self.swift_container()).list_pages(self._prefix_for(prefix)):
             for entry in page:
                 yield entry["name"][cut:]
 
     async def list_dir(self, prefix: str) -> AsyncIterator[str]:
+        self._check_listable()
         base = self.listing_base
         if prefix.strip("/"):
             validate_key(prefix)
@@ -451,41 +483,3 @@ class SwiftStore(Store):
         return sync(collect())
 
     _walk = walk
-
-
-def _body(value: Buffer) -> bytes | memoryview:
-    """The bytes to upload, without a copy when the buffer is a contiguous host array."""
-    try:
-        return memoryview(value.as_numpy_array()).cast("B")
-    except (TypeError, ValueError, AttributeError):
-        return value.to_bytes()
-
-
-def _range_header(byte_range: ByteRequest | None) -> str | None:
-    """HTTP Range for a zarr ByteRequest; "" for an empty range; ValueError for a bad one."""
-    if byte_range is None:
-        return None
-    if isinstance(byte_range, RangeByteRequest):
-        start, end = byte_range.start, byte_range.end
-        if start < 0 or end < start:
-            raise ValueError(f"invalid byte range [{start}, {end}): need 0 <= start <= end")
-        return "" if end == start else f"bytes={start}-{end - 1}"
-    if isinstance(byte_range, OffsetByteRequest):
-        if byte_range.offset < 0:
-            raise ValueError(f"invalid byte offset {byte_range.offset}: must be >= 0")
-        return f"bytes={byte_range.offset}-"
-    if isinstance(byte_range, SuffixByteRequest):
-        if byte_range.suffix < 0:
-            raise ValueError(f"invalid suffix length {byte_range.suffix}: must be >= 0")
-        return "" if byte_range.suffix == 0 else f"bytes=-{byte_range.suffix}"
-    raise TypeError(f"Unexpected byte_range, got {byte_range!r}")
-
-
-def _slice(body: bytes | bytearray, byte_range: ByteRequest | None) -> bytes | bytearray:
-    if isinstance(byte_range, RangeByteRequest):
-        return body[byte_range.start : byte_range.end]
-    if isinstance(byte_range, OffsetByteRequest):
-        return body[byte_range.offset :]
-    if isinstance(byte_range, SuffixByteRequest):
-        return body[-byte_range.suffix :] if byte_range.suffix else b""
-    return body

@@ -39,6 +39,7 @@ from swiftzarr_batch.swift.http1 import (
 )
 from swiftzarr_batch.swift.retry import RetryableFailure, RetryPolicy, call_with_retries
 from swiftzarr_batch.swift.status import UNAUTHORIZED, Outcome, classify, error_for
+from swiftzarr_batch.swift.tempurl import link_refused
 from swiftzarr_batch.swift.tokens import CredentialProvider, Token, auth_calls, cached_authenticate
 
 log = logging.getLogger(__name__)
@@ -213,6 +214,8 @@ class SwiftSession:
         (unless ``verify_writes`` is off).
         """
         target = f"{self._endpoint.base_path}/{path}" if path else self._endpoint.base_path
+        if self.token.query:  # a signed link: its signature goes with every request
+            params = {**dict(self.token.query), **(params or {})}
         if params:
             target = f"{target}?{urlencode(params, quote_via=quote)}"
         send_headers = dict(headers) if headers else {}
@@ -249,6 +252,8 @@ class SwiftSession:
             self.counters.bytes_received += len(data)
             outcome = classify(status)
             if outcome is Outcome.REAUTH:
+                if token.query:  # never "missing", never a retry: expired or not signed for it
+                    raise link_refused(token.expires_at, method, path)
                 if not token.token and self.provider is None:
                     raise PermissionDeniedError(
                         f"{method} {path} answered 401 to an anonymous request: the container "
@@ -331,7 +336,7 @@ async def _check_body_md5(headers: Headers, data: bytes | bytearray) -> None:
         raise RetryableFailure("MD5 mismatch")
 
 
-_sessions: dict[tuple[str, str, TransportOptions], SwiftSession] = {}
+_sessions: dict[tuple[str, str, tuple[tuple[str, str], ...], TransportOptions], SwiftSession] = {}
 _sessions_lock = threading.Lock()
 
 
@@ -339,7 +344,7 @@ def get_session(
     token: Token, provider: CredentialProvider | None, options: TransportOptions
 ) -> SwiftSession:
     """The process-wide session for this storage URL + token + options (made on first use)."""
-    key = (token.storage_url, token.token, options)
+    key = (token.storage_url, token.token, token.query, options)
     session = _sessions.get(key)
     if session is None:
         with _sessions_lock:

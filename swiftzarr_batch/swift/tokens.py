@@ -34,11 +34,17 @@ RENEW_BEFORE_EXPIRY = 30.0
 
 @dataclass(frozen=True)
 class Token:
-    """A storage URL with the token that opens it; ``expires_at`` is a UNIX time or None."""
+    """A storage URL with the token that opens it; ``expires_at`` is a UNIX time or None.
+
+    ``query`` is a signed link's (temp URL's) signature parameters, added to every request
+    instead of a token (``token`` is then ""): carried here so that a store opened from a link
+    pickles it to dask workers like any token. Like ``token``, it is never shown in a repr.
+    """
 
     storage_url: str
     token: str = field(repr=False)
     expires_at: float | None = None
+    query: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     def seconds_left(self, now: float | None = None) -> float | None:
         if self.expires_at is None:
