@@ -35,7 +35,7 @@ from swiftzarr_batch.swift.capabilities import (
 )
 from swiftzarr_batch.swift.container import SwiftContainer
 from swiftzarr_batch.swift.names import MAX_OBJECT_NAME_BYTES, quote_path
-from swiftzarr_batch.swift.session import BODY_MD5_HEADER, SwiftSession
+from swiftzarr_batch.swift.session import BODY_MD5_HEADER, SwiftSession, md5_hex
 from swiftzarr_batch.swift.status import NOT_FOUND, PRECONDITION_FAILED, check_bulk_delete
 
 __all__ = [
@@ -107,10 +107,12 @@ async def put_large(
 
     async def upload(i: int) -> None:
         part = view[i * seg : (i + 1) * seg]
-        md5s[i] = hashlib.md5(part).hexdigest()
-        async with gate:
+        async with gate:  # hashed inside the gate: at most _PARALLEL_SEGMENTS threads hash
+            md5s[i] = await md5_hex(part)  # in a thread: a segment's MD5 takes seconds
             await segments.put(names[i], part, headers={"ETag": md5s[i]})
 
+    # The whole body's MD5 (seconds for GiBs) runs in a thread while the segments go out.
+    body_md5 = asyncio.ensure_future(md5_hex(view))
     try:
         await asyncio.gather(*(upload(i) for i in range(count)))
         old = await _segments_of(container, name)
@@ -126,7 +128,7 @@ async def put_large(
         ).encode("utf-8")
         headers = {
             "ETag": hashlib.md5("".join(md5s).encode("ascii")).hexdigest(),  # Swift checks it
-            BODY_MD5_HEADER: hashlib.md5(view).hexdigest(),
+            BODY_MD5_HEADER: await body_md5,
             "Content-Type": "application/octet-stream",
         }
         if if_none_match:
@@ -148,6 +150,7 @@ async def put_large(
                 path=name,
             )
     except BaseException:
+        body_md5.cancel()
         await _delete_quietly(segments, names)
         raise
     if resp.status == PRECONDITION_FAILED:

@@ -9,6 +9,7 @@ the project's RetryPolicy, MD5 on every upload and download, and one re-authenti
 
 A ``SwiftSession`` is shared by every store copy in a process that has the same storage URL and
 token (``get_session``): unpickling a store on a dask worker costs no new auth and no new pool.
+The registry does not keep sessions forever: see ``get_session`` for when they are closed.
 What the cluster can do (``/info``) is ``capabilities``'; what statuses mean is ``status``'.
 """
 
@@ -18,8 +19,11 @@ import asyncio
 import atexit
 import hashlib
 import logging
+import os
 import re
 import threading
+import time
+import weakref
 from dataclasses import asdict, dataclass, field
 from urllib.parse import quote, urlencode
 
@@ -113,6 +117,8 @@ class SwiftSession:
         self._pools: dict[int, Pool] = {}
         self._refresh_lock = threading.Lock()
         self.known_containers: set[str] = set()
+        #: ``time.monotonic()`` of the last request (or ``get_session``): idle sessions close.
+        self.last_used = time.monotonic()
         if not options.verify_tls:
             log.warning("TLS certificate verification is OFF for %s", token.storage_url)
 
@@ -126,8 +132,9 @@ class SwiftSession:
     # -- connection pools ------------------------------------------------------------------
     def _pool(self) -> Pool:
         loop = asyncio.get_running_loop()
+        self.last_used = time.monotonic()
         pool = self._pools.get(id(loop))
-        if pool is not None and pool.loop is loop:
+        if pool is not None and pool.loop is loop and not pool.closed:
             return pool
         with self._lock:
             for key, old in list(self._pools.items()):
@@ -143,18 +150,10 @@ class SwiftSession:
             return pool
 
     def close_all(self) -> None:
-        """Close every loop's pool (at interpreter exit), so nothing warns about open sockets."""
-        with self._lock:
-            pools = list(self._pools.values())
-            self._pools.clear()
-        for pool in pools:
-            if pool.loop.is_running() and not pool.loop.is_closed():
-                try:
-                    pool.loop.call_soon_threadsafe(pool.close)
-                    continue
-                except RuntimeError:  # closed meanwhile
-                    pass
-            pool.close()
+        """Close every loop's pool (idle, dropped, or at interpreter exit), so no socket stays
+        open and nothing warns about one; the session stays usable (a next request opens a new
+        pool)."""
+        _close_pools(self._pools, self._lock, now=True)
 
     @property
     def endpoint(self) -> Endpoint:
@@ -336,42 +335,168 @@ async def _check_body_md5(headers: Headers, data: bytes | bytearray) -> None:
         raise RetryableFailure("MD5 mismatch")
 
 
-_sessions: dict[tuple[str, str, tuple[tuple[str, str], ...], TransportOptions], SwiftSession] = {}
+def _close_pools(pools: dict[int, Pool], lock: threading.Lock, *, now: bool = False) -> None:
+    """Empty a session's ``pools``, closing each at once if its loop is closed (or stopped and
+    ``now``: at exit), else on its loop's thread; without the session, for its finalizer."""
+    with lock:
+        closing = list(pools.values())
+        pools.clear()
+    for pool in closing:
+        if not pool.loop.is_closed() and (pool.loop.is_running() or not now):
+            try:
+                pool.loop.call_soon_threadsafe(pool.close)
+                continue
+            except RuntimeError:  # closed meanwhile
+                pass
+        pool.close()
+
+
+#: A session unused this long closes its pools (``http1.Pool`` would not reuse connections
+#: idle past its 30 s keep-alive anyway) and is forgotten once no store holds it.
+IDLE_CLOSE_SECONDS = 30.0
+SWEEP_EVERY = 5.0  # seconds between the sweeper thread's looks for idle sessions
+
+
+class _Entry:
+    """A registered session: held weakly by the registry (its stores hold it), strongly only
+    while ``recent``; its counters are kept here so they outlive it (``process_counters``)."""
+
+    __slots__ = ("counters", "recent", "ref")
+
+    def __init__(self, session: SwiftSession) -> None:
+        self.ref = weakref.ref(session)
+        self.counters = session.counters
+        self.recent: SwiftSession | None = session
+
+
+_sessions: dict[tuple[str, str, tuple[tuple[str, str], ...], TransportOptions], _Entry] = {}
 _sessions_lock = threading.Lock()
+_retired = Counters()  # what sessions that are gone did, for process_counters
+_sweeper: threading.Thread | None = None
 
 
 def get_session(
     token: Token, provider: CredentialProvider | None, options: TransportOptions
 ) -> SwiftSession:
-    """The process-wide session for this storage URL + token + options (made on first use)."""
+    """The process-wide session for this storage URL + token + options (made on first use).
+
+    Why weak references plus an idle time, rather than either alone: the registry holds a
+    session only weakly, so a session no store uses any more (e.g. 200 stores of 200 tokens,
+    dropped) is freed and its pools closed, instead of keeping a socket per token until the
+    process ends. But a dask worker unpickles a new store copy for each task and drops it after,
+    so a session is also held strongly for ``IDLE_CLOSE_SECONDS`` after its last use: the next
+    task finds it, with its open connections and known containers. A sweeper thread (every
+    ``SWEEP_EVERY`` s while sessions exist) closes the pools of sessions idle that long, held or
+    not; a store that still holds one simply opens a new pool on its next request.
+    """
     key = (token.storage_url, token.token, token.query, options)
-    session = _sessions.get(key)
-    if session is None:
-        with _sessions_lock:
-            session = _sessions.get(key)
-            if session is None:
-                session = _sessions[key] = SwiftSession(token, provider, options)
+    with _sessions_lock:
+        _prune()
+        entry = _sessions.get(key)
+        session = entry.ref() if entry is not None else None
+        if entry is None or session is None:
+            session = SwiftSession(token, provider, options)
+            _sessions[key] = _Entry(session)
+            finalizer = weakref.finalize(session, _close_pools, session._pools, session._lock)
+            finalizer.atexit = False  # _close_sessions_at_exit closes the live ones
+            _start_sweeper()
+        else:
+            entry.recent = session
+        session.last_used = time.monotonic()
     if provider is not None and session.provider is None:
         session.provider = provider
     return session
 
 
+def _prune() -> None:
+    """Forget the sessions that were freed, keeping what they counted (lock held)."""
+    for key, entry in list(_sessions.items()):
+        if entry.ref() is None:
+            del _sessions[key]
+            for name, value in entry.counters.as_dict().items():
+                setattr(_retired, name, getattr(_retired, name) + value)
+
+
+def close_idle_sessions(idle: float | None = None) -> int:
+    """Close the pools of sessions unused for ``idle`` s (default ``IDLE_CLOSE_SECONDS``) and
+    stop holding them, so those no store uses are freed; return how many were closed.
+
+    The sweeper thread calls this; call it directly to release sockets now (e.g. ``idle=0``
+    after a job: a store still in use reconnects on its next request).
+    """
+    cutoff = time.monotonic() - (IDLE_CLOSE_SECONDS if idle is None else idle)
+    with _sessions_lock:
+        idle_sessions = [
+            s for e in _sessions.values() if (s := e.ref()) is not None and s.last_used <= cutoff
+        ]
+        for entry in _sessions.values():
+            if entry.recent is not None and entry.recent.last_used <= cutoff:
+                entry.recent = None
+    count = len(idle_sessions)
+    pools = [(s._pools, s._lock) for s in idle_sessions]
+    del idle_sessions  # maybe the last strong references: those sessions are freed here
+    for session_pools, lock in pools:
+        _close_pools(session_pools, lock)  # queued on a stopped loop, never raced from here
+    with _sessions_lock:
+        _prune()
+    return count
+
+
+def open_sessions() -> int:
+    """How many sessions this process holds now (not the freed ones): tests, diagnostics."""
+    with _sessions_lock:
+        _prune()
+        return len(_sessions)
+
+
+def _sweep() -> None:
+    global _sweeper
+    while True:
+        time.sleep(SWEEP_EVERY)
+        try:
+            close_idle_sessions()
+        except Exception:  # never let the sweeper die with sessions left to close
+            log.exception("closing idle Swift sessions failed")
+        with _sessions_lock:
+            if not _sessions:
+                _sweeper = None
+                return
+
+
+def _start_sweeper() -> None:
+    """Start the sweeper thread unless it runs (lock held)."""
+    global _sweeper
+    if _sweeper is None:
+        _sweeper = threading.Thread(target=_sweep, name="swiftzarr-session-sweeper", daemon=True)
+        _sweeper.start()
+
+
+def _after_fork_in_child() -> None:
+    global _sweeper, _sessions_lock
+    _sweeper = None  # threads do not survive a fork; the next get_session starts one
+    _sessions_lock = threading.Lock()  # a thread of the parent may have held it
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 @atexit.register
 def _close_sessions_at_exit() -> None:
     with _sessions_lock:
-        sessions = list(_sessions.values())
+        sessions = [s for e in _sessions.values() if (s := e.ref()) is not None]
     for session in sessions:
         session.close_all()
 
 
 def process_counters() -> dict[str, int]:
-    """All sessions' counters of this process, plus auth requests sent by this process."""
+    """All sessions' counters of this process (those freed meanwhile included), plus auth
+    requests sent by this process."""
     total = Counters()
     with _sessions_lock:
-        sessions = list(_sessions.values())
-    for s in sessions:
-        for name, value in s.counters.as_dict().items():
-            setattr(total, name, getattr(total, name) + value)
+        parts = [_retired, *(e.counters for e in _sessions.values())]
+        for counters in parts:
+            for name, value in counters.as_dict().items():
+                setattr(total, name, getattr(total, name) + value)
     result = total.as_dict()
     result["auth_calls"] = auth_calls()
     return result

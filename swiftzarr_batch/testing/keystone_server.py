@@ -82,7 +82,7 @@ class LocalKeystone:
         self.start_timeout = start_timeout
         self.admin_password = secrets.token_urlsafe(16)
         self._dir: Path | None = None
-        self._procs = ServerProcesses("local Keystone")
+        self._procs = ServerProcesses("local Keystone", grace=_STOP_GRACE)
         self.port: int | None = None
         self._admin_token: str | None = None
 
@@ -121,6 +121,7 @@ class LocalKeystone:
         started = time.monotonic()
         self._dir = Path(tempfile.mkdtemp(prefix="swiftzarr-keystone-"))
         try:
+            self._procs.own_dir(self._dir)  # removed even if we die without stop()
             self.port = free_ports(1)[0]
             conf = self._write_conf()
             manage = [str(python.parent / "keystone-manage"), "--config-file", str(conf)]
@@ -200,7 +201,7 @@ class LocalKeystone:
 
     def stop(self) -> None:
         """Stop the gunicorn started here (its whole process group); remove the data dir."""
-        self._procs.stop_all(grace=_STOP_GRACE)
+        self._procs.stop_all()
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None

@@ -11,22 +11,32 @@ written once:
   have been reused by an unrelated process meanwhile;
 * each process writes stdout and stderr to a log file of its own, whose end goes into the
   ``ServerError`` when it dies during start or never gets ready;
-* ports are picked on 127.0.0.1 (servers listen nowhere else), below the ephemeral range.
+* ports are picked on 127.0.0.1 (servers listen nowhere else), below the ephemeral range;
+* the servers die with their owner: a ``reaper.py`` process, told over a pipe which groups and
+  temporary dirs are the owner's, stops them and removes the dirs when that pipe ends, i.e.
+  when the owner dies without ``stop()``, by SIGTERM, SIGKILL or a crash. (No signal handler
+  is installed: a library must not take SIGTERM from the application that imports it.)
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
+import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 from swiftzarr_batch.errors import ServerError
+from swiftzarr_batch.testing.reaper import start_time
 
 __all__ = ["STOP_GRACE", "ServerProcesses", "free_ports", "tail"]
 
@@ -95,17 +105,27 @@ def _exited(pid: int, timeout: float) -> bool:
         time.sleep(0.02)
 
 
+_REAPER = Path(__file__).with_name("reaper.py")
+_all: weakref.WeakSet[ServerProcesses] = weakref.WeakSet()
+
+
 class ServerProcesses:
     """Named server processes started here, each the leader of its own process group.
 
     ``what`` names the whole in errors (e.g. ``"local Swift"``). Not thread-safe: the server
-    classes hold their own lock around start and stop.
+    classes hold their own lock around start and stop. ``own_dir`` hands a directory to it:
+    removed by ``stop_all``, or by the reaper if the owner dies first.
     """
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, grace: float = STOP_GRACE) -> None:
         self.what = what
+        self._grace = grace
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: dict[str, Path] = {}
+        self._dirs: list[Path] = []
+        self._reaper: subprocess.Popen[bytes] | None = None
+        self._forked_copy = False
+        _all.add(self)
 
     def __contains__(self, name: object) -> bool:
         return name in self._procs
@@ -150,11 +170,22 @@ class ServerProcesses:
                 env=env,
             )
         self._logs[name] = log_path
+        pid = self._procs[name].pid
+        self._tell("group", pid, start_time(pid))
 
-    def stop(self, name: str, grace: float = STOP_GRACE) -> None:
+    def own_dir(self, path: Path) -> None:
+        """Remove ``path`` (a temporary dir of the servers) when they are stopped or orphaned."""
+        self._dirs.append(path)
+        self._tell("dir", str(path))
+
+    def stop(self, name: str, grace: float | None = None) -> None:
         """SIGTERM ``name``'s group, SIGKILL whatever is left after ``grace`` s, reap it."""
+        grace = self._grace if grace is None else grace
         proc = self._procs.pop(name, None)
-        if proc is None or proc.returncode is not None:  # reaped: its group id may be reused
+        if proc is None:
+            return
+        if proc.returncode is not None:  # reaped: its group id may be reused
+            self._tell("ungroup", proc.pid)
             return
         _signal_group(proc.pid, signal.SIGTERM)  # the group: a server with workers forks
         if not _exited(proc.pid, grace):
@@ -163,11 +194,24 @@ class ServerProcesses:
         # sweep any worker left behind, then reap.
         _signal_group(proc.pid, signal.SIGKILL)
         proc.wait()
+        self._tell("ungroup", proc.pid)  # after: should we die meanwhile, the reaper finishes
 
-    def stop_all(self, first: Sequence[str] = (), grace: float = STOP_GRACE) -> None:
-        """Stop every process: those named in ``first`` in that order, then the others."""
+    def stop_all(self, first: Sequence[str] = (), grace: float | None = None) -> None:
+        """Stop every process (those named in ``first`` in that order, then the others),
+        remove the owned dirs, and let the reaper go."""
         for name in [*first, *self._procs]:
             self.stop(name, grace)
+        while self._dirs:
+            path = self._dirs.pop()
+            shutil.rmtree(path, ignore_errors=True)
+            self._tell("undir", str(path))
+        reaper, self._reaper = self._reaper, None
+        if reaper is not None:
+            self._close_pipe(reaper)
+            try:
+                reaper.wait(timeout=self._grace)
+            except subprocess.TimeoutExpired:
+                log.warning("%s: reaper (pid %d) did not exit", self.what, reaper.pid)
 
     def log_path(self, name: str) -> Path | None:
         """The log file ``name`` was started with (kept after it stopped), if it ever was."""
@@ -208,3 +252,55 @@ class ServerProcesses:
                     f"{self.what} not ready after {timeout:.0f} s ({why}):\n{logs(())}"
                 )
             time.sleep(interval)
+
+    # -- the reaper ------------------------------------------------------------------------
+    def _tell(self, *message: object) -> None:
+        """Send one line to the reaper, starting it (and telling it all it owns) if needed."""
+        if self._reaper is None:
+            if self._forked_copy or message[0] in ("ungroup", "undir"):
+                return
+            self._reaper = subprocess.Popen(
+                [sys.executable, "-I", str(_REAPER), str(self._grace)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # no Ctrl-C or group signal of the owner reaches it
+            )
+            # what is running already (the reaper takes each group and dir once)
+            for proc in self._procs.values():
+                if proc.returncode is None:
+                    self._tell("group", proc.pid, start_time(proc.pid))
+            for path in self._dirs:
+                self._tell("dir", str(path))
+        try:
+            pipe = self._reaper.stdin
+            assert pipe is not None
+            pipe.write(json.dumps(message).encode() + b"\n")
+            pipe.flush()
+        except (OSError, ValueError) as exc:  # it died: the servers no longer die with us
+            log.warning("%s: reaper (pid %d) is gone (%s)", self.what, self._reaper.pid, exc)
+
+    @staticmethod
+    def _close_pipe(reaper: subprocess.Popen[bytes]) -> None:
+        pipe: IO[bytes] | None = reaper.stdin
+        if pipe is not None:
+            try:
+                pipe.close()
+            except OSError:
+                pass
+
+    def _forget_reaper_after_fork(self) -> None:
+        """In a forked child: close the child's copy of the pipe (else the owner's death goes
+        unnoticed while the child lives) and never start a reaper for the parent's servers."""
+        if self._reaper is not None:
+            self._close_pipe(self._reaper)
+        self._reaper = None
+        self._forked_copy = True
+
+
+def _after_fork_in_child() -> None:
+    for procs in list(_all):
+        procs._forget_reaper_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

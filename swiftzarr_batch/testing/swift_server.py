@@ -335,6 +335,7 @@ class LocalSwift:
                 self._data_dir = Path(
                     tempfile.mkdtemp(prefix="swiftzarr-swift-", dir=cache_root() / "tmp")
                 )
+            self._procs.own_dir(self._data_dir)  # removed even if we die without stop()
         else:
             self._data_dir = self._requested_dir
         for sub in ("etc", "logs", "srv/node/d1"):
