@@ -33,6 +33,7 @@ from swiftzarr_batch.auth.providers import WrappingProvider, provider_cache_key
 from swiftzarr_batch.auth.v1 import V1Password
 from swiftzarr_batch.errors import ConfigurationError, TokenExpiredError, TokenLifetimeWarning
 from swiftzarr_batch.swift.session import SwiftSession
+from swiftzarr_batch.swift.tls import Trust, resolve_trust, trust_of
 from swiftzarr_batch.swift.tokens import CredentialProvider, Token, travels
 
 __all__ = [
@@ -47,8 +48,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def _provider_from(env: Mapping[str, str], where: str, verify_tls: bool) -> CredentialProvider:
-    resolved = resolve_credentials(verify_tls=verify_tls, env=env)
+def _provider_from(
+    env: Mapping[str, str], where: str, verify_tls: bool, cacert: str | None
+) -> CredentialProvider:
+    resolved = resolve_credentials(verify_tls=verify_tls, cacert=cacert, env=env)
     if resolved.provider is None:
         raise ConfigurationError(
             f"{where} holds only a token ({resolved.source}), which cannot be renewed; it "
@@ -68,15 +71,22 @@ class EnvironmentCredentials(WrappingProvider):
     travels = True
     kind = "env"
 
-    def __init__(self, *, storage_url: str | None = None, verify_tls: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        storage_url: str | None = None,
+        verify_tls: bool = True,
+        cacert: str | os.PathLike[str] | None = None,
+    ) -> None:
         self.storage_url = storage_url
         self.verify_tls = verify_tls
+        self.cacert = os.fspath(cacert) if cacert else None  # a path: workers share the file
 
     def __repr__(self) -> str:
         return "EnvironmentCredentials()"
 
     def inner(self) -> CredentialProvider:
-        provider = _provider_from(os.environ, "the environment", self.verify_tls)
+        provider = _provider_from(os.environ, "the environment", self.verify_tls, self.cacert)
         return StorageURLOverride(provider, self.storage_url) if self.storage_url else provider
 
 
@@ -98,10 +108,12 @@ class CredentialsFile(WrappingProvider):
         *,
         storage_url: str | None = None,
         verify_tls: bool = True,
+        cacert: str | os.PathLike[str] | None = None,
     ) -> None:
         self.path = Path(path).expanduser()
         self.storage_url = storage_url
         self.verify_tls = verify_tls
+        self.cacert = os.fspath(cacert) if cacert else None
 
     def __repr__(self) -> str:
         return f"CredentialsFile({str(self.path)!r})"
@@ -137,7 +149,7 @@ class CredentialsFile(WrappingProvider):
         return values
 
     def inner(self) -> CredentialProvider:
-        provider = _provider_from(self.read(), str(self.path), self.verify_tls)
+        provider = _provider_from(self.read(), str(self.path), self.verify_tls, self.cacert)
         return StorageURLOverride(provider, self.storage_url) if self.storage_url else provider
 
 
@@ -152,6 +164,11 @@ class StorageURLOverride:
     @property
     def travels(self) -> bool:
         return travels(self.provider)
+
+    @property
+    def trust(self) -> Trust | None:
+        """The wrapped provider's (``swift.tls``): the storage URL is trusted like the auth."""
+        return trust_of(self.provider)
 
     def __repr__(self) -> str:
         return f"StorageURLOverride({self.provider!r}, {self.storage_url!r})"
@@ -181,6 +198,7 @@ def resolve_credentials(
     preauthurl: str | None = None,
     preauthtoken: str | None = None,
     verify_tls: bool = True,
+    cacert: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> ResolvedAuth:
     """Pick credentials: arguments, ST_AUTH/ST_USER/ST_KEY, Keystone (OS_CLOUD, OS_AUTH_URL...),
@@ -189,6 +207,8 @@ def resolve_credentials(
     Keystone credentials come before a bare token because they can renew it. With
     authurl/user/key, a ``preauthurl`` is the storage URL to use (python-swiftclient's meaning)
     and a ``preauthtoken`` is used until it is rejected. ``env`` defaults to ``os.environ``.
+    ``verify_tls``/``cacert`` (and ``env``'s ``OS_CACERT``, a cloud's ``cacert``...) say whose
+    certificates the providers trust (``swift.tls.resolve_trust``); a bad CA bundle fails here.
     """
     env = os.environ if env is None else env
     given = [n for n, v in (("authurl", authurl), ("user", user), ("key", key)) if v]
@@ -198,7 +218,9 @@ def resolve_credentials(
             f"authurl, user and key go together; missing: {', '.join(missing)}"
         )
     if authurl and user and key:
-        provider: CredentialProvider = V1Password(authurl, user, key, verify_tls=verify_tls)
+        provider: CredentialProvider = V1Password(
+            authurl, user, key, trust=resolve_trust(cacert, verify_tls=verify_tls, env=env)
+        )
         if preauthurl:  # python-swiftclient's meaning: auth with these, use that storage URL
             provider = StorageURLOverride(provider, preauthurl)
         token = Token(preauthurl, preauthtoken) if preauthurl and preauthtoken else None
@@ -210,11 +232,17 @@ def resolve_credentials(
     st_auth, st_user, st_key = env.get("ST_AUTH"), env.get("ST_USER"), env.get("ST_KEY")
     if st_auth and st_user and st_key:
         return ResolvedAuth(
-            V1Password(st_auth, st_user, st_key, verify_tls=verify_tls),
+            V1Password(
+                st_auth,
+                st_user,
+                st_key,
+                trust=resolve_trust(cacert, verify_tls=verify_tls, env=env),
+            ),
             None,
             "ST_AUTH/ST_USER/ST_KEY",
         )
-    keystone = keystone_from_env(env, verify_tls=verify_tls)  # renewable: before a token
+    # renewable: before a token
+    keystone = keystone_from_env(env, verify_tls=verify_tls, cacert=cacert)
     if keystone is not None:
         return ResolvedAuth(keystone, None, "OS_CLOUD" if env.get("OS_CLOUD") else "OS_AUTH_URL")
     os_url, os_token = env.get("OS_STORAGE_URL"), env.get("OS_AUTH_TOKEN")

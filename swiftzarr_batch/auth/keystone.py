@@ -29,6 +29,7 @@ from swiftzarr_batch.auth.providers import (
 )
 from swiftzarr_batch.errors import AuthenticationError, ConfigurationError
 from swiftzarr_batch.swift.status import Outcome, classify
+from swiftzarr_batch.swift.tls import Trust, resolve_trust
 from swiftzarr_batch.swift.tokens import Token
 
 __all__ = [
@@ -63,13 +64,17 @@ class KeystoneOptions(TypedDict, total=False):
 
     region: the object-store endpoint's region (None: the first one offered).
     interface: the endpoint's interface, ``public`` by default (``internal``, ``admin``).
-    verify_tls: check Keystone's certificate. timeout: seconds per auth request.
+    verify_tls: check Keystone's certificate. cacert: the CA bundle to check it with.
+    trust: a ``swift.tls.Trust`` resolved already (wins over both; ``load_cloud`` gives one).
+    timeout: seconds per auth request.
     travels: allow the provider, secret included, to be pickled to dask workers.
     """
 
     region: str | None
     interface: str
     verify_tls: bool
+    cacert: str | os.PathLike[str] | None
+    trust: Trust | None
     timeout: float
     travels: bool
 
@@ -85,6 +90,8 @@ class _KeystoneV3(SecretProvider):
         region: str | None = None,
         interface: str = "public",
         verify_tls: bool = True,
+        cacert: str | os.PathLike[str] | None = None,
+        trust: Trust | None = None,
         timeout: float = 30.0,
         travels: bool = False,
     ) -> None:
@@ -94,10 +101,12 @@ class _KeystoneV3(SecretProvider):
         self._secret = secret  # the password or the credential's secret: never shown
         self.region = region or None
         self.interface = interface or "public"
-        self.verify_tls = verify_tls
+        #: whose certificates are trusted (``swift.tls``), for Keystone and the storage URL
+        self.trust = trust or resolve_trust(cacert, verify_tls=verify_tls)
+        self.verify_tls = self.trust.verify
         self.timeout = timeout
         self.travels = travels
-        warn_unverified(verify_tls, f"Keystone at {auth_url}")
+        warn_unverified(self.trust, "Keystone", auth_url)
 
     # -- what subclasses say ------------------------------------------------------------------
     def _identity(self) -> dict[str, Any]:
@@ -132,7 +141,7 @@ class _KeystoneV3(SecretProvider):
             "POST",
             url,
             what=f"Keystone at {self.auth_url}",
-            verify_tls=self.verify_tls,
+            trust=self.trust,
             timeout=self.timeout,
             json=body,
             headers={"Accept": "application/json"},
@@ -191,7 +200,8 @@ class _KeystoneV3(SecretProvider):
 class KeystonePassword(_KeystoneV3):
     """Keystone v3 ``password`` auth, scoped to a project (``OS_USERNAME``/``OS_PASSWORD``...).
 
-    ``options`` are ``KeystoneOptions`` (region, interface, verify_tls, timeout, travels).
+    ``options`` are ``KeystoneOptions`` (region, interface, verify_tls, cacert, trust,
+    timeout, travels).
     """
 
     def __init__(
@@ -258,7 +268,7 @@ class KeystoneApplicationCredential(_KeystoneV3):
     """Keystone v3 application credential (``OS_APPLICATION_CREDENTIAL_ID``/``_SECRET``).
 
     The credential is bound to one project, so no scope is sent. ``options`` are
-    ``KeystoneOptions`` (region, interface, verify_tls, timeout, travels).
+    ``KeystoneOptions`` (region, interface, verify_tls, cacert, trust, timeout, travels).
     """
 
     def __init__(
@@ -304,10 +314,19 @@ _KEYSTONE_VARS = (
 )
 
 
-def from_env(env: Mapping[str, str], *, verify_tls: bool = True) -> KeystoneProvider | None:
-    """A Keystone provider from ``OS_CLOUD`` or ``OS_AUTH_URL`` + ..., or None if neither is set."""
+def from_env(
+    env: Mapping[str, str],
+    *,
+    verify_tls: bool = True,
+    cacert: str | os.PathLike[str] | None = None,
+) -> KeystoneProvider | None:
+    """A Keystone provider from ``OS_CLOUD`` or ``OS_AUTH_URL`` + ..., or None if neither is set.
+
+    ``verify_tls``/``cacert`` are the explicit choice; else ``env``'s ``OS_CACERT``, the cloud's
+    ``cacert``/``verify``, ... (``swift.tls.resolve_trust``).
+    """
     if env.get("OS_CLOUD"):
-        return load_cloud(env["OS_CLOUD"], env=env, verify_tls=verify_tls)
+        return load_cloud(env["OS_CLOUD"], env=env, verify_tls=verify_tls, cacert=cacert)
     if not env.get("OS_AUTH_URL"):
         return None
     if env.get("OS_IDENTITY_API_VERSION", "3").split(".")[0] != "3":
@@ -332,7 +351,7 @@ def from_env(env: Mapping[str, str], *, verify_tls: bool = True) -> KeystoneProv
         auth,
         region=env.get("OS_REGION_NAME"),
         interface=env.get("OS_INTERFACE") or env.get("OS_ENDPOINT_TYPE"),
-        verify_tls=verify_tls,
+        trust=resolve_trust(cacert, verify_tls=verify_tls, env=env),
         where="the OS_* environment variables",
     )
 
@@ -342,7 +361,7 @@ def _from_auth(
     *,
     region: str | None,
     interface: str | None,
-    verify_tls: bool,
+    trust: Trust,
     where: str,
 ) -> KeystoneProvider:
     interface = (interface or "public").removesuffix("URL")  # "publicURL" in old RC files
@@ -356,7 +375,7 @@ def _from_auth(
             auth.get("application_credential_secret") or "",
             region=region,
             interface=interface,
-            verify_tls=verify_tls,
+            trust=trust,
         )
     missing = [n for n in ("username", "password") if not auth.get(n)]
     if not (auth.get("project_name") or auth.get("project_id")):
@@ -378,7 +397,7 @@ def _from_auth(
         project_domain_id=auth.get("project_domain_id"),
         region=region,
         interface=interface,
-        verify_tls=verify_tls,
+        trust=trust,
     )
 
 
@@ -400,10 +419,19 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_cloud(
-    name: str, *, env: Mapping[str, str] | None = None, verify_tls: bool = True
+    name: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    verify_tls: bool = True,
+    cacert: str | os.PathLike[str] | None = None,
 ) -> KeystoneProvider:
     """The provider for cloud ``name`` of the first ``clouds.yaml`` found (with ``secure.yaml``
-    next to it merged in, as openstacksdk does)."""
+    next to it merged in, as openstacksdk does).
+
+    The cloud's ``cacert`` (a path, ``~`` expanded) and ``verify: false`` apply to Keystone and
+    to the storage URL alike; an explicit ``cacert``/``verify_tls`` and ``OS_CACERT`` win over
+    them (``swift.tls.resolve_trust``).
+    """
     import yaml
 
     env = os.environ if env is None else env
@@ -420,13 +448,18 @@ def load_cloud(
                 cloud,
                 ((yaml.safe_load(secure.read_text()) or {}).get("clouds") or {}).get(name) or {},
             )
-        verify = verify_tls and cloud.get("verify", True) is not False
+        where = f"cloud {name!r} of {path}"
+        site: Trust | None = None
+        if cloud.get("verify", True) is False:
+            site = Trust(None, False, f"verify: false of {where}")
+        elif cloud.get("cacert"):
+            site = Trust(str(Path(str(cloud["cacert"])).expanduser()), True, f"cacert of {where}")
         return _from_auth(
             cloud.get("auth") or {},
             region=cloud.get("region_name"),
             interface=cloud.get("interface"),
-            verify_tls=verify,
-            where=f"cloud {name!r} of {path}",
+            trust=resolve_trust(cacert, verify_tls=verify_tls, site=site, env=env),
+            where=where,
         )
     searched = ", ".join(str(p) for p in _clouds_files(env))
     raise ConfigurationError(f"OS_CLOUD={name!r} is not in any clouds.yaml (searched {searched})")

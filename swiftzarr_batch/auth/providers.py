@@ -14,12 +14,14 @@ import hashlib
 import logging
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 
 from swiftzarr_batch.errors import AuthenticationError
 from swiftzarr_batch.swift.retry import RetryableFailure, RetryPolicy
 from swiftzarr_batch.swift.status import Outcome, classify
+from swiftzarr_batch.swift.tls import Trust, warn_insecure
 from swiftzarr_batch.swift.tokens import (
     CachingProvider,
     CredentialProvider,
@@ -46,20 +48,24 @@ _P = TypeVar("_P", bound="SecretProvider")
 
 
 def auth_request(
-    method: str, url: str, *, what: str, verify_tls: bool, timeout: float, **kwargs: Any
+    method: str, url: str, *, what: str, trust: Trust, timeout: float, **kwargs: Any
 ) -> requests.Response:
     """Send one auth request; return a 2xx (or other final) response, raise for the rest.
 
     Connection and TLS trouble raise ``AuthenticationError`` naming ``what`` (the endpoint, as
     the user configured it); a status worth retrying raises ``RetryableFailure`` for the
-    caller's ``AUTH_RETRY`` loop. Headers and bodies (which hold secrets) never reach a message.
+    caller's ``AUTH_RETRY`` loop. A TLS failure is not retried (a certificate does not get
+    better) and says what was trusted and how to fix it. ``trust`` is ``swift.tls``'s, the
+    data path's. Headers and bodies (which hold secrets) never reach a message.
     """
     count_auth_call()
     try:
-        resp = requests.request(method, url, timeout=timeout, verify=verify_tls, **kwargs)
-    except requests.exceptions.SSLError as exc:
+        resp = requests.request(
+            method, url, timeout=timeout, verify=trust.requests_verify(), **kwargs
+        )
+    except requests.exceptions.SSLError:
         raise AuthenticationError(
-            f"TLS verification failed for {what} ({type(exc).__name__})"
+            f"TLS verification failed for {what} ({urlsplit(url).hostname}): {trust.hint()}"
         ) from None
     except requests.exceptions.RequestException as exc:
         raise AuthenticationError(f"could not reach {what}: {type(exc).__name__}") from None
@@ -121,10 +127,10 @@ class SecretProvider:
         return (_rebuild, (type(self), self.__dict__.copy()))
 
 
-def warn_unverified(verify_tls: bool, what: str) -> None:
-    """Log (once per provider) that TLS certificates of ``what`` will not be checked."""
-    if not verify_tls:
-        log.warning("TLS certificate verification is OFF for %s", what)
+def warn_unverified(trust: Trust, what: str, url: str) -> None:
+    """Log (once per host and process) that TLS certificates of ``what`` at ``url`` will not
+    be checked (``swift.tls.warn_insecure``)."""
+    warn_insecure(trust, what, url)
 
 
 class WrappingProvider:

@@ -10,6 +10,7 @@ zarrswift helper. A ``V1Password`` never logs, formats or pickles its key unless
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from swiftzarr_batch.auth.providers import (
@@ -20,6 +21,7 @@ from swiftzarr_batch.auth.providers import (
 )
 from swiftzarr_batch.errors import AuthenticationError
 from swiftzarr_batch.swift.status import Outcome, classify
+from swiftzarr_batch.swift.tls import Trust, resolve_trust
 from swiftzarr_batch.swift.tokens import Token
 
 __all__ = ["DEFAULT_TOKEN_LIFE", "V1Password", "acquire_token"]
@@ -40,6 +42,8 @@ class V1Password(SecretProvider):
         *,
         token_life: int | None = None,
         verify_tls: bool = True,
+        cacert: str | os.PathLike[str] | None = None,
+        trust: Trust | None = None,
         timeout: float = 30.0,
         travels: bool = False,
     ) -> None:
@@ -47,10 +51,13 @@ class V1Password(SecretProvider):
         self.user = user
         self._key = key
         self.token_life = token_life
-        self.verify_tls = verify_tls
+        #: whose certificates are trusted (``swift.tls``): ``trust`` as resolved elsewhere, or
+        #: from ``cacert``/``verify_tls`` and the environment, now (a bad bundle fails here)
+        self.trust = trust or resolve_trust(cacert, verify_tls=verify_tls)
+        self.verify_tls = self.trust.verify
         self.timeout = timeout
         self.travels = travels  # True: the user allows the key to be pickled to dask workers
-        warn_unverified(verify_tls, f"auth URL {authurl}")
+        warn_unverified(self.trust, "auth URL", authurl)
 
     def __repr__(self) -> str:
         return f"V1Password(authurl={self.authurl!r}, user={self.user!r}, key=***)"
@@ -67,7 +74,7 @@ class V1Password(SecretProvider):
             "GET",
             self.authurl,
             what=f"auth URL {self.authurl}",
-            verify_tls=self.verify_tls,
+            trust=self.trust,
             timeout=self.timeout,
             headers=headers,
         )

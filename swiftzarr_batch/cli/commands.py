@@ -57,7 +57,7 @@ def _write_json(target: str | None, data: dict[str, Any]) -> None:
 
 # -- token ------------------------------------------------------------------------------------
 def token(args: argparse.Namespace) -> int:
-    resolved = swift_credentials(args.env_prefix)
+    resolved = swift_credentials(args.env_prefix, insecure=args.insecure)
     provider = resolved.provider
     if provider is None:
         raise ConfigurationError(
@@ -95,11 +95,11 @@ def token(args: argparse.Namespace) -> int:
 # -- ls / du / tree ---------------------------------------------------------------------------
 def ls(args: argparse.Namespace) -> int:
     if urlsplit(args.url).scheme == "swift" and not parse_swift_url(args.url).container:
-        for entry in sync(_containers(open_session(args.url))):
+        for entry in sync(_containers(open_session(args.url, insecure=args.insecure))):
             counts = f"{_size(entry['bytes']):>10}  {entry['count']:>9}  " if args.long else ""
             print(f"{counts}{entry['name']}/")
         return 0
-    store = open_store(args.url, read_only=True)
+    store = open_store(args.url, read_only=True, insecure=args.insecure)
     for name, size in sync(_first_level(store)):
         shown = "" if not args.long else f"{'-' if size is None else _size(size):>10}  "
         print(f"{shown}{name}")
@@ -124,7 +124,7 @@ async def _first_level(store: Store) -> list[tuple[str, int | None]]:
 
 
 def du(args: argparse.Namespace) -> int:
-    store = open_store(args.url, read_only=True)
+    store = open_store(args.url, read_only=True, insecure=args.insecure)
     totals: dict[str, list[int]] = {}
     progress = Progress("du", 0, unit="keys listed", interval=5.0)
 
@@ -148,7 +148,7 @@ def du(args: argparse.Namespace) -> int:
 
 
 def tree(args: argparse.Namespace) -> int:
-    store = open_store(args.url, read_only=True)
+    store = open_store(args.url, read_only=True, insecure=args.insecure)
     try:
         node = zarr.open(store=store, mode="r")
     except NodeNotFoundError:
@@ -172,8 +172,10 @@ def _array_line(a: zarr.Array[Any]) -> str:
 
 # -- copy / verify / consolidate / rm ---------------------------------------------------------
 def copy(args: argparse.Namespace) -> int:
-    source = open_store(args.src, read_only=True, env_prefix=args.src_env)
-    dest = open_store(args.dst, read_only=args.dry_run, env_prefix=args.dst_env)
+    source = open_store(args.src, read_only=True, env_prefix=args.src_env, insecure=args.insecure)
+    dest = open_store(
+        args.dst, read_only=args.dry_run, env_prefix=args.dst_env, insecure=args.insecure
+    )
     server_side = {"auto": None, "always": True, "never": False}[args.server_side]
     with dask_context(args.workers, args.scheduler):
         try:
@@ -198,7 +200,7 @@ def copy(args: argparse.Namespace) -> int:
 
 
 def verify(args: argparse.Namespace) -> int:
-    store = open_store(args.url, read_only=True)
+    store = open_store(args.url, read_only=True, insecure=args.insecure)
     with dask_context(args.workers, args.scheduler):
         report = verify_store(
             store,
@@ -214,7 +216,7 @@ def verify(args: argparse.Namespace) -> int:
 
 
 def consolidate(args: argparse.Namespace) -> int:
-    store = open_store(args.url)
+    store = open_store(args.url, insecure=args.insecure)
     started = time.monotonic()
     group = zarr.consolidate_metadata(store)
     nodes = len(group.members(max_depth=None))  # from the consolidated metadata just written
@@ -226,7 +228,7 @@ def consolidate(args: argparse.Namespace) -> int:
 
 
 def rm(args: argparse.Namespace) -> int:
-    store = open_store(args.url)
+    store = open_store(args.url, insecure=args.insecure)
     keys = sync(_all_keys(store))
     where = describe(store)
     if not keys:
@@ -272,4 +274,6 @@ def workflow(args: argparse.Namespace) -> int:
         from swiftzarr_batch.workflows.ingest import run_from_config
     else:
         from swiftzarr_batch.workflows.mirror import run_from_config
-    return run_from_config(args.config, summary_path=args.summary, debug=args.debug)
+    return run_from_config(
+        args.config, summary_path=args.summary, debug=args.debug, insecure=args.insecure
+    )

@@ -23,7 +23,7 @@ EXIT_INTERRUPTED = 130
 
 
 def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
-    """--debug/-v/-q, accepted before and after the sub-command."""
+    """--debug/-q/--insecure, accepted before and after the sub-command."""
     default = (lambda value: value) if top else (lambda value: argparse.SUPPRESS)
     parser.add_argument(
         "--debug",
@@ -37,6 +37,13 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
         action="store_true",
         default=default(False),
         help="only warnings and errors on stderr (no progress)",
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        default=default(False),
+        help="do not check TLS certificates of swift:// locations (logged as a warning); for "
+        "a site CA, set OS_CACERT instead",
     )
 
 

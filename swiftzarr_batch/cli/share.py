@@ -59,7 +59,7 @@ def add_share_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def share(args: argparse.Namespace) -> int:
-    store = open_store(args.url, read_only=True)
+    store = open_store(args.url, read_only=True, insecure=args.insecure)
     if not isinstance(store, SwiftStore):
         raise ConfigurationError(f"only swift:// datasets can be shared, not {args.url!r}")
     if args.revoke:

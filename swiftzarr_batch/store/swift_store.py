@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
+import os
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, Self
 
@@ -44,6 +45,7 @@ from swiftzarr_batch.swift.retry import RetryPolicy
 from swiftzarr_batch.swift.session import SwiftSession, TransportOptions, get_session
 from swiftzarr_batch.swift.status import is_range_not_satisfiable, range_ignored
 from swiftzarr_batch.swift.tempurl import parse_link
+from swiftzarr_batch.swift.tls import resolve_trust, trust_of
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,12 @@ class SwiftStore(Store):
     max_connections, retry, verify_tls, verify_reads, verify_writes, connect_timeout, read_timeout
         Data path tuning, see ``TransportOptions``. The MD5 checks (``verify_reads``,
         ``verify_writes``) are on by default; they cost ~10 ms of CPU per 8 MiB chunk.
+    cacert
+        The site's CA bundle (a PEM file), for auth, data and ``conn`` alike. Without it (and
+        with ``verify_tls``): ``OS_CACERT``, the cloud's ``cacert``/``verify`` in clouds.yaml,
+        ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``/``SSL_CERT_FILE``, the system's store, in
+        that order (``swift.tls``). The choice travels with the pickle as a *path*: workers of
+        one site share the file system, so they read the same file (it must exist there).
 
     anonymous
         No credentials, just ``preauthurl``: read a container made public
@@ -103,19 +111,11 @@ class SwiftStore(Store):
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         anonymous: bool = False,
+        cacert: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__(read_only=read_only or anonymous)
         self.container = validate_container(container)
         self.prefix = normalize_prefix(prefix)
-        self._options = TransportOptions(
-            max_connections=max_connections,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            verify_tls=verify_tls,
-            verify_reads=verify_reads,
-            verify_writes=verify_writes,
-            retry=retry or RetryPolicy(),
-        )
         if anonymous:
             if any((authurl, user, key, preauthtoken, credential_provider)) or not preauthurl:
                 raise ConfigurationError(
@@ -135,8 +135,22 @@ class SwiftStore(Store):
                 preauthurl=preauthurl,
                 preauthtoken=preauthtoken,
                 verify_tls=verify_tls,
+                cacert=cacert,
             )
             self._provider, self._token = resolved.provider, resolved.token
+        # the auth's trust, when no explicit choice overrides it: data goes where auth said
+        trust = trust_of(self._provider) if verify_tls and not cacert else None
+        trust = trust or resolve_trust(cacert, verify_tls=verify_tls)
+        self._options = TransportOptions(
+            max_connections=max_connections,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            verify_tls=trust.verify,
+            trust=trust,
+            verify_reads=verify_reads,
+            verify_writes=verify_writes,
+            retry=retry or RetryPolicy(),
+        )
         self._swift_session: SwiftSession | None = None
         self._swift_container: SwiftContainer | None = None
         self._conn: Any = None
@@ -302,12 +316,12 @@ class SwiftStore(Store):
         if self._conn is None:
             from swiftclient.client import Connection
 
-            token = self.session.token
+            session = self.session
             self._conn = Connection(
-                preauthurl=token.storage_url,
-                preauthtoken=token.token,
-                insecure=not self._options.verify_tls,
+                preauthurl=session.token.storage_url,
+                preauthtoken=session.token.token,
                 retries=3,
+                **session.trust.swiftclient_options(),  # the data path's trust
             )
         return self._conn
 

@@ -91,9 +91,15 @@ class HTTPResponse:
 
 
 class Endpoint:
-    """Where a pool connects: scheme, host, port and TLS context, from a base URL."""
+    """Where a pool connects: scheme, host, port and TLS context, from a base URL.
 
-    def __init__(self, url: str, *, verify_tls: bool = True) -> None:
+    ``ssl_context`` is the client context of an https URL (``swift.tls.Trust.ssl_context()``,
+    the one every client of a store shares); without one, the system's defaults.
+    """
+
+    def __init__(
+        self, url: str, *, verify_tls: bool = True, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
@@ -104,7 +110,9 @@ class Endpoint:
         self.host_header = host if default else f"{host}:{self.port}"
         self.base_path = parts.path.rstrip("/")
         self.ssl: ssl.SSLContext | None = None
-        if parts.scheme == "https":
+        if parts.scheme == "https" and ssl_context is not None:
+            self.ssl = ssl_context  # shared: never changed here
+        elif parts.scheme == "https":
             self.ssl = ssl.create_default_context()
             if not verify_tls:
                 self.ssl.check_hostname = False

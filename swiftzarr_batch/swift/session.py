@@ -44,6 +44,7 @@ from swiftzarr_batch.swift.http1 import (
 from swiftzarr_batch.swift.retry import RetryableFailure, RetryPolicy, call_with_retries
 from swiftzarr_batch.swift.status import UNAUTHORIZED, Outcome, classify, error_for
 from swiftzarr_batch.swift.tempurl import link_refused
+from swiftzarr_batch.swift.tls import Trust, trust_for
 from swiftzarr_batch.swift.tokens import CredentialProvider, Token, auth_calls, cached_authenticate
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class TransportOptions:
 
     max_connections: concurrent requests per event loop (the store's limit).
     connect_timeout/read_timeout: seconds; a stalled server costs at most read_timeout per try.
-    verify_tls: check HTTPS certificates (turning it off is logged as a warning).
+    verify_tls, trust: check HTTPS certificates with ``trust`` (``swift.tls``; None: the env's).
     verify_reads: compare each full GET body's MD5 with the object's ETag.
     verify_writes: send each PUT body's MD5 as its ETag, so the server refuses (422) a body
     damaged on the way. Both cost one MD5 of the body (~10 ms of CPU per 8 MiB); turn them
@@ -70,6 +71,7 @@ class TransportOptions:
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     verify_tls: bool = True
+    trust: Trust | None = None
     verify_reads: bool = True
     verify_writes: bool = True
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -113,14 +115,13 @@ class SwiftSession:
         self.options = options
         self.counters = Counters()
         self._lock = threading.Lock()
-        self._endpoint = Endpoint(token.storage_url, verify_tls=options.verify_tls)
+        self.trust = trust_for(options.trust, options.verify_tls, "storage URL", token.storage_url)
+        self._endpoint = Endpoint(token.storage_url, ssl_context=self.trust.ssl_context())
         self._pools: dict[int, Pool] = {}
         self._refresh_lock = threading.Lock()
         self.known_containers: set[str] = set()
         #: ``time.monotonic()`` of the last request (or ``get_session``): idle sessions close.
         self.last_used = time.monotonic()
-        if not options.verify_tls:
-            log.warning("TLS certificate verification is OFF for %s", token.storage_url)
 
     def __repr__(self) -> str:
         return f"SwiftSession(storage_url={self.token.storage_url!r})"
@@ -238,8 +239,7 @@ class SwiftSession:
             except TLSFailure as exc:
                 self.counters.errors += 1  # a certificate does not get better by retrying
                 raise SwiftHTTPError(
-                    f"{method} {path}: {exc}; fix the certificate or its CA bundle (verify_tls="
-                    "False only for a server you trust)",
+                    f"{method} {path}: {exc}; {self.trust.hint()}",
                     method=method,
                     path=path,
                 ) from None

@@ -16,7 +16,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from zarr.abc.store import Store
+
 from swiftzarr_batch.errors import ConfigurationError, SwiftZarrError
+from swiftzarr_batch.store.locations import open_store
 
 log = logging.getLogger("workflows")
 
@@ -27,6 +30,29 @@ EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the lock; try again later
 Schema = Mapping[str, Mapping[str, tuple[type | tuple[type, ...], Any]]]
 """section -> key -> (accepted types, default); a default of REQUIRED means it must be given."""
 REQUIRED = object()
+
+
+def location_keys() -> dict[str, tuple[type | tuple[type, ...], Any]]:
+    """The keys of a ``[source]``/``[target]`` location: its URL, the prefix of its credential
+    variables, and its certificates (``swift.tls``): ``cacert`` (a CA bundle's path) or
+    ``insecure = true`` (certificates not checked, logged as a warning per host)."""
+    return {
+        "url": (str, REQUIRED),
+        "env_prefix": (str, ""),
+        "cacert": (str, ""),
+        "insecure": (bool, False),
+    }
+
+
+def open_location(section: Mapping[str, Any], *, read_only: bool = False) -> Store:
+    """The store of a checked ``[source]``/``[target]`` section (``location_keys``)."""
+    return open_store(
+        section["url"],
+        read_only=read_only,
+        env_prefix=section["env_prefix"],
+        insecure=section["insecure"],
+        cacert=section["cacert"] or None,
+    )
 
 
 class LockHeldError(SwiftZarrError):
@@ -114,9 +140,11 @@ def run_workflow(
     summary_path: str | Path | None = None,
     *,
     debug: bool = False,
+    insecure: bool = False,
 ) -> int:
     """Load the config, ``run(config, summary)`` (which fills in the summary), write the
-    summary, return the exit code.
+    summary, return the exit code. ``insecure`` (``swiftzarr ingest --insecure``) sets
+    ``insecure = true`` for every location of the config.
 
     The summary goes to ``summary_path``, else the config's ``[output] summary``, else stdout.
     Its ``status`` is "ok" (verified), "unverified", "locked" or "failed"; an error becomes one
@@ -132,6 +160,9 @@ def run_workflow(
     code = EXIT_FAILED
     try:
         config = load_config(config_path, schema)
+        for section in config.values():
+            if insecure and "insecure" in section:
+                section["insecure"] = True
         summary_path = summary_path or config.get("output", {}).get("summary") or None
         run(config, summary)
         code = EXIT_OK if summary.get("verified") else EXIT_FAILED
@@ -158,6 +189,11 @@ def main_for(prog: str, run_from_config: Callable[..., int], argv: Sequence[str]
     parser.add_argument("config", help="TOML configuration file")
     parser.add_argument("--summary", help="write the JSON summary here (overrides the config)")
     parser.add_argument("--debug", action="store_true", help="debug logs and tracebacks")
+    parser.add_argument(
+        "--insecure", action="store_true", help="do not check TLS certificates (a warning)"
+    )
     args = parser.parse_args(argv)
     setup_logging(args.debug)
-    return run_from_config(args.config, summary_path=args.summary, debug=args.debug)
+    return run_from_config(
+        args.config, summary_path=args.summary, debug=args.debug, insecure=args.insecure
+    )

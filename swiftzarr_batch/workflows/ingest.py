@@ -26,10 +26,16 @@ import zarr
 
 from swiftzarr_batch.jobs.counters import cluster_counters, counters_delta
 from swiftzarr_batch.jobs.runner import dask_context
-from swiftzarr_batch.store.locations import open_store
 from swiftzarr_batch.transfer.verify import verify_store
 from swiftzarr_batch.workflows import dataset_state as state
-from swiftzarr_batch.workflows.common import REQUIRED, Schema, main_for, run_workflow
+from swiftzarr_batch.workflows.common import (
+    REQUIRED,
+    Schema,
+    location_keys,
+    main_for,
+    open_location,
+    run_workflow,
+)
 from swiftzarr_batch.workflows.lock import DatasetLock
 
 log = logging.getLogger(__name__)
@@ -42,7 +48,7 @@ SCHEMA: Schema = {
         "recursive": (bool, False),
         "min_age_seconds": ((int, float), 0),
     },
-    "target": {"url": (str, REQUIRED), "env_prefix": (str, "")},
+    "target": location_keys(),
     "ingest": {
         "append_dim": (str, REQUIRED),
         "chunks": (dict, {}),
@@ -88,10 +94,16 @@ def find_inputs(
 
 
 def run_from_config(
-    config_path: str | Path, summary_path: str | Path | None = None, *, debug: bool = False
+    config_path: str | Path,
+    summary_path: str | Path | None = None,
+    *,
+    debug: bool = False,
+    insecure: bool = False,
 ) -> int:
     """Append new input files to a zarr dataset as the TOML config says; returns the exit code."""
-    return run_workflow("ingest", config_path, SCHEMA, ingest, summary_path, debug=debug)
+    return run_workflow(
+        "ingest", config_path, SCHEMA, ingest, summary_path, debug=debug, insecure=insecure
+    )
 
 
 def ingest(config: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
@@ -99,7 +111,7 @@ def ingest(config: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
     dim = ing["append_dim"]
     if ing["files_per_commit"] < 1 or ing["zarr_format"] not in (2, 3):
         raise ValueError("[ingest] files_per_commit must be >= 1 and zarr_format 2 or 3")
-    store = open_store(tgt["url"], env_prefix=tgt["env_prefix"])
+    store = open_location(tgt)
     files = find_inputs(
         src["directory"],
         src["pattern"],

@@ -25,14 +25,14 @@ from zarr.core.sync import sync
 from swiftzarr_batch.jobs.counters import cluster_counters, counters_delta
 from swiftzarr_batch.jobs.runner import dask_context
 from swiftzarr_batch.store.keys import LOCKS_DIR, join
-from swiftzarr_batch.store.locations import open_store
 from swiftzarr_batch.transfer.copy import CopyError, copy_store
 from swiftzarr_batch.transfer.verify import verify_store
 from swiftzarr_batch.workflows.common import (
-    REQUIRED,
     LockHeldError,
     Schema,
+    location_keys,
     main_for,
+    open_location,
     run_workflow,
 )
 from swiftzarr_batch.workflows.lock import DatasetLock
@@ -40,8 +40,8 @@ from swiftzarr_batch.workflows.lock import DatasetLock
 log = logging.getLogger(__name__)
 
 SCHEMA: Schema = {
-    "source": {"url": (str, REQUIRED), "env_prefix": (str, "")},
-    "target": {"url": (str, REQUIRED), "env_prefix": (str, "")},
+    "source": location_keys(),
+    "target": location_keys(),
     "mirror": {
         "delete_extra": (bool, False),
         "if_exists": (str, "overwrite"),
@@ -59,18 +59,24 @@ SERVER_SIDE = {"auto": None, "always": True, "never": False}
 
 
 def run_from_config(
-    config_path: str | Path, summary_path: str | Path | None = None, *, debug: bool = False
+    config_path: str | Path,
+    summary_path: str | Path | None = None,
+    *,
+    debug: bool = False,
+    insecure: bool = False,
 ) -> int:
     """Mirror a dataset as the TOML config says; returns the exit code."""
-    return run_workflow("mirror", config_path, SCHEMA, mirror, summary_path, debug=debug)
+    return run_workflow(
+        "mirror", config_path, SCHEMA, mirror, summary_path, debug=debug, insecure=insecure
+    )
 
 
 def mirror(config: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
     src, tgt, opt = config["source"], config["target"], config["mirror"]
     if opt["server_side"] not in SERVER_SIDE:
         raise ValueError(f"[mirror] server_side must be one of {sorted(SERVER_SIDE)}")
-    source = open_store(src["url"], read_only=True, env_prefix=src["env_prefix"])
-    dest = open_store(tgt["url"], env_prefix=tgt["env_prefix"])
+    source = open_location(src, read_only=True)
+    dest = open_location(tgt)
     summary.update(source=src["url"], target=tgt["url"])
     holder = _source_lock_holder(source, opt["respect_lock"])
     if holder:
