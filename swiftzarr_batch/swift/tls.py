@@ -87,7 +87,7 @@ class Trust:
     def describe(self) -> str:
         if not self.verify:
             return f"certificates are not checked ({self.source})"
-        return f"trusting {self.cacert} ({self.source})"
+        return f"trusting {self.cacert or "OpenSSL's default CAs"} ({self.source})"
 
     def hint(self) -> str:
         """What to say after a verification failure: what was trusted and how to fix it."""
