@@ -204,13 +204,19 @@ class SwiftSession:
         body: bytes | memoryview | None = None,
         check_md5: bool = False,
         allow: tuple[int, ...] = (),
+        expect: int | None = None,
     ) -> Response:
         """Send one request (with retries) to ``storage_url/path``; ``path`` is already quoted.
 
         Returns the response for 2xx, 404 and any status in ``allow``; raises the typed error
         of ``status.error_for`` otherwise. ``check_md5``: verify a full GET body against its
         ETag. A PUT body is sent with its MD5 as ETag so the server rejects corruption (422)
-        (unless ``verify_writes`` is off).
+        (unless ``verify_writes`` is off). ``expect``: the most body bytes expected (a listed
+        size, a range's length), so a lying Content-Length cannot make the client allocate
+        more than that up front (``http1.Pool.request``).
+
+        The retry budget is a deadline across tries: a try in flight when it passes is cut,
+        and the error says the budget was spent.
         """
         target = f"{self._endpoint.base_path}/{path}" if path else self._endpoint.base_path
         if params:
@@ -232,7 +238,7 @@ class SwiftSession:
                 send_headers["X-Auth-Token"] = token.token
             self.counters.requests += 1
             try:
-                resp = await self._pool().request(method, target, send_headers, body)
+                resp = await self._pool().request(method, target, send_headers, body, expect=expect)
             except TLSFailure as exc:
                 self.counters.errors += 1  # a certificate does not get better by retrying
                 raise SwiftHTTPError(
@@ -286,8 +292,18 @@ class SwiftSession:
                     method=method,
                     path=path,
                 ) from None
+            reason, spent = failure.reason, ""
+            if failure.budget_spent and "budget" not in reason:
+                spent = f"retry budget of {self.options.retry.budget:g} s spent"
+                if failure.status is None:
+                    reason, spent = f"{reason}; {spent}", ""
             raise error_for(
-                failure.status, method, path, reason=failure.reason, attempts=failure.attempts
+                failure.status,
+                method,
+                path,
+                reason=reason,
+                attempts=failure.attempts,
+                detail=spent,
             ) from None
         outcome = classify(response.status)
         if outcome in (Outcome.OK, Outcome.MISSING) or response.status in allow:
