@@ -267,9 +267,24 @@ async def test_a_slow_but_steady_download_is_not_too_slow():
 
 
 # -- 3. memory bounded by what arrived (peak RSS of a child process) --------------------------
-CHILD = textwrap.dedent(
+RSS = textwrap.dedent(
     """
-    import asyncio, json, resource, sys
+    import os, resource
+
+    def resident_kib():
+        # now, not the high-water mark: imports leave a transient peak that would hide growth
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+    def peak_kib():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """
+)
+
+
+CHILD = RSS + textwrap.dedent(
+    """
+    import asyncio, json, sys
     from swiftzarr_batch import RetryPolicy, SwiftHTTPError
     from swiftzarr_batch.swift.session import SwiftSession, TransportOptions
     from swiftzarr_batch.swift.tokens import Token
@@ -290,13 +305,13 @@ CHILD = textwrap.dedent(
         token = Token(f"http://127.0.0.1:{port}/v1/AUTH_t", "tok")
         retry = RetryPolicy(attempts=ATTEMPTS, base_delay=0.01, max_delay=0.02, budget=30)
         session = SwiftSession(token, None, TransportOptions(read_timeout=5, retry=retry))
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        before = resident_kib()
         try:
             await session.request("GET", "c/o")
             error = None
         except SwiftHTTPError as exc:
             error = str(exc)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak = peak_kib()
         await session.aclose()
         server.close()
         print(json.dumps({"grew_kib": peak - before, "error": error}))
@@ -325,3 +340,51 @@ def test_a_lying_content_length_costs_what_arrived_not_what_was_announced(announ
     result = run_child(CHILD, announced, 10 * MiB, 3)
     assert "after 3 attempts" in result["error"] and "in the response body" in result["error"]
     assert result["grew_kib"] < 64 * 1024, result  # KiB: under 64 MiB for 3 x 10 MiB received
+
+
+TRUNCATED_CHILD = RSS + textwrap.dedent(
+    """
+    import asyncio, hashlib, json, sys
+    from swiftzarr_batch import RetryPolicy, SwiftStore
+
+    url, token, container, name = sys.argv[1:5]
+
+    async def main():
+        retry = RetryPolicy(attempts=8, base_delay=0.01, max_delay=0.05, budget=120)
+        store = SwiftStore(
+            container, preauthurl=url, preauthtoken=token, read_timeout=10, retry=retry
+        )
+        c = await store.swift_container()
+        before = resident_kib()
+        resp = await c.get(name)
+        peak = peak_kib()
+        print(json.dumps({
+            "grew_kib": peak - before,
+            "md5": hashlib.md5(resp.body).hexdigest(),
+            "retries": store.counters["retries"],
+        }))
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_big_read_truncated_six_times_peaks_at_twice_its_size(swift_server, container_name):
+    """64 MiB, cut half-way 6 times by FaultProxy, then whole: RSS grows by at most ~2x."""
+    import hashlib
+
+    from swiftclient.client import Connection
+
+    from swiftzarr_batch.testing.faultproxy import FaultProxy
+
+    payload = os.urandom(64 * MiB)
+    conn = Connection(authurl=swift_server.auth_url, user=swift_server.user, key=swift_server.key)
+    conn.put_container(container_name)
+    conn.put_object(container_name, "big", payload)
+    url, token = conn.get_auth()
+    with FaultProxy(swift_server.proxy_url, seed=1) as fp:
+        fp.inject("truncate", 6, method="GET", path_contains="/big")
+        result = run_child(TRUNCATED_CHILD, fp.via(url), token, container_name, "big", timeout=300)
+        assert fp.counts["truncate"] == 6
+    assert result["md5"] == hashlib.md5(payload).hexdigest() and result["retries"] == 6
+    assert result["grew_kib"] < 2 * 64 * 1024 + 16 * 1024, result  # KiB: 2 x 64 MiB + slack
