@@ -145,9 +145,43 @@ class Connection(asyncio.BufferedProtocol):
             self._body += data
             return
         try:
-            self._feed(data)
+            if self._state == _HEAD:
+                self._heads(nbytes)
+            else:
+                self._feed(data)
         except ConnectionFailed as exc:
             self._fail(exc.reason)
+
+    def _heads(self, nbytes: int) -> None:
+        """Parse the head(s) in this read, giving the parser each head alone when its end is
+        in sight, so that a Content-Length body that came with it is copied once, straight
+        into its buffer, not first into the parser's callback."""
+        scratch, view, pos = self._scratch, self._scratch_view, 0
+        while self._state == _HEAD and pos < nbytes:
+            end = scratch.find(b"\r\n\r\n", pos, nbytes)
+            cut = nbytes if end < 0 else end + 4
+            self._feed(view[pos:cut])
+            pos = cut
+        if pos == nbytes:
+            return
+        rest = view[pos:nbytes]
+        if self._state == _FIXED:
+            take = min(len(rest), self._size - self._filled)
+            end = self._filled + take
+            if end > len(self._body):
+                self._grow(end)
+            self._body[self._filled : end] = rest[:take]
+            self._filled = end
+            if take < len(rest):
+                self.reusable = False  # bytes beyond the response: the stream is out of step
+            if self._filled == self._size:
+                self._finish()
+        elif self._state == _TO_EOF:
+            self._body += rest
+        elif self._state == _CHUNKED:
+            self._feed(rest)
+        else:  # bytes after a complete answer without body (HEAD, 204, 304, length 0)
+            self.reusable = False
 
     # -- the parser's callbacks (httptools calls these by name) -----------------------------
     def on_message_begin(self) -> None:
