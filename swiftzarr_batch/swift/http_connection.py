@@ -218,9 +218,11 @@ class Connection(asyncio.BufferedProtocol):
         self._items = []
         if not parser.should_keep_alive():  # Connection: close, or HTTP/1.0 without keep-alive
             self.reusable = False
-        codings = [v for n, v in headers.items() if n.lower() == "transfer-encoding"]
-        if codings and (len(codings) > 1 or codings[0].strip().lower() != "chunked"):
-            raise ConnectionFailed(f"unsupported Transfer-Encoding {', '.join(codings)!r}")
+        codings: list[str] = []
+        if "transfer-encoding" in headers:  # rare: look at every value only then
+            codings = [v for n, v in headers.items() if n.lower() == "transfer-encoding"]
+            if len(codings) > 1 or codings[0].strip().lower() != "chunked":
+                raise ConnectionFailed(f"unsupported Transfer-Encoding {', '.join(codings)!r}")
         self._headers = headers
         if self._head_only or status in _NO_BODY_STATUS:
             self._finish()  # anything after this head is out of step: on_body says so

@@ -40,7 +40,8 @@ class RetryPolicy:
     attempts: total tries per request (1 = no retries).
     base_delay/max_delay: the exponential backoff's first step and cap, in seconds; each wait
     is drawn uniformly from [0, min(max_delay, base_delay * 2**n)] ("full jitter").
-    budget: give up once this many seconds were spent on one request, whatever ``attempts`` says.
+    budget: seconds one request may take in all, tries and waits together, whatever
+    ``attempts`` says: a deadline, which cuts a try still in flight (``call_with_retries``).
     """
 
     attempts: int = 10

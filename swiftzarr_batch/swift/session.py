@@ -53,7 +53,8 @@ class TransportOptions:
     """Tunables of the data path; travels with the store to workers.
 
     max_connections: concurrent requests per event loop (the store's limit).
-    connect_timeout/read_timeout: seconds; a stalled server costs at most read_timeout per try.
+    connect_timeout/read_timeout: seconds; a try fails when less than 16 KiB moved (either
+    way) within read_timeout, so a stalled or trickling server costs about read_timeout per try.
     verify_tls: check HTTPS certificates (turning it off is logged as a warning).
     verify_reads: compare each full GET body's MD5 with the object's ETag.
     verify_writes: send each PUT body's MD5 as its ETag, so the server refuses (422) a body
