@@ -26,9 +26,9 @@ from zarr.abc.store import Store
 
 from swiftzarr_batch.store.keys import join
 from swiftzarr_batch.store.swift_store import SwiftStore
+from swiftzarr_batch.swift.checksums import BODY_MD5_HEADER
 from swiftzarr_batch.swift.large_objects import delete_large, is_large
 from swiftzarr_batch.swift.names import object_name
-from swiftzarr_batch.swift.session import BODY_MD5_HEADER
 
 __all__ = ["CopySource", "ObjectInfo", "SwiftObjects", "swift_objects"]
 

@@ -33,9 +33,10 @@ from swiftzarr_batch.swift.capabilities import (
     Limits,
     limits,
 )
+from swiftzarr_batch.swift.checksums import BODY_MD5_HEADER, md5_hex
 from swiftzarr_batch.swift.container import SwiftContainer
 from swiftzarr_batch.swift.names import MAX_OBJECT_NAME_BYTES, quote_path
-from swiftzarr_batch.swift.session import BODY_MD5_HEADER, SwiftSession, md5_hex
+from swiftzarr_batch.swift.session import SwiftSession
 from swiftzarr_batch.swift.status import NOT_FOUND, PRECONDITION_FAILED, check_bulk_delete
 
 __all__ = [

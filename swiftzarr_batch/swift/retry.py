@@ -30,6 +30,7 @@ class RetryableFailure(Exception):
         self.status = status
         self.retry_after = retry_after_seconds(retry_after)
         self.attempts = 1
+        self.budget_spent = False  # the retry budget, not the attempts, ended the request
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,8 @@ class RetryPolicy:
     attempts: total tries per request (1 = no retries).
     base_delay/max_delay: the exponential backoff's first step and cap, in seconds; each wait
     is drawn uniformly from [0, min(max_delay, base_delay * 2**n)] ("full jitter").
-    budget: give up once this many seconds were spent on one request, whatever ``attempts`` says.
+    budget: seconds one request may take in all, tries and waits together, whatever
+    ``attempts`` says: a deadline, which cuts a try still in flight (``call_with_retries``).
     """
 
     attempts: int = 10
@@ -87,46 +89,78 @@ async def call_with_retries(
 ) -> T:
     """Run ``await attempt()`` under ``policy``; return its result or raise its last failure.
 
-    The first try runs outside tenacity, so the common case (success) costs nothing extra on a
-    path that handles thousands of requests per second; after a RetryableFailure the remaining
-    tries are driven by tenacity with this policy. Any other exception propagates at once.
-    ``on_retry(failure)`` runs before each retry (counters, logging). The final
-    RetryableFailure is re-raised with ``attempts`` set to the number of tries.
-    """
-    try:
-        return await attempt()
-    except RetryableFailure as failure:
-        first = failure
-    first.attempts = 1
-    if policy.attempts <= 1:
-        raise first
-    tries = 1
+    ``policy.budget`` is a deadline for the whole call, tries and waits together: a try still
+    in flight when it passes is cut (its connection closed) and the call fails with a reason
+    saying so; no wait is started that would end past it. So a server that trickles bytes
+    fails within ``budget`` (plus at most one stall check), however many tries are left.
 
-    async def retry_once() -> T:
+    The first try runs outside tenacity, so the common case (success) costs one timer, not a
+    retry machinery, on a path that handles thousands of requests per second; after a
+    RetryableFailure the remaining tries are driven by tenacity with this policy. Any other
+    exception propagates at once. ``on_retry(failure)`` runs before each retry (counters,
+    logging). The final RetryableFailure is raised with ``attempts`` set to the number of tries
+    and ``budget_spent`` set when the budget, not ``attempts``, ended the call. A failed try's
+    traceback is dropped before the next one starts: it would keep that try's frames, and so
+    its body buffers, alive through the retries.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + policy.budget
+    tries = 0
+    last: list[RetryableFailure] = []  # the latest failure only
+
+    async def bounded() -> T:
         nonlocal tries
         tries += 1
+        timeout = asyncio.timeout_at(deadline)
         try:
-            return await attempt()
-        except RetryableFailure as failure:
-            failure.attempts = tries
-            raise
+            async with timeout:
+                return await attempt()
+        except RetryableFailure as exc:
+            failure = exc
+        except TimeoutError:
+            if not timeout.expired():
+                raise  # not ours: the attempt's own timeout
+            before = f"; the try before: {last[0].reason}" if last else ""
+            failure = RetryableFailure(
+                f"retry budget of {policy.budget:g} s spent, the try in flight was cut{before}",
+                status=None,
+            )
+            failure.budget_spent = True
+        failure.attempts = tries
+        failure.__traceback__ = failure.__context__ = failure.__cause__ = None
+        last[:] = [failure]
+        raise failure
+
+    def give_up(sleep: float) -> bool:
+        failure = last[0]
+        if failure.budget_spent or tries >= policy.attempts:
+            return True
+        if loop.time() + sleep >= deadline:
+            failure.budget_spent = True
+            return True
+        return False
+
+    try:
+        return await bounded()
+    except RetryableFailure as failure:
+        first = failure
+    wait = policy.wait_seconds(1, first)
+    if give_up(wait):
+        raise first
+    del first
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
-        failure = state.outcome.exception() if state.outcome is not None else None
-        if on_retry is not None and isinstance(failure, RetryableFailure):
-            on_retry(failure)
+        if on_retry is not None:
+            on_retry(last[0])
 
     if on_retry is not None:
-        on_retry(first)
-    await asyncio.sleep(policy.wait_seconds(1, first))
+        on_retry(last[0])
+    await asyncio.sleep(wait)
     retrying = tenacity.AsyncRetrying(
-        stop=tenacity.stop_after_attempt(policy.attempts - 1)
-        | tenacity.stop_after_delay(policy.budget),
-        wait=lambda state: policy.wait_seconds(
-            state.attempt_number + 1, state.outcome.exception() if state.outcome else None
-        ),
+        stop=lambda state: give_up(state.upcoming_sleep),
+        wait=lambda state: policy.wait_seconds(state.attempt_number + 1, last[0]),
         retry=tenacity.retry_if_exception_type(RetryableFailure),
         before_sleep=before_sleep,
         reraise=True,
     )
-    return await retrying(retry_once)
+    return await retrying(bounded)

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import hashlib
 import logging
 import os
-import re
 import threading
 import time
 import weakref
@@ -33,6 +31,7 @@ from swiftzarr_batch.errors import (
     PermissionDeniedError,
     SwiftHTTPError,
 )
+from swiftzarr_batch.swift.checksums import check_body_md5, md5_hex
 from swiftzarr_batch.swift.http1 import (
     ConnectionFailed,
     Endpoint,
@@ -49,17 +48,14 @@ from swiftzarr_batch.swift.tokens import CredentialProvider, Token, auth_calls, 
 
 log = logging.getLogger(__name__)
 
-_MD5_HEX = re.compile(r"^[0-9a-f]{32}$")
-#: Metadata of a large object holding its whole body's MD5 (its ETag is not that MD5).
-BODY_MD5_HEADER = "X-Object-Meta-Swiftzarr-Body-Md5"
-
 
 @dataclass(frozen=True)
 class TransportOptions:
     """Tunables of the data path; travels with the store to workers.
 
     max_connections: concurrent requests per event loop (the store's limit).
-    connect_timeout/read_timeout: seconds; a stalled server costs at most read_timeout per try.
+    connect_timeout/read_timeout: seconds; a try fails when less than 16 KiB moved (either
+    way) within read_timeout, so a stalled or trickling server costs about read_timeout per try.
     verify_tls, trust: check HTTPS certificates with ``trust`` (``swift.tls``; None: the env's).
     verify_reads: compare each full GET body's MD5 with the object's ETag.
     verify_writes: send each PUT body's MD5 as its ETag, so the server refuses (422) a body
@@ -205,13 +201,19 @@ class SwiftSession:
         body: bytes | memoryview | None = None,
         check_md5: bool = False,
         allow: tuple[int, ...] = (),
+        expect: int | None = None,
     ) -> Response:
         """Send one request (with retries) to ``storage_url/path``; ``path`` is already quoted.
 
         Returns the response for 2xx, 404 and any status in ``allow``; raises the typed error
         of ``status.error_for`` otherwise. ``check_md5``: verify a full GET body against its
         ETag. A PUT body is sent with its MD5 as ETag so the server rejects corruption (422)
-        (unless ``verify_writes`` is off).
+        (unless ``verify_writes`` is off). ``expect``: the most body bytes expected (a listed
+        size, a range's length), so a lying Content-Length cannot make the client allocate
+        more than that up front (``http1.Pool.request``).
+
+        The retry budget is a deadline across tries: a try in flight when it passes is cut,
+        and the error says the budget was spent.
         """
         target = f"{self._endpoint.base_path}/{path}" if path else self._endpoint.base_path
         if self.token.query:  # a signed link: its signature goes with every request
@@ -235,7 +237,7 @@ class SwiftSession:
                 send_headers["X-Auth-Token"] = token.token
             self.counters.requests += 1
             try:
-                resp = await self._pool().request(method, target, send_headers, body)
+                resp = await self._pool().request(method, target, send_headers, body, expect=expect)
             except TLSFailure as exc:
                 self.counters.errors += 1  # a certificate does not get better by retrying
                 raise SwiftHTTPError(
@@ -268,7 +270,7 @@ class SwiftSession:
                     resp.reason or "", status=status, retry_after=resp_headers.get("Retry-After")
                 )
             if check_md5 and self.options.verify_reads and outcome is Outcome.OK:
-                await _check_body_md5(resp_headers, data)
+                await check_body_md5(resp_headers, data)
             return Response(status, resp_headers, data)
 
         def on_retry(failure: RetryableFailure) -> None:
@@ -290,8 +292,18 @@ class SwiftSession:
                     method=method,
                     path=path,
                 ) from None
+            reason, spent = failure.reason, ""
+            if failure.budget_spent and "budget" not in reason:
+                spent = f"retry budget of {self.options.retry.budget:g} s spent"
+                if failure.status is None:
+                    reason, spent = f"{reason}; {spent}", ""
             raise error_for(
-                failure.status, method, path, reason=failure.reason, attempts=failure.attempts
+                failure.status,
+                method,
+                path,
+                reason=reason,
+                attempts=failure.attempts,
+                detail=spent,
             ) from None
         outcome = classify(response.status)
         if outcome in (Outcome.OK, Outcome.MISSING) or response.status in allow:
@@ -303,36 +315,6 @@ class SwiftSession:
 def _reason(response: Response) -> str:
     text = response.body[:200].decode("utf-8", "replace").strip()
     return " ".join(text.split())
-
-
-#: Bodies this big or bigger are hashed in a worker thread (hashlib releases the GIL): the MD5
-#: of an 8 MiB chunk takes ~11 ms, which on the event loop would stall every other request.
-MD5_OFF_LOOP_BYTES = 1 << 20
-
-
-async def md5_hex(data: bytes | bytearray | memoryview) -> str:
-    """Hex MD5 of ``data``; off the event loop for big bodies."""
-    if memoryview(data).nbytes >= MD5_OFF_LOOP_BYTES:
-        return await asyncio.to_thread(lambda: hashlib.md5(data).hexdigest())
-    return hashlib.md5(data).hexdigest()
-
-
-async def _check_body_md5(headers: Headers, data: bytes | bytearray) -> None:
-    """Raise RetryableFailure if a plain object's body does not hash to its ETag.
-
-    Large-object manifests (SLO/DLO) carry a different ETag: they are checked against the
-    whole body's MD5 that ``large_objects`` stores as metadata, or skipped without it, as are
-    range reads.
-    """
-    if "Content-Range" in headers:
-        return
-    etag = headers.get("Etag", "").strip('"')
-    if "X-Static-Large-Object" in headers or "X-Object-Manifest" in headers:
-        etag = headers.get(BODY_MD5_HEADER, "")
-    if not _MD5_HEX.match(etag):
-        return
-    if await md5_hex(data) != etag:
-        raise RetryableFailure("MD5 mismatch")
 
 
 def _close_pools(pools: dict[int, Pool], lock: threading.Lock, *, now: bool = False) -> None:
