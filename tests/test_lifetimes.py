@@ -23,8 +23,9 @@ from zarr.core.sync import sync
 from swiftzarr_batch import SwiftStore
 from swiftzarr_batch.auth import V1Password
 from swiftzarr_batch.swift import session as session_module
+from swiftzarr_batch.swift.checksums import BODY_MD5_HEADER
 from swiftzarr_batch.swift.large_objects import limits, put_large
-from swiftzarr_batch.swift.session import BODY_MD5_HEADER, open_sessions, process_counters
+from swiftzarr_batch.swift.session import open_sessions, process_counters
 
 PROTO = default_buffer_prototype()
 
