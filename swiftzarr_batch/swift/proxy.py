@@ -211,8 +211,7 @@ class _Tunnel(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        if self.head.done():  # bytes before our TLS hello: the stream is out of step
-            self.head.set_exception(ConnectionFailed("proxy sent data out of turn"))
+        if self.head.done():  # never: TLS takes the transport over before the loop runs again
             return
         self._buf += data
         end = self._buf.find(b"\r\n\r\n")
