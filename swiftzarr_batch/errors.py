@@ -73,6 +73,12 @@ class SwiftHTTPError(SwiftZarrError, OSError):
         self.path = path
 
 
+class ProxyError(SwiftHTTPError):
+    """The forward proxy refused (407: credentials wanted or wrong, 403, 502: it could not
+    reach Swift...). ``status`` is the proxy's; the message names the proxy as
+    ``http://host:port``, never its credentials. Not retried: asking again gets the same."""
+
+
 class ConflictError(SwiftHTTPError):
     """409/412: the object changed or exists where it must not (e.g. a held lock)."""
 

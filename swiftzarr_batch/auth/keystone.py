@@ -28,6 +28,7 @@ from swiftzarr_batch.auth.providers import (
     warn_unverified,
 )
 from swiftzarr_batch.errors import AuthenticationError, ConfigurationError
+from swiftzarr_batch.swift.proxy import ProxyOption, proxy_choice
 from swiftzarr_batch.swift.status import Outcome, classify
 from swiftzarr_batch.swift.tls import Trust, resolve_trust
 from swiftzarr_batch.swift.tokens import Token
@@ -68,6 +69,7 @@ class KeystoneOptions(TypedDict, total=False):
     trust: a ``swift.tls.Trust`` resolved already (wins over both; ``load_cloud`` gives one).
     timeout: seconds per auth request.
     travels: allow the provider, secret included, to be pickled to dask workers.
+    proxy: a forward proxy URL, False for none (``swift.proxy``; None: HTTPS_PROXY...).
     """
 
     region: str | None
@@ -77,6 +79,7 @@ class KeystoneOptions(TypedDict, total=False):
     trust: Trust | None
     timeout: float
     travels: bool
+    proxy: ProxyOption
 
 
 class _KeystoneV3(SecretProvider):
@@ -94,6 +97,7 @@ class _KeystoneV3(SecretProvider):
         trust: Trust | None = None,
         timeout: float = 30.0,
         travels: bool = False,
+        proxy: ProxyOption = None,
     ) -> None:
         if not auth_url:
             raise ConfigurationError("Keystone auth_url is empty")
@@ -106,6 +110,7 @@ class _KeystoneV3(SecretProvider):
         self.verify_tls = self.trust.verify
         self.timeout = timeout
         self.travels = travels
+        self.proxy = proxy_choice(proxy)
         warn_unverified(self.trust, "Keystone", auth_url)
 
     # -- what subclasses say ------------------------------------------------------------------
@@ -143,6 +148,7 @@ class _KeystoneV3(SecretProvider):
             what=f"Keystone at {self.auth_url}",
             trust=self.trust,
             timeout=self.timeout,
+            proxy=self.proxy,
             json=body,
             headers={"Accept": "application/json"},
         )

@@ -13,12 +13,13 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Hashable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 import requests
 
 from swiftzarr_batch.errors import AuthenticationError
+from swiftzarr_batch.swift.proxy import ProxyOption, proxy_for, requests_proxies
 from swiftzarr_batch.swift.retry import RetryableFailure, RetryPolicy
 from swiftzarr_batch.swift.status import Outcome, classify
 from swiftzarr_batch.swift.tls import Trust, warn_insecure
@@ -35,6 +36,7 @@ __all__ = [
     "WrappingProvider",
     "auth_request",
     "provider_cache_key",
+    "route_through",
     "secret_digest",
     "warn_unverified",
 ]
@@ -48,7 +50,14 @@ _P = TypeVar("_P", bound="SecretProvider")
 
 
 def auth_request(
-    method: str, url: str, *, what: str, trust: Trust, timeout: float, **kwargs: Any
+    method: str,
+    url: str,
+    *,
+    what: str,
+    trust: Trust,
+    timeout: float,
+    proxy: ProxyOption = None,
+    **kwargs: Any,
 ) -> requests.Response:
     """Send one auth request; return a 2xx (or other final) response, raise for the rest.
 
@@ -56,19 +65,41 @@ def auth_request(
     the user configured it); a status worth retrying raises ``RetryableFailure`` for the
     caller's ``AUTH_RETRY`` loop. A TLS failure is not retried (a certificate does not get
     better) and says what was trusted and how to fix it. ``trust`` is ``swift.tls``'s, the
-    data path's. Headers and bodies (which hold secrets) never reach a message.
+    data path's. Headers and bodies (which hold secrets) never reach a message. ``proxy`` is
+    the explicit ``proxy=`` choice (None: the environment's), picked by ``swift.proxy`` for
+    both, so auth goes through the proxy the data goes through, or neither does.
     """
     count_auth_call()
+    via = proxy_for(url, proxy)
     try:
         resp = requests.request(
-            method, url, timeout=timeout, verify=trust.requests_verify(), **kwargs
+            method,
+            url,
+            timeout=timeout,
+            verify=trust.requests_verify(),
+            # None values turn the environment's proxy off (requests' stub omits them)
+            proxies=cast(dict[str, str], requests_proxies(url, proxy)),
+            **kwargs,
         )
+    except requests.exceptions.ProxyError as exc:
+        refusal = " (407: it wants credentials)" if "407" in str(exc) else ""
+        raise AuthenticationError(
+            f"could not reach {what} through proxy {via}{refusal}: {type(exc).__name__}"
+        ) from None
     except requests.exceptions.SSLError:
         raise AuthenticationError(
             f"TLS verification failed for {what} ({urlsplit(url).hostname}): {trust.hint()}"
         ) from None
     except requests.exceptions.RequestException as exc:
-        raise AuthenticationError(f"could not reach {what}: {type(exc).__name__}") from None
+        through = f" through proxy {via}" if via else ""
+        raise AuthenticationError(
+            f"could not reach {what}{through}: {type(exc).__name__}"
+        ) from None
+    if resp.status_code == 407 and via is not None:  # the proxy's answer, not the server's
+        raise AuthenticationError(
+            f"proxy {via} refused {what} with 407: give its credentials in its URL "
+            "(http://user:password@host:port)"
+        )
     if classify(resp.status_code) is Outcome.RETRY:
         raise RetryableFailure(
             f"{what} answered {resp.status_code}",
@@ -108,6 +139,8 @@ class SecretProvider:
     """
 
     travels: bool = False
+    #: the explicit ``proxy=`` of its auth requests (``swift.proxy``; None: the environment's)
+    proxy: ProxyOption = None
 
     def authenticate_once(self) -> Token:
         """One auth request (no retries); raises ``RetryableFailure`` when worth another try."""
@@ -125,6 +158,17 @@ class SecretProvider:
                 "EnvironmentCredentials, to let workers re-authenticate)"
             )
         return (_rebuild, (type(self), self.__dict__.copy()))
+
+
+def route_through(provider: object, proxy: ProxyOption) -> None:
+    """Send the auth requests of ``provider`` (or of the provider it wraps) through ``proxy``:
+    how ``SwiftStore(proxy=...)`` makes auth follow the same choice as its data."""
+    seen = 0
+    while provider is not None and seen < 8:  # wrappers hold theirs as ``provider``
+        if isinstance(provider, SecretProvider):
+            provider.proxy = proxy
+            return
+        provider, seen = getattr(provider, "provider", None), seen + 1
 
 
 def warn_unverified(trust: Trust, what: str, url: str) -> None:

@@ -20,6 +20,7 @@ from swiftzarr_batch.auth.providers import (
     warn_unverified,
 )
 from swiftzarr_batch.errors import AuthenticationError
+from swiftzarr_batch.swift.proxy import ProxyOption, proxy_choice
 from swiftzarr_batch.swift.status import Outcome, classify
 from swiftzarr_batch.swift.tls import Trust, resolve_trust
 from swiftzarr_batch.swift.tokens import Token
@@ -46,8 +47,10 @@ class V1Password(SecretProvider):
         trust: Trust | None = None,
         timeout: float = 30.0,
         travels: bool = False,
+        proxy: ProxyOption = None,
     ) -> None:
         self.authurl = authurl
+        self.proxy = proxy_choice(proxy)  # ``swift.proxy``: None, the environment's
         self.user = user
         self._key = key
         self.token_life = token_life
@@ -76,6 +79,7 @@ class V1Password(SecretProvider):
             what=f"auth URL {self.authurl}",
             trust=self.trust,
             timeout=self.timeout,
+            proxy=self.proxy,
             headers=headers,
         )
         outcome = classify(resp.status_code)

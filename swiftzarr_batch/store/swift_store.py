@@ -31,6 +31,7 @@ from swiftzarr_batch.auth import (
     cached_authenticate,
     resolve_credentials,
 )
+from swiftzarr_batch.auth.providers import route_through
 from swiftzarr_batch.errors import ConfigurationError, ListingNotAllowedError, ReadOnlyError
 from swiftzarr_batch.store.byte_ranges import range_header, slice_body, upload_body
 from swiftzarr_batch.swift import large_objects
@@ -41,6 +42,7 @@ from swiftzarr_batch.swift.names import (
     validate_container,
     validate_key,
 )
+from swiftzarr_batch.swift.proxy import ProxyOption, proxy_choice, route_swiftclient
 from swiftzarr_batch.swift.retry import RetryPolicy
 from swiftzarr_batch.swift.session import SwiftSession, TransportOptions, get_session
 from swiftzarr_batch.swift.status import is_range_not_satisfiable, range_ignored
@@ -77,6 +79,9 @@ class SwiftStore(Store):
         ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``/``SSL_CERT_FILE``, the system's store, in
         that order (``swift.tls``). The choice travels with the pickle as a *path*: workers of
         one site share the file system, so they read the same file (it must exist there).
+    proxy
+        A forward proxy (``http://[user:password@]host:port``) for auth, data and ``conn``, or
+        False for none; without it ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` (``swift.proxy``).
 
     anonymous
         No credentials, just ``preauthurl``: read a container made public
@@ -112,6 +117,7 @@ class SwiftStore(Store):
         read_timeout: float = 60.0,
         anonymous: bool = False,
         cacert: str | os.PathLike[str] | None = None,
+        proxy: ProxyOption = None,
     ) -> None:
         super().__init__(read_only=read_only or anonymous)
         self.container = validate_container(container)
@@ -138,6 +144,7 @@ class SwiftStore(Store):
                 cacert=cacert,
             )
             self._provider, self._token = resolved.provider, resolved.token
+            route_through(self._provider, proxy_choice(proxy))  # auth goes where data goes
         # the auth's trust, when no explicit choice overrides it: data goes where auth said
         trust = trust_of(self._provider) if verify_tls and not cacert else None
         trust = trust or resolve_trust(cacert, verify_tls=verify_tls)
@@ -147,6 +154,7 @@ class SwiftStore(Store):
             read_timeout=read_timeout,
             verify_tls=trust.verify,
             trust=trust,
+            proxy=proxy,
             verify_reads=verify_reads,
             verify_writes=verify_writes,
             retry=retry or RetryPolicy(),
@@ -323,6 +331,7 @@ class SwiftStore(Store):
                 retries=3,
                 **session.trust.swiftclient_options(),  # the data path's trust
             )
+            route_swiftclient(self._conn, session.options.proxy)  # ... and its proxy
         return self._conn
 
     # -- Store ABC: lifecycle ---------------------------------------------------------------

@@ -37,6 +37,8 @@ from swiftzarr_batch.swift.http_messages import (
     TLSFailure,
     request_head,
 )
+from swiftzarr_batch.swift.proxy import absolute_form, refused
+from swiftzarr_batch.swift.proxy import connect as connect_via_proxy
 
 __all__ = [
     "ConnectionFailed",
@@ -95,6 +97,9 @@ class Pool:
         length = len(body) if body is not None else (0 if method in ("PUT", "POST") else None)
         if isinstance(body, memoryview):
             length = body.nbytes
+        forward = self.endpoint.proxy is not None and self.endpoint.ssl is None  # an http proxy
+        if forward:
+            target, headers = absolute_form(self.endpoint, target, headers)
         head = request_head(method, target, self.endpoint.host_header, headers, length)
         async with self._limit:
             conn = self._reuse() or await self._connect()
@@ -112,6 +117,8 @@ class Pool:
                 self._idle.append(conn)
             else:
                 conn.abort()
+            if forward and response.status == 407:  # the proxy's answer, not Swift's
+                raise refused(self.endpoint, 407, response.reason, method)
             return response
 
     def _watch(self) -> None:
@@ -139,6 +146,13 @@ class Pool:
 
     async def _connect(self) -> Connection:
         ep = self.endpoint
+        if ep.proxy is not None:  # swift.proxy's errors name the proxy (never its credentials)
+            return await connect_via_proxy(
+                self.loop,
+                lambda: Connection(self.loop, self._read_timeout, self._scratch),
+                ep,
+                self._connect_timeout,
+            )
         try:
             async with asyncio.timeout(self._connect_timeout):
                 _, conn = await self.loop.create_connection(

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Iterator, Mapping
-from typing import TypeVar, overload
+from typing import TYPE_CHECKING, TypeVar, overload
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from swiftzarr_batch.swift.proxy import Proxy
 
 __all__ = [
     "USER_AGENT",
@@ -94,11 +97,17 @@ class Endpoint:
     """Where a pool connects: scheme, host, port and TLS context, from a base URL.
 
     ``ssl_context`` is the client context of an https URL (``swift.tls.Trust.ssl_context()``,
-    the one every client of a store shares); without one, the system's defaults.
+    the one every client of a store shares); without one, the system's defaults. ``proxy``: the
+    forward proxy on the way (``swift.proxy.proxy_for``), None to connect directly.
     """
 
     def __init__(
-        self, url: str, *, verify_tls: bool = True, ssl_context: ssl.SSLContext | None = None
+        self,
+        url: str,
+        *,
+        verify_tls: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
+        proxy: Proxy | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -109,6 +118,7 @@ class Endpoint:
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.host_header = host if default else f"{host}:{self.port}"
         self.base_path = parts.path.rstrip("/")
+        self.proxy = proxy
         self.ssl: ssl.SSLContext | None = None
         if parts.scheme == "https" and ssl_context is not None:
             self.ssl = ssl_context  # shared: never changed here

@@ -22,7 +22,7 @@ import os
 import threading
 import time
 import weakref
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from urllib.parse import quote, urlencode
 
 from swiftzarr_batch.errors import (
@@ -40,6 +40,7 @@ from swiftzarr_batch.swift.http1 import (
     Pool,
     TLSFailure,
 )
+from swiftzarr_batch.swift.proxy import ProxyOption, proxy_choice, proxy_for
 from swiftzarr_batch.swift.retry import RetryableFailure, RetryPolicy, call_with_retries
 from swiftzarr_batch.swift.status import UNAUTHORIZED, Outcome, classify, error_for
 from swiftzarr_batch.swift.tempurl import link_refused
@@ -57,6 +58,7 @@ class TransportOptions:
     connect_timeout/read_timeout: seconds; a try fails when less than 16 KiB moved (either
     way) within read_timeout, so a stalled or trickling server costs about read_timeout per try.
     verify_tls, trust: check HTTPS certificates with ``trust`` (``swift.tls``; None: the env's).
+    proxy: a forward proxy URL, False for none, None: HTTP(S)_PROXY/NO_PROXY (``swift.proxy``).
     verify_reads: compare each full GET body's MD5 with the object's ETag.
     verify_writes: send each PUT body's MD5 as its ETag, so the server refuses (422) a body
     damaged on the way. Both cost one MD5 of the body (~10 ms of CPU per 8 MiB); turn them
@@ -68,6 +70,7 @@ class TransportOptions:
     read_timeout: float = 60.0
     verify_tls: bool = True
     trust: Trust | None = None
+    proxy: ProxyOption = None
     verify_reads: bool = True
     verify_writes: bool = True
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -75,6 +78,7 @@ class TransportOptions:
     def __post_init__(self) -> None:
         if self.max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {self.max_connections}")
+        object.__setattr__(self, "proxy", proxy_choice(self.proxy))  # a URL's password: hidden
 
 
 @dataclass
@@ -112,7 +116,8 @@ class SwiftSession:
         self.counters = Counters()
         self._lock = threading.Lock()
         self.trust = trust_for(options.trust, options.verify_tls, "storage URL", token.storage_url)
-        self._endpoint = Endpoint(token.storage_url, ssl_context=self.trust.ssl_context())
+        ctx, proxy = self.trust.ssl_context(), proxy_for(token.storage_url, options.proxy)
+        self._endpoint = Endpoint(token.storage_url, ssl_context=ctx, proxy=proxy)
         self._pools: dict[int, Pool] = {}
         self._refresh_lock = threading.Lock()
         self.known_containers: set[str] = set()
@@ -371,7 +376,8 @@ def get_session(
     ``SWEEP_EVERY`` s while sessions exist) closes the pools of sessions idle that long, held or
     not; a store that still holds one simply opens a new pool on its next request.
     """
-    key = (token.storage_url, token.token, token.query, options)
+    route = replace(options, proxy=proxy_for(token.storage_url, options.proxy) or False)
+    key = (token.storage_url, token.token, token.query, route)  # the env's proxy of now
     with _sessions_lock:
         _prune()
         entry = _sessions.get(key)
