@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import dask
 
+from swiftzarr_batch.jobs.clusters import ClusterConfig, open_cluster
 from swiftzarr_batch.swift.session import process_counters
 
 log = logging.getLogger(__name__)
@@ -182,12 +183,26 @@ def counters_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, i
 
 
 @contextmanager
-def dask_context(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
+def dask_context(
+    workers: int | None = None,
+    scheduler: str | None = None,
+    *,
+    cluster: ClusterConfig | None = None,
+    stores: Sequence[Any] = (),
+) -> Iterator[Any]:
     """Where tasks run for a command: a scheduler address, N local worker processes, or (by
     default) dask's threads in this process. Yields the ``distributed.Client`` or None.
 
-    Local workers listen on 127.0.0.1 only, with no dashboard.
+    ``cluster`` (see ``jobs.clusters``: scheduler file, Slurm, ...) replaces both, and first
+    checks the ``stores``' tokens against its walltime. Local workers listen on 127.0.0.1 only,
+    with no dashboard.
     """
+    if cluster is not None and cluster.kind != "threads":
+        if scheduler or workers:
+            raise ValueError("give a cluster or a scheduler/number of workers, not both")
+        with open_cluster(cluster, stores) as client:
+            yield client
+        return
     if scheduler and workers:
         raise ValueError("give either a scheduler address or a number of workers, not both")
     if not scheduler and not workers:

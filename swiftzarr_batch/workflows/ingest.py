@@ -23,16 +23,17 @@ from typing import Any
 import numpy as np
 import zarr
 
+from swiftzarr_batch.jobs.clusters import ClusterConfig, toml_section
 from swiftzarr_batch.jobs.runner import cluster_counters, counters_delta, dask_context
 from swiftzarr_batch.store.locations import open_store
 from swiftzarr_batch.transfer.verify import verify_store
 from swiftzarr_batch.workflows import dataset_state as state
-from swiftzarr_batch.workflows.common import REQUIRED, main_for, run_workflow
+from swiftzarr_batch.workflows.common import REQUIRED, Schema, main_for, run_workflow
 from swiftzarr_batch.workflows.lock import DatasetLock
 
 log = logging.getLogger(__name__)
 
-SCHEMA = {
+SCHEMA: Schema = {
     "source": {
         "directory": (str, REQUIRED),
         "pattern": (str, "*.nc"),
@@ -51,7 +52,7 @@ SCHEMA = {
         "drop_variables": (list, []),
     },
     "verify": {"content": (bool, False)},
-    "dask": {"workers": (int, 0), "scheduler": (str, "")},
+    "dask": toml_section(),  # see jobs.clusters.ClusterConfig
     "output": {"summary": (str, "")},
 }
 
@@ -112,9 +113,10 @@ def ingest(config: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
         rolled_back=[],
         recreated=False,
     )
+    cluster = ClusterConfig.from_mapping(config["dask"], where="[dask]")
     before = cluster_counters()
     with (
-        dask_context(config["dask"]["workers"] or None, config["dask"]["scheduler"] or None),
+        dask_context(cluster=cluster, stores=(store,)),
         state.quiet_about_bookkeeping(),
         DatasetLock(store, "ingest", ttl=float(ing["lock_ttl_seconds"])) as lock,
     ):
