@@ -307,7 +307,16 @@ def open_cluster(config: ClusterConfig, stores: Sequence[Any] = ()) -> Iterator[
         ):
             yield client
         return
-    with slurm_cluster(config) as cluster, Client(cluster) as client:
+    import dask
+
+    # A worker leaving at its lifetime while running a task counts against that task (and
+    # its lost results are recomputed): allow more than dask's 3 such departures per task.
+    allowed = max(10, int(dask.config.get("distributed.scheduler.allowed-failures", 3)))
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": allowed}),
+        slurm_cluster(config) as cluster,
+        Client(cluster) as client,
+    ):
         workers = config.jobs * config.processes
         # adapt (not scale): workers that reach their lifetime are replaced by new jobs
         cluster.adapt(minimum_jobs=config.jobs, maximum_jobs=config.jobs)
