@@ -22,6 +22,7 @@ from zarr.abc.store import Store
 from zarr.core.sync import sync
 from zarr.errors import NodeNotFoundError
 
+from swiftzarr_batch.cli.cluster_options import cluster_from_args
 from swiftzarr_batch.errors import ConfigurationError
 from swiftzarr_batch.jobs.runner import Progress, dask_context, format_bytes
 from swiftzarr_batch.store.locations import (
@@ -177,7 +178,7 @@ def copy(args: argparse.Namespace) -> int:
         args.dst, read_only=args.dry_run, env_prefix=args.dst_env, insecure=args.insecure
     )
     server_side = {"auto": None, "always": True, "never": False}[args.server_side]
-    with dask_context(args.workers, args.scheduler):
+    with dask_context(cluster=cluster_from_args(args), stores=(source, dest)):
         try:
             summary = copy_store(
                 source,
@@ -201,7 +202,7 @@ def copy(args: argparse.Namespace) -> int:
 
 def verify(args: argparse.Namespace) -> int:
     store = open_store(args.url, read_only=True, insecure=args.insecure)
-    with dask_context(args.workers, args.scheduler):
+    with dask_context(cluster=cluster_from_args(args), stores=(store,)):
         report = verify_store(
             store,
             check_content=not args.no_content,

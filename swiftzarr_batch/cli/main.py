@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from swiftzarr_batch.cli import commands, share
+from swiftzarr_batch.cli.cluster_options import add_cluster_options
 from swiftzarr_batch.testing import serve as server
 
 EXIT_INTERRUPTED = 130
@@ -57,6 +58,7 @@ def _dask_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--scheduler", metavar="ADDRESS", help="run tasks on this dask.distributed scheduler"
     )
+    add_cluster_options(p)
     p.add_argument("--batch-size", type=int, default=250, help="keys per task (default 250)")
     p.add_argument(
         "--concurrency", type=int, default=16, help="concurrent requests per task (default 16)"

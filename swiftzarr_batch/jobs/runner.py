@@ -33,6 +33,7 @@ from dask.base import annotate
 from zarr.abc.store import Store
 
 from swiftzarr_batch.auth import check_token_lifetime
+from swiftzarr_batch.jobs.clusters import ClusterConfig, open_cluster
 from swiftzarr_batch.jobs.counters import Snapshot, counters_delta, snapshot
 from swiftzarr_batch.jobs.dask_api import (
     DaskClient,
@@ -192,13 +193,25 @@ def run_batches(
 
 @contextmanager
 def dask_context(
-    workers: int | None = None, scheduler: str | None = None
+    workers: int | None = None,
+    scheduler: str | None = None,
+    *,
+    cluster: ClusterConfig | None = None,
+    stores: Sequence[Any] = (),
 ) -> Iterator[DaskClient | None]:
     """Where tasks run for a command: a scheduler address, N local worker processes, or (by
     default) dask's threads in this process. Yields the ``distributed.Client`` or None.
 
-    Local workers listen on 127.0.0.1 only, with no dashboard.
+    ``cluster`` (see ``jobs.clusters``: scheduler file, Slurm, ...) replaces both, and first
+    checks the ``stores``' tokens against its walltime. Local workers listen on 127.0.0.1 only,
+    with no dashboard.
     """
+    if cluster is not None and cluster.kind != "threads":
+        if scheduler or workers:
+            raise ValueError("give a cluster or a scheduler/number of workers, not both")
+        with open_cluster(cluster, stores) as client:
+            yield client
+        return
     if scheduler and workers:
         raise ValueError("give either a scheduler address or a number of workers, not both")
     if not scheduler and not workers:
@@ -211,16 +224,16 @@ def dask_context(
         with open_client(scheduler) as client:
             yield client
         return
-    open_cluster = cast(Callable[..., AbstractContextManager[object]], LocalCluster)
+    local_cluster = cast(Callable[..., AbstractContextManager[object]], LocalCluster)
     with (
-        open_cluster(
+        local_cluster(
             n_workers=workers,
             threads_per_worker=2,
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
-        ) as cluster,
-        open_client(cluster) as client,
+        ) as local,
+        open_client(local) as client,
     ):
         yield client
 

