@@ -42,6 +42,7 @@ from swiftzarr_batch.swift.tls import Trust, resolve_trust, trust_of
 
 __all__ = [
     "SwiftLocation",
+    "for_account",
     "open_session",
     "open_store",
     "parse_swift_url",
@@ -199,13 +200,22 @@ def _account_credentials(
 ) -> tuple[Token | None, CredentialProvider | None]:
     """A token for ``loc``'s account (from the environment), or else (None, a provider)."""
     resolved = swift_credentials(env=env, insecure=trust.insecure, cacert=trust.cacert)
+    return for_account(resolved, loc.account)
+
+
+def for_account(
+    resolved: ResolvedAuth, account: str | None
+) -> tuple[Token | None, CredentialProvider | None]:
+    """A token for ``account`` (None: the credentials' own) of the cluster ``resolved``
+    opens, or else (None, a provider whose tokens open it): how ``?account=AUTH_x`` is
+    honoured by stores and by the ``swift://`` file system alike."""
     if resolved.token is not None:
         token = resolved.token
-        url = _with_account(token.storage_url, loc.account) if loc.account else token.storage_url
-        return Token(url, token.token), None
+        url = _with_account(token.storage_url, account) if account else token.storage_url
+        return Token(url, token.token, token.expires_at), None
     provider = resolved.provider
     assert provider is not None  # resolve_credentials gives a token or a provider
-    return None, _OtherAccount(provider, loc.account) if loc.account else provider
+    return None, _OtherAccount(provider, account) if account else provider
 
 
 def open_session(
