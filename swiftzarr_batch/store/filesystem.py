@@ -101,6 +101,10 @@ class SwiftFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec has no t
 
     protocol: ClassVar[tuple[str, ...]] = (PROTOCOL,)
     root_marker = ""
+    # Not fsspec's per-process instance cache: credentials come from the environment *when the
+    # URL is opened* (a cached instance would keep the first ones). An instance costs no
+    # request; the authenticated sessions are shared per process anyway.
+    cachable = False
 
     def __init__(
         self,
@@ -232,10 +236,6 @@ class SwiftFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec has no t
     ) -> bytes:
         store, key = self._split(path)
         wanted = await self._byte_request(path, start, end)
-        if wanted == "empty":
-            if not await store.exists(key):
-                raise FileNotFoundError(path)
-            return b""
         value = await store.get(key, default_buffer_prototype(), wanted)
         if value is None:
             raise FileNotFoundError(path)
@@ -243,10 +243,11 @@ class SwiftFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec has no t
 
     async def _byte_request(
         self, path: str, start: int | None, end: int | None
-    ) -> ByteRequest | None | str:
-        """fsspec's ``start``/``end`` (Python slice bounds) as a zarr byte request; "empty"
-        when nothing is asked for. Negative ends need the size (one HEAD)."""
-        if end is not None and end < 0 or (start is not None and start < 0 and end is not None):
+    ) -> ByteRequest | None:
+        """fsspec's ``start``/``end`` (Python slice bounds) as a zarr byte request (an empty
+        one when nothing is asked for: the store then only checks that the object exists).
+        A negative end needs the size (one HEAD)."""
+        if (end is not None and end < 0) or (start is not None and start < 0 and end is not None):
             size = int((await self._info(path))["size"])
             start = 0 if start is None else (max(size + start, 0) if start < 0 else start)
             end = max(size + end, 0) if end < 0 else end
@@ -255,7 +256,7 @@ class SwiftFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec has no t
         if end is None:
             return OffsetByteRequest(start) if start else None
         start = start or 0
-        return RangeByteRequest(start, end) if end > start else "empty"
+        return RangeByteRequest(start, max(end, start))
 
     async def _info(self, path: str, **kwargs: Any) -> dict[str, Any]:
         store, key = self._split(path)
