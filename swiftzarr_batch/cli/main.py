@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 from swiftzarr_batch.cli import commands, share
 from swiftzarr_batch.cli.cluster_options import add_cluster_options
+from swiftzarr_batch.jobs.progress import display_for, progress_display
 from swiftzarr_batch.testing import serve as server
 
 EXIT_INTERRUPTED = 130
@@ -37,7 +38,7 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
         "--quiet",
         action="store_true",
         default=default(False),
-        help="only warnings and errors on stderr (no progress)",
+        help="only warnings and errors on stderr (no progress bar, no progress lines)",
     )
     parser.add_argument(
         "--insecure",
@@ -216,7 +217,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     # users who ask for consolidated metadata know; zarr's warning would only add noise
     warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
     try:
-        code = args.func(args)
+        # a bar when a person watches stderr, log lines for cron/Slurm logs, nothing with -q
+        with progress_display(display_for(sys.stderr, quiet=args.quiet)):
+            code = args.func(args)
     except KeyboardInterrupt:
         print(f"swiftzarr {args.command}: interrupted", file=sys.stderr)
         code = EXIT_INTERRUPTED

@@ -5,7 +5,7 @@ Two shapes of work go through it:
 - Batches of keys (copy, verify): ``run_batches`` makes each batch of a few hundred keys one
   dask task that gets the (picklable) stores and a list of keys and returns a small result
   (counts, problems), so memory is bounded by the batch and the per-task concurrency, never by
-  the dataset. ``Progress`` logs (and reports to a callback) as batches finish.
+  the dataset. ``Progress`` (``jobs.progress``: a bar or log lines) advances as batches finish.
 - Lazy graphs (``write_array``, ``write_dataset``, ``consolidate``): a ``WriteJob`` carries one
   job from its pre-flight token check to its result; ``run_job`` computes the graph's final
   task and returns a ``JobResult``, or the graph is handed back when the caller asked for
@@ -44,6 +44,7 @@ from swiftzarr_batch.jobs.dask_api import (
     shared_node,
     task,
 )
+from swiftzarr_batch.jobs.progress import Progress, ProgressCallback, format_bytes
 from swiftzarr_batch.store.swift_store import SwiftStore
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,6 @@ __all__ = [
 ]
 
 R = TypeVar("R")
-ProgressCallback = Callable[[str, int, int, int], None]
-"""``callback(label, done, total, bytes_done)``, called from the submitting thread."""
 
 DEFAULT_RETRIES = 2
 """Task-level retries: on top of the store's request-level retries (``RetryPolicy``), a task that
@@ -75,64 +74,6 @@ still fails (or whose worker died) is run again this many times before the job f
 
 
 # -- batches of keys --------------------------------------------------------------------------
-class Progress:
-    """Counts finished work and logs it at most every ``interval`` seconds (and at the end)."""
-
-    def __init__(
-        self,
-        label: str,
-        total: int,
-        *,
-        unit: str = "keys",
-        interval: float = 5.0,
-        callback: ProgressCallback | None = None,
-    ) -> None:
-        self.label, self.total, self.unit = label, total, unit
-        self.interval, self.callback = interval, callback
-        self.done = 0
-        self.bytes = 0
-        self.started = time.monotonic()
-        self._last_log = self.started
-
-    def advance(self, count: int, nbytes: int = 0) -> None:
-        self.done += count
-        self.bytes += nbytes
-        if self.callback is not None:
-            self.callback(self.label, self.done, self.total, self.bytes)
-        now = time.monotonic()
-        if now - self._last_log >= self.interval:
-            self._last_log = now
-            self._log()
-
-    def finish(self) -> None:
-        if self.total:
-            self._log()
-
-    def _log(self) -> None:
-        seconds = time.monotonic() - self.started
-        pct = 100.0 * self.done / self.total if self.total else 100.0
-        rate = self.bytes / seconds / 1e6 if seconds > 0 else 0.0
-        log.info(
-            "%s: %d/%d %s (%.0f%%), %s, %.1f s, %.1f MB/s",
-            self.label,
-            self.done,
-            self.total,
-            self.unit,
-            pct,
-            format_bytes(self.bytes),
-            seconds,
-            rate,
-        )
-
-
-def format_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
 def batched(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     if size < 1:
         raise ValueError(f"batch size must be >= 1, got {size}")

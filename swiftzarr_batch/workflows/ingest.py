@@ -26,6 +26,7 @@ import zarr
 
 from swiftzarr_batch.jobs.clusters import ClusterConfig, toml_section
 from swiftzarr_batch.jobs.counters import cluster_counters, counters_delta
+from swiftzarr_batch.jobs.progress import Progress
 from swiftzarr_batch.jobs.runner import dask_context
 from swiftzarr_batch.transfer.verify import verify_store
 from swiftzarr_batch.workflows import dataset_state as state
@@ -147,12 +148,15 @@ def ingest(config: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
         new = [f for f in files if f.name not in done]
         log.info("%d input files, %d new", len(files), len(new))
         step = ing["files_per_commit"]
+        progress = Progress("ingest", len(new), unit="files")  # bytes: the input files' sizes
         for start in range(0, len(new), step):
+            batch = new[start : start + step]
             lock.check()
-            _append(store, new[start : start + step], record, config)
+            _append(store, batch, record, config)
             lock.check()  # never commit under a lock that another run has taken over
             state.write_record(store, record)
-            summary["files_ingested"] += [f.name for f in new[start : start + step]]
+            summary["files_ingested"] += [f.name for f in batch]
+            progress.advance(len(batch), sum(f.size for f in batch))
             log.info(
                 "committed %d files; %s has %d entries along %s",
                 len(summary["files_ingested"]),
@@ -160,6 +164,7 @@ def ingest(config: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
                 record["length"],
                 dim,
             )
+        progress.finish()
         if ing["consolidated"] and state.dataset_exists(store):
             zarr.consolidate_metadata(store)
         summary["length_after"] = record["length"]
