@@ -12,6 +12,7 @@ import pickle
 import subprocess
 import sys
 import tomllib
+import uuid
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -21,7 +22,9 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
+from zarr.core.buffer import Buffer, cpu
 from zarr.storage import FsspecStore
+from zarr.testing.store import StoreTests
 
 from swiftzarr_batch.errors import (
     AuthenticationError,
@@ -267,3 +270,47 @@ def test_the_entry_point_is_declared_and_found_without_importing_the_package(
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[np.int32(4), np.int32(5), np.int32(6)]"
+
+
+class TestFsspecStoreOverSwiftConformance(StoreTests[FsspecStore, cpu.Buffer]):
+    """zarr's own Store conformance suite, on the FsspecStore zarr builds for a swift:// URL."""
+
+    store_cls = FsspecStore
+    buffer_cls = cpu.Buffer
+
+    @pytest.fixture
+    def store_kwargs(self, swift_server) -> dict:
+        fs = SwiftFileSystem(
+            authurl=swift_server.auth_url,
+            user=swift_server.user,
+            key=swift_server.key,
+            asynchronous=True,
+        )
+        return {"fs": fs, "path": f"conf-{uuid.uuid4().hex[:10]}/some/prefix"}
+
+    async def set(self, store: FsspecStore, key: str, value: Buffer) -> None:
+        container, prefix = store.path.split("/", 1)  # bypass the store: python-swiftclient
+        conn = _conn(store)
+        conn.put_container(container)
+        conn.put_object(container, f"{prefix}/{key}", value.to_bytes())
+
+    async def get(self, store: FsspecStore, key: str) -> Buffer:
+        container, prefix = store.path.split("/", 1)
+        _, body = _conn(store).get_object(container, f"{prefix}/{key}")
+        return self.buffer_cls.from_bytes(body)
+
+    def test_store_repr(self, store: FsspecStore) -> None:
+        assert "SwiftFileSystem" in repr(store)
+
+    def test_store_supports_writes(self, store: FsspecStore) -> None:
+        assert store.supports_writes
+
+    def test_store_supports_listing(self, store: FsspecStore) -> None:
+        assert store.supports_listing
+
+
+def _conn(store: FsspecStore):
+    from swiftclient.client import Connection
+
+    token = store.fs.store(store.path.split("/", 1)[0]).session.token
+    return Connection(preauthurl=token.storage_url, preauthtoken=token.token)

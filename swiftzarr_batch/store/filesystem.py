@@ -158,6 +158,18 @@ class SwiftFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec has no t
         url = self._token.storage_url if self._token else "<not yet authenticated>"
         return f"SwiftFileSystem(storage_url={url!r})"
 
+    def __eq__(self, other: object) -> bool:
+        """The same account with the same data path options (the storage URL authenticates
+        once per process if needed, as ``SwiftStore``'s equality does)."""
+        return isinstance(other, SwiftFileSystem) and self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash((PROTOCOL, self._anonymous))
+
+    def _identity(self) -> tuple[str, bool, str]:
+        data = repr(sorted(self._data.items()))
+        return self._current_token().storage_url, self._anonymous, data
+
     def __reduce__(self) -> tuple[Callable[..., SwiftFileSystem], tuple[Any, ...]]:
         """URL + token (+ a provider that may travel), never a key: like ``SwiftStore``."""
         token = self._current_token()
