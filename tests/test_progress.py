@@ -178,6 +178,14 @@ def test_each_display_in_process(capsys, caplog):
     err = capsys.readouterr().err
     assert "barred: 100%|" in err and "10/10" in err and "10.0 KB" in err
     assert not [r for r in caplog.records if "barred" in r.getMessage()]
+    with progress_display("bar"):
+        Progress("nothing to do", 0).finish()  # an empty phase draws no bar
+        listing = Progress("listed", 0, unit="keys listed")  # unknown size: counts, no %
+        listing.advance(3, 30)
+        listing.finish()
+    err = capsys.readouterr().err
+    assert "nothing to do" not in err
+    assert "listed: 3 keys listed" in err.rsplit("\r", 1)[-1] and "%" not in err
     with progress_display("off"):
         work("silent")
     assert capsys.readouterr().err == ""

@@ -30,6 +30,7 @@ from swiftzarr_batch.errors import (
     AuthenticationError,
     ConfigurationError,
     PermissionDeniedError,
+    ReadOnlyError,
     SwiftHTTPError,
 )
 from swiftzarr_batch.store.filesystem import SwiftFileSystem
@@ -152,6 +153,18 @@ def test_account_query_opens_another_account_with_the_same_token(
         ds.to_zarr(url, mode="w")
     with pytest.raises(ConfigurationError, match=r"only \?account=AUTH_name"):
         xr.open_zarr(f"swift://{container_name}/shared?acount=AUTH_test2")
+
+
+def test_a_public_container_by_url_with_no_credentials(swift_server, container_name, swift_conn):
+    ds = _dataset(6)
+    creds = {"authurl": swift_server.auth_url, "user": swift_server.user, "key": swift_server.key}
+    ds.to_zarr(f"swift://{container_name}/pub", mode="w", storage_options=creds)
+    swift_conn.post_container(container_name, {"X-Container-Read": ".r:*,.rlistings"})
+    public = {"preauthurl": swift_server.storage_url(), "anonymous": True}
+    back = xr.open_zarr(f"swift://{container_name}/pub", storage_options=public)
+    xr.testing.assert_identical(back.load(), ds)
+    with pytest.raises(ReadOnlyError):  # anonymous is read-only, before any request
+        ds.to_zarr(f"swift://{container_name}/pub2", mode="w", storage_options=public)
 
 
 def test_missing_credentials_are_a_clear_error(container_name):

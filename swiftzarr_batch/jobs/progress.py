@@ -98,26 +98,31 @@ class Progress:
         self._last_log = self.started
         self.display = current_display()
         self._bar: Any = None
-        if self.display == "bar":
-            from tqdm import tqdm
+        if self.display == "bar" and total:  # a phase of unknown size: a bar once work is done
+            self._open_bar()
 
-            self._bar = tqdm(
-                total=total or None,  # unknown (a listing): counts and rate, no percentage
-                desc=label,
-                unit=f" {unit}",
-                file=sys.stderr,
-                dynamic_ncols=True,
-                mininterval=0.2,
-                smoothing=0.1,
-                leave=True,
-            )
+    def _open_bar(self) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(
+            total=self.total or None,  # unknown (a listing): counts and rate, no percentage
+            desc=self.label,
+            unit=f" {self.unit}",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            mininterval=0.2,
+            smoothing=0.1,
+            leave=True,
+        )
 
     def advance(self, count: int, nbytes: int = 0) -> None:
         self.done += count
         self.bytes += nbytes
         if self.callback is not None:
             self.callback(self.label, self.done, self.total, self.bytes)
-        if self._bar is not None:
+        if self.display == "bar":
+            if self._bar is None:
+                self._open_bar()
             self._bar.set_postfix_str(self._bytes_text(), refresh=False)
             self._bar.update(count)
             return
