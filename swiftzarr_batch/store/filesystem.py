@@ -3,7 +3,8 @@
 ``xr.open_zarr("swift://c/p")``, ``zarr.open("swift://c/p")`` and ``da.to_zarr(a, "swift://c/p")``
 all end in zarr's ``make_store``, which hands any URL whose scheme is not ``file`` or
 ``memory`` to ``FsspecStore.from_url(url, storage_options)``; zarr 3.4 has no registry of its
-own for stores built from URLs (its entry points are for codecs, buffers and data types). So the
+own for stores built from URLs (``zarr.registry`` loads entry points for codecs, codec pipelines,
+buffers, data types and chunk key encodings only, and ``make_store`` consults none). So the
 ecosystem's hook is fsspec's: ``SwiftFileSystem`` is registered for the protocol ``swift`` by the
 ``fsspec.specs`` entry point of this package (and by ``register()``, called when
 ``swiftzarr_batch.store`` is imported, for checkouts run without installed metadata), and zarr
@@ -22,7 +23,14 @@ another account of the same cluster with the same token, as in the CLI. The data
 (``max_connections``, ``verify_reads``, ``cacert``...) are the store's too.
 
 Pickles (dask) carry the storage URL and token, plus a provider only if it may travel, never a
-user key, exactly like ``SwiftStore``'s; so do ``repr`` and ``to_dict``.
+user key, exactly like ``SwiftStore``'s; ``repr`` and ``to_dict`` show neither key nor token.
+
+Why a file system under zarr's ``FsspecStore`` rather than our ``SwiftStore`` for URLs: with no
+hook in ``make_store``, returning a ``SwiftStore`` would mean patching zarr. ``FsspecStore`` over
+this file system passes zarr's own Store conformance suite (``tests/test_swift_url.py``), and the
+file system keeps every request on ``SwiftStore``. What ``FsspecStore`` never calls is not here:
+file-like ``open()`` (reads and writes go through ``cat_file``/``pipe_file``), ``put``/``get``
+of local files, server-side ``cp_file`` (``swiftzarr copy`` does that).
 """
 
 from __future__ import annotations
