@@ -193,3 +193,20 @@ def test_each_display_in_process(capsys, caplog):
     # the callback hears every update whatever the display
     assert [s[1] for s in seen if s[0] == "silent"] == list(range(1, 11))
     assert current_display() == "log"
+
+
+def test_verify_and_rm_on_a_terminal_show_bars_too(swift_server, container_name, source):
+    env = _env(swift_server)
+    url = f"swift://{container_name}/vr"
+    assert (
+        subprocess.run(_cli("-q", "copy", str(source), url), env=env, timeout=120).returncode == 0
+    )
+    code, raw, stdout = _run_on_a_terminal(_cli("verify", url), env)
+    assert code == 0, raw
+    keys = CHUNKS + 2
+    bars = [ln for ln in _screen(raw) if ln.startswith("verify content:")]
+    assert len(bars) == 1 and "100%|" in bars[0] and f"{keys}/{keys}" in bars[0], _screen(raw)
+    code, raw, stdout = _run_on_a_terminal(_cli("rm", "--yes", url), env)
+    assert code == 0, raw
+    bars = [ln for ln in _screen(raw) if ln.startswith("rm:")]
+    assert len(bars) == 1 and "100%|" in bars[0] and f"{keys}/{keys}" in bars[0], _screen(raw)
