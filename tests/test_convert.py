@@ -7,6 +7,7 @@ import json
 import math
 import sys
 import tracemalloc
+from pathlib import Path
 
 import cloudpickle
 import numpy as np
@@ -349,3 +350,32 @@ def test_a_destination_with_other_data_is_refused(swift_server, container_name, 
     _convert(source, other, Target(shards=(32, 32)))
     with pytest.raises(ConvertConflictError, match="other settings"):
         _convert(source, other, Target(shards=(16, 16)))
+
+
+# -- the command line -------------------------------------------------------------------------
+def test_cli_copy_converts_and_refuses_over_the_memory_cap(swift_server, container_name, tmp_path):
+    import os
+    import subprocess
+
+    source, data = _v2_array(tmp_path)
+    swiftzarr = str(Path(sys.executable).parent / "swiftzarr")
+    env = {**os.environ, **swift_server.env}
+    url = f"swift://{container_name}/conv"
+
+    def run(*extra):
+        args = [swiftzarr, "copy", str(tmp_path / "src"), url, *extra]
+        return subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+
+    refused = run("--shards", "32x32", "--max-memory", "100KiB")
+    assert refused.returncode == 1 and "max_memory=102.4 KB" in refused.stderr
+    assert "Nothing was written" in refused.stderr
+    planned = run("--shards", "32x32", "--dry-run")
+    assert planned.returncode == 0 and "4 tasks of <=" in planned.stdout
+    out = run(
+        "--zarr-format", "3", "--chunks", "16x16", "--shards", "32x32", "--compressor", "zstd:5"
+    )
+    assert out.returncode == 0, out.stderr
+    assert "converted 4/4 blocks" in out.stdout and "verified" in out.stdout
+    arr = zarr.open_array(_swift(swift_server, container_name, "conv"), mode="r")
+    assert arr.chunks == (16, 16) and arr.shards == (32, 32) and arr.compressors[0].level == 5
+    np.testing.assert_array_equal(arr[:], data)
