@@ -20,14 +20,13 @@ their recorded MD5s, and converts the others; a shard replaced or damaged since 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-import zarr
 from zarr.abc.store import Store
 from zarr.core.sync import sync
 
@@ -319,21 +318,22 @@ class _Run:
 
     # -- metadata ----------------------------------------------------------------------------
     def write_metadata(self) -> None:
-        """Deepest nodes first, then their parents, consolidated metadata last."""
+        """Deepest nodes first, then their parents; the root's (with the consolidated metadata
+        the plan built) last. A tier's documents are written concurrently."""
         meta = self.plan.metadata
 
         async def write(keys: list[str]) -> None:
-            for key in keys:
-                await self.dest.set(
-                    join(self.spec.dest_path, key), PROTOTYPE.buffer.from_bytes(meta[key])
-                )
+            limit = asyncio.Semaphore(self.spec.concurrency)
+
+            async def one(key: str) -> None:
+                async with limit:
+                    body = PROTOTYPE.buffer.from_bytes(meta[key])
+                    await self.dest.set(join(self.spec.dest_path, key), body)
+
+            await asyncio.gather(*(one(k) for k in keys))
 
         for tier in metadata_tiers(meta):
             sync(write(tier))
-        if all(a.path for a in self.plan.arrays):  # the root is a group
-            with warnings.catch_warnings():  # zarr 3: "consolidated metadata is not in the spec"
-                warnings.simplefilter("ignore")
-                zarr.consolidate_metadata(self.dest, path=self.spec.dest_path or None)
 
     def verify_listing(self) -> None:
         """Every recorded object is listed with its MD5 (tasks already compared decoded values)."""

@@ -21,6 +21,7 @@ import itertools
 import json
 import math
 import struct
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
@@ -30,6 +31,7 @@ import numpy as np
 import zarr
 import zarr.codecs
 from zarr.abc.store import Store
+from zarr.core.buffer import default_buffer_prototype
 from zarr.storage import MemoryStore
 
 from swiftzarr_batch.errors import ConfigurationError
@@ -53,6 +55,7 @@ Shape = tuple[int, ...]
 MiB = 1 << 20
 DIMENSIONS_ATTR = "_ARRAY_DIMENSIONS"
 FILL_ATTR = "_FillValue"
+PROTOTYPE = default_buffer_prototype()
 ZARR_CONCURRENCY_DEFAULT = 10
 """How many source chunks zarr decodes at once while filling one region (``async.concurrency``)."""
 TASK_OVERHEAD = 1 * MiB
@@ -314,9 +317,15 @@ def make_plan(source: Store, source_path: str, target: Target) -> ConvertPlan:
                 plans.append(_plan_array(member, path, target))
             else:
                 groups[path] = parent.create_group(name, attributes=dict(member.attrs))
-    metadata = {k: v.to_bytes() for k, v in template.items() if is_metadata_key(k)}
     for a in plans:
-        metadata.update({join(a.path, k): v for k, v in a.metadata.items()})
+        template.update(
+            {join(a.path, k): PROTOTYPE.buffer.from_bytes(v) for k, v in a.metadata.items()}
+        )
+    if not isinstance(node, zarr.Array):  # consolidated here: no reading back the destination
+        with warnings.catch_warnings():  # zarr 3: "consolidated metadata is not in the spec"
+            warnings.simplefilter("ignore")
+            zarr.consolidate_metadata(mem)
+    metadata = {k: v.to_bytes() for k, v in template.items() if is_metadata_key(k)}
     fingerprint = hashlib.sha256(
         json.dumps(
             {
