@@ -86,6 +86,7 @@ def _dataset() -> xr.Dataset:
             "time": np.arange(6) * 3600,
             "y": np.linspace(-5, 5, 20),
             "x": np.arange(12, dtype="f8"),
+            "label": ("x", [f"column {i}" for i in range(12)]),  # strings, a non-index coord
         },
         attrs={"title": "convert test", "nested": {"a": [1, 2]}},
     )

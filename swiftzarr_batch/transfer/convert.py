@@ -250,6 +250,8 @@ class _Run:
         swift_dest = swift_objects(self.dest)
         if swift_dest is not None and todo:
             sync(swift_dest.ensure_container())
+        if todo:  # before the first block: a run killed before its first checkpoint resumes too
+            self.save_manifest(complete=False)
         try:
             run_batches(
                 convert_blocks,
