@@ -23,6 +23,7 @@ from zarr.core.sync import sync
 from zarr.errors import NodeNotFoundError
 
 from swiftzarr_batch.cli.cluster_options import cluster_from_args
+from swiftzarr_batch.cli.convert_options import target_from_args
 from swiftzarr_batch.errors import ConfigurationError
 from swiftzarr_batch.jobs.runner import Progress, dask_context, format_bytes
 from swiftzarr_batch.store.locations import (
@@ -178,6 +179,7 @@ def copy(args: argparse.Namespace) -> int:
         args.dst, read_only=args.dry_run, env_prefix=args.dst_env, insecure=args.insecure
     )
     server_side = {"auto": None, "always": True, "never": False}[args.server_side]
+    target = target_from_args(args, source)
     with dask_context(cluster=cluster_from_args(args), stores=(source, dest)):
         try:
             summary = copy_store(
@@ -190,12 +192,15 @@ def copy(args: argparse.Namespace) -> int:
                 server_side=server_side,
                 batch_size=args.batch_size,
                 concurrency=args.concurrency,
+                convert=target,
             )
         except CopyError as exc:
             _write_json(args.json, {**exc.summary.as_dict(), "ok": False, "error": str(exc)})
             raise
     _write_json(args.json, {**summary.as_dict(), "ok": True})
     if args.json != "-":
+        for line in getattr(summary, "plan", []) if args.dry_run else []:
+            print(line)  # a converting copy's plan: per array, tasks and memory per task
         print(summary.line())
     return 0
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 from swiftzarr_batch.cli import commands, share
 from swiftzarr_batch.cli.cluster_options import add_cluster_options
+from swiftzarr_batch.cli.convert_options import add_convert_options
 from swiftzarr_batch.jobs.progress import display_for, progress_display
 from swiftzarr_batch.testing import serve as server
 
@@ -141,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dst-env", default="", metavar="P", help="same for the destination")
     p.add_argument("--json", metavar="FILE", help="write the summary as JSON ('-': stdout)")
+    add_convert_options(p)
     _dask_options(p)
 
     p = add(

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from zarr.abc.store import Store
 from zarr.core.sync import sync
@@ -41,6 +41,9 @@ from swiftzarr_batch.transfer.copy_tasks import (
     copy_batch,
 )
 from swiftzarr_batch.transfer.objects import ObjectInfo, delete_keys, describe, list_objects
+
+if TYPE_CHECKING:
+    from swiftzarr_batch.transfer.convert_plan import Target
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +128,7 @@ def copy_store(
     exclude: Callable[[str], bool] | None = is_lock_key,
     progress: ProgressCallback | None = None,
     progress_interval: float = 5.0,
+    convert: Target | None = None,
 ) -> CopySummary:
     """Copy every key under ``source_path`` of ``source`` to ``dest_path`` of ``dest``.
 
@@ -143,6 +147,11 @@ def copy_store(
     progress: ``callback(label, done, total, bytes)``; progress is also logged (INFO) at most
         every ``progress_interval`` seconds.
 
+    convert: re-encode while copying (zarr 2 <-> 3, chunks, shards, codecs; see
+        ``transfer.convert``): returns a ConvertSummary (a CopySummary); ``if_exists``,
+        ``delete_extra``, ``server_side``, ``batch_size`` and ``exclude`` do not apply (the
+        destination must be empty or hold this same conversion, which is then resumed).
+
     Raises CopyError (with ``.summary``) if any key failed or the copy did not verify.
     """
     if if_exists not in IF_EXISTS:
@@ -152,6 +161,21 @@ def copy_store(
     if dest.read_only and not dry_run:
         raise ReadOnlyError(f"the destination {describe(dest, dest_path)} is read-only")
     _check_not_overlapping(source, source_path, dest, dest_path)
+    if convert is not None:  # imported here: the converting copy builds on this module
+        from swiftzarr_batch.transfer.convert import convert_store
+
+        return convert_store(
+            source,
+            dest,
+            convert,
+            source_path=source_path,
+            dest_path=dest_path,
+            verify=verify,
+            dry_run=dry_run,
+            concurrency=concurrency,
+            progress=progress,
+            progress_interval=progress_interval,
+        )
     started = time.monotonic()
     before = cluster_counters()
     route = _server_side_route(source, dest, server_side)
