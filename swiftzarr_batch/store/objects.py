@@ -136,12 +136,11 @@ class SwiftObjects:
         directory, ``(name, size)`` for each object."""
         container = await self.store.swift_container()
         base = self.store.listing_base
-        async for page in container.list_pages(base, delimiter="/"):
-            for entry in page:
-                if "subdir" in entry:
-                    yield entry["subdir"][len(base) :], None
-                else:
-                    yield entry["name"][len(base) :], int(entry["bytes"])
+        async for entry in container.list_level(base):  # no directory markers
+            if "subdir" in entry:
+                yield entry["subdir"][len(base) :], None
+            else:
+                yield entry["name"][len(base) :], int(entry["bytes"])
 
     async def still_listed(self, key: str) -> bool:
         """Does the listing still show ``key``? An object that reads as 404 but is still listed

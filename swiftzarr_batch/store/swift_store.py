@@ -491,12 +491,10 @@ class SwiftStore(Store):
             validate_key(prefix)
             base = f"{base}{prefix.strip('/')}/"
         cut = len(base)
-        async for page in (await self.swift_container()).list_pages(base, delimiter="/"):
-            for entry in page:
-                name = entry.get("subdir") or entry["name"]
-                child = name[cut:].rstrip("/")
-                if child:
-                    yield child
+        async for entry in (await self.swift_container()).list_level(base):  # no markers
+            child = (entry.get("subdir") or entry["name"])[cut:].rstrip("/")
+            if child:
+                yield child
 
     # -- seed helpers (the original zarrswift API) -------------------------------------------
     def listdir(self, path: str = "") -> builtins.list[str]:

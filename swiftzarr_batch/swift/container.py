@@ -15,10 +15,11 @@ write carries the store's ``WriteOptions`` (storage policy, expiry).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -272,7 +273,7 @@ class SwiftContainer:
         delimiter: str | None = None,
         limit: int = LISTING_PAGE,
         markers: bool = False,
-    ) -> AsyncIterator[list[dict[str, Any]]]:
+    ) -> AsyncGenerator[list[dict[str, Any]], None]:
         """Yield listing pages (JSON entries) until the listing ends, following ``marker``.
 
         Directory markers (``is_marker``) are left out unless ``markers`` (deletes of a prefix
@@ -319,6 +320,28 @@ class SwiftContainer:
         finally:
             if pending is not None:  # the caller stopped early, or this one failed
                 _drop(pending)
+
+    async def list_level(self, prefix: str = "") -> AsyncIterator[dict[str, Any]]:
+        """The entries of one level under ``prefix`` (a delimiter listing: objects, and
+        ``subdir`` entries for what lies deeper), without directory markers: a ``subdir`` that
+        holds only markers (an empty "folder" someone made) is left out too. That costs one
+        small listing per ``subdir``, run ``SINGLE_DELETE_PARALLEL`` at a time."""
+        gate = asyncio.Semaphore(SINGLE_DELETE_PARALLEL)
+
+        async def holds_data(subdir: str) -> bool:
+            async with gate, contextlib.aclosing(self.list_pages(subdir, limit=100)) as pages:
+                async for page in pages:
+                    if page:
+                        return True
+                return False
+
+        async for page in self.list_pages(prefix, delimiter="/"):
+            subdirs = [e["subdir"] for e in page if "subdir" in e]
+            kept = await asyncio.gather(*(holds_data(d) for d in subdirs))
+            empty = {d for d, keep in zip(subdirs, kept, strict=True) if not keep}
+            for entry in page:
+                if entry.get("subdir") not in empty:
+                    yield entry
 
     async def list_names(self, prefix: str = "") -> AsyncIterator[str]:
         async for page in self.list_pages(prefix):
