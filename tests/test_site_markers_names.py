@@ -5,6 +5,7 @@ bulk-delete request line cannot carry as usually encoded."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import zarr
 from zarr.core.buffer import default_buffer_prototype
 
 from swiftzarr_batch import InvalidNameError, SwiftStore
+from swiftzarr_batch.cli.main import main as cli_main
 from swiftzarr_batch.errors import BulkDeleteError
 from swiftzarr_batch.swift import bulk
 from swiftzarr_batch.transfer.copy import copy_store
@@ -38,6 +40,23 @@ def _store(swift_server, container, prefix="", **kw) -> SwiftStore:
         key=swift_server.key,
         **kw,
     )
+
+
+@pytest.fixture
+def cli():
+    """``swiftzarr`` in this process (no interpreter start-up); the root logger it configures
+    is put back after."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+
+    def run(*argv: str) -> int:
+        with pytest.raises(SystemExit) as done:
+            cli_main(list(argv))
+        return int(done.value.code or 0)
+
+    yield run
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
 
 
 def _raw_names(swift_conn, container: str, prefix: str = "") -> list[str]:
@@ -112,20 +131,17 @@ def test_copies_skip_markers_and_deletes_remove_them(
     assert _raw_names(swift_conn, container_name, "ds/") == ["ds/zarr.json"]
 
 
-def test_cli_rm_du_tree_with_markers(marked, swift_server, swift_conn, container_name):
+def test_cli_rm_du_tree_with_markers(marked, swift_conn, container_name, swift_env, cli, capsys):
     store, keys = marked
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("ST_")}, **swift_server.env}
     url = f"swift://{container_name}/ds"
-    tree = subprocess.run(
-        [SWIFTZARR, "tree", url], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert tree.returncode == 0, tree.stderr
-    assert "empty" not in tree.stdout and "v" not in tree.stdout.split()
-    gone = subprocess.run(
-        [SWIFTZARR, "rm", "-y", url], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert gone.returncode == 0, gone.stderr
-    assert f"deleted {len(keys)} objects" in gone.stdout
+    assert cli("tree", url) == 0
+    tree = capsys.readouterr().out
+    assert "empty" not in tree and "v" not in tree.split() and "a" in tree.split()
+    assert cli("du", "-s", "--bytes", url) == 0
+    total = capsys.readouterr().out.split()
+    assert int(total[1]) == len(keys)  # objects counted: the keys, not the markers
+    assert cli("rm", "-y", url) == 0
+    assert f"deleted {len(keys)} objects" in capsys.readouterr().out
     assert _raw_names(swift_conn, container_name, "ds") == []  # markers too
 
 
@@ -159,7 +175,9 @@ def test_delete_dir_with_long_legal_names(swift_server, swift_conn, container_na
     assert sum(" POST " in ln and "bulk-delete" in ln for ln in own) == 1
 
 
-def test_clear_rm_and_overwrite_with_all_long_names(swift_server, swift_conn, container_name):
+def test_clear_rm_and_overwrite_with_all_long_names(
+    swift_server, swift_conn, container_name, swift_env, cli
+):
     names = [f"x{i:02d}" for i in range(50)] + list(LONG_NAMES)
     store = _store(swift_server, container_name, "c")
     _fill(store, names)
@@ -171,15 +189,7 @@ def test_clear_rm_and_overwrite_with_all_long_names(swift_server, swift_conn, co
     assert _raw_names(swift_conn, container_name) == ["c/zarr.json"]
 
     _fill(store, names)
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("ST_")}, **swift_server.env}
-    gone = subprocess.run(
-        [SWIFTZARR, "rm", "-y", f"swift://{container_name}/c"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert gone.returncode == 0, gone.stderr
+    assert cli("rm", "-y", f"swift://{container_name}/c") == 0
     assert _raw_names(swift_conn, container_name) == []
 
 
