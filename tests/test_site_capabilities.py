@@ -238,3 +238,4 @@ def test_expired_objects_are_no_longer_served(swift_server, swift_conn, containe
     asyncio.run(asyncio.sleep(max(0.0, expires - time.time()) + 1.1))
     assert sync(store.get("scratch", PROTO)) is None  # the proxy answers 404 by itself
     assert not sync(store.exists("scratch"))
+    assert store.walk() == ["scratch"]  # still listed: no object-expirer runs here
