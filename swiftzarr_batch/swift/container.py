@@ -80,16 +80,25 @@ def last_name_if_full(body: bytes | bytearray, limit: int) -> str | None:
 
 
 def is_marker(entry: dict[str, Any]) -> bool:
-    """A directory marker, not data: a listed name ending in ``/`` (Horizon's and Cyberduck's
-    "folders"), or an empty object typed ``application/directory`` (``swift upload`` of an
-    empty folder). A zarr key never ends in ``/`` and the store never writes that type."""
+    """A directory marker, not data: an empty object named ``.../`` (Horizon's and
+    Cyberduck's "folders") or typed ``application/directory`` (``swift upload`` of an empty
+    folder). A zarr key never ends in ``/`` and the store never writes that type; an object
+    with bytes in it is data whatever its name (a listing shows it, verify calls it an
+    orphan)."""
     name = entry.get("name")
-    if not isinstance(name, str):
-        return False  # a ``subdir`` entry of a delimiter listing
-    if name.endswith("/"):
+    if not isinstance(name, str) or entry.get("bytes"):
+        return False  # a ``subdir`` entry of a delimiter listing, or data (the common case)
+    if name[-1:] == "/":
         return True
     kind = str(entry.get("content_type", "")).split(";", 1)[0].strip().lower()
-    return kind in MARKER_TYPES and int(entry.get("bytes", 0)) == 0
+    return kind in MARKER_TYPES
+
+
+def _may_hold_markers(body: bytes | bytearray) -> bool:
+    """False when a raw JSON listing cannot hold a marker: no string in it ends in ``/`` and no
+    ``directory`` type is named. A search of the bytes instead of a test per entry, so the
+    listings of plain datasets pay (almost) nothing for markers."""
+    return b'/"' in body or b"directory" in body
 
 
 def _drop(task: asyncio.Task[Response]) -> None:
@@ -316,7 +325,10 @@ class SwiftContainer:
                     if pending is not None:
                         _drop(pending)
                     pending = fetch(marker)
-                yield page if markers else [e for e in page if not is_marker(e)]
+                if markers or not _may_hold_markers(resp.body):
+                    yield page
+                else:
+                    yield [e for e in page if not is_marker(e)]
         finally:
             if pending is not None:  # the caller stopped early, or this one failed
                 _drop(pending)
