@@ -16,6 +16,7 @@ Pure functions, no I/O: the container layer sends the requests.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -23,17 +24,12 @@ from swiftzarr_batch.swift.names import MAX_CONTAINER_NAME_BYTES, MAX_OBJECT_NAM
 
 __all__ = ["body_line", "max_line_bytes", "split_names"]
 
-_PLAIN = frozenset(range(0x21, 0x7F)) - {ord("%")} | frozenset(range(0x80, 0x100))
+_ESCAPE = re.compile(rb"[\x00-\x20%\x7f]")  # what the middleware would strip, split or unquote
 
 
 def _encode(text: str) -> bytes:
-    out = bytearray()
-    for byte in text.encode("utf-8"):
-        if byte in _PLAIN:
-            out.append(byte)
-        else:
-            out += b"%%%02X" % byte
-    return bytes(out)
+    raw = text.encode("utf-8")
+    return _ESCAPE.sub(lambda m: b"%%%02X" % m.group()[0], raw) if _ESCAPE.search(raw) else raw
 
 
 def body_line(container: str, name: str) -> bytes:

@@ -94,13 +94,6 @@ def is_marker(entry: dict[str, Any]) -> bool:
     return kind in MARKER_TYPES
 
 
-def _may_hold_markers(body: bytes | bytearray) -> bool:
-    """False when a raw JSON listing cannot hold a marker: no string in it ends in ``/`` and no
-    ``directory`` type is named. A search of the bytes instead of a test per entry, so the
-    listings of plain datasets pay (almost) nothing for markers."""
-    return b'/"' in body or b"directory" in body
-
-
 def _drop(task: asyncio.Task[Response]) -> None:
     task.cancel()
     if task.done() and not task.cancelled():
@@ -325,10 +318,7 @@ class SwiftContainer:
                     if pending is not None:
                         _drop(pending)
                     pending = fetch(marker)
-                if markers or not _may_hold_markers(resp.body):
-                    yield page
-                else:
-                    yield [e for e in page if not is_marker(e)]
+                yield page if markers else [e for e in page if not is_marker(e)]
         finally:
             if pending is not None:  # the caller stopped early, or this one failed
                 _drop(pending)
