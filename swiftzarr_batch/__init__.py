@@ -20,6 +20,7 @@ from swiftzarr_batch.auth import (
 from swiftzarr_batch.errors import (
     AppendConflictError,
     AuthenticationError,
+    BulkDeleteError,
     ChunkAlignmentError,
     ConfigurationError,
     ConflictError,
@@ -50,6 +51,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AppendConflictError",
     "AuthenticationError",
+    "BulkDeleteError",
     "ChunkAlignmentError",
     "ConfigurationError",
     "ConflictError",

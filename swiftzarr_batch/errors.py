@@ -73,6 +73,22 @@ class SwiftHTTPError(SwiftZarrError, OSError):
         self.path = path
 
 
+class BulkDeleteError(SwiftHTTPError):
+    """A bulk delete refused some names; ``refused`` holds them (object names, unquoted)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        refused: tuple[str, ...] = (),
+        status: int | None = None,
+        method: str = "",
+        path: str = "",
+    ) -> None:
+        super().__init__(message, status=status, method=method, path=path)
+        self.refused = refused
+
+
 class ProxyError(SwiftHTTPError):
     """The forward proxy refused (407: credentials wanted or wrong, 403, 502: it could not
     reach Swift...). ``status`` is the proxy's; the message names the proxy as

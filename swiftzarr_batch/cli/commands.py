@@ -32,11 +32,17 @@ from swiftzarr_batch.store.locations import (
     parse_swift_url,
     swift_credentials,
 )
-from swiftzarr_batch.store.objects import swift_objects
+from swiftzarr_batch.store.objects import swift_objects, with_write_options
 from swiftzarr_batch.swift.account import list_containers
 from swiftzarr_batch.swift.session import SwiftSession
 from swiftzarr_batch.transfer.copy import CopyError, copy_store
-from swiftzarr_batch.transfer.objects import ObjectInfo, delete_keys, describe, list_objects
+from swiftzarr_batch.transfer.objects import (
+    ObjectInfo,
+    delete_keys,
+    delete_markers,
+    describe,
+    list_objects,
+)
 from swiftzarr_batch.transfer.verify import verify_store
 
 log = logging.getLogger("swiftzarr_batch.cli.main")
@@ -178,6 +184,7 @@ def copy(args: argparse.Namespace) -> int:
     dest = open_store(
         args.dst, read_only=args.dry_run, env_prefix=args.dst_env, insecure=args.insecure
     )
+    dest = with_write_options(dest, args.storage_policy, args.delete_after)
     server_side = {"auto": None, "always": True, "never": False}[args.server_side]
     target = target_from_args(args, source)
     with dask_context(cluster=cluster_from_args(args), stores=(source, dest)):
@@ -238,6 +245,7 @@ def rm(args: argparse.Namespace) -> int:
     keys = sync(_all_keys(store))
     where = describe(store)
     if not keys:
+        sync(delete_markers(store))  # empty "folders" only: no keys to ask about
         print(f"nothing to delete under {where}")
         return 0
     total = sum(info.size or 0 for info in keys)
@@ -260,6 +268,7 @@ def rm(args: argparse.Namespace) -> int:
         batch = [info.key for info in keys[start : start + 10_000]]
         sync(delete_keys(store, batch, large=large))
         progress.advance(len(batch))
+    sync(delete_markers(store))
     progress.finish()
     print(f"deleted {len(keys)} objects ({format_bytes(total)}) under {where}")
     return 0

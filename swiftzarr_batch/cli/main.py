@@ -141,6 +141,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="source credentials from P+ST_AUTH, ... (another cluster)",
     )
     p.add_argument("--dst-env", default="", metavar="P", help="same for the destination")
+    p.add_argument(
+        "--storage-policy",
+        default="",
+        metavar="NAME",
+        help="Swift storage policy of the destination container, if the copy creates it",
+    )
+    p.add_argument(
+        "--delete-after",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="Swift deletes every object written this many seconds later (scratch copies)",
+    )
     p.add_argument("--json", metavar="FILE", help="write the summary as JSON ('-': stdout)")
     add_convert_options(p)
     _dask_options(p)

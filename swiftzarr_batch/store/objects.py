@@ -24,13 +24,16 @@ from dataclasses import dataclass
 
 from zarr.abc.store import Store
 
+from swiftzarr_batch.errors import ConfigurationError
 from swiftzarr_batch.store.keys import join
 from swiftzarr_batch.store.swift_store import SwiftStore
 from swiftzarr_batch.swift.checksums import BODY_MD5_HEADER
+from swiftzarr_batch.swift.container import is_marker
 from swiftzarr_batch.swift.large_objects import delete_large, is_large
 from swiftzarr_batch.swift.names import object_name
+from swiftzarr_batch.swift.write_options import WriteOptions
 
-__all__ = ["CopySource", "ObjectInfo", "SwiftObjects", "swift_objects"]
+__all__ = ["CopySource", "ObjectInfo", "SwiftObjects", "swift_objects", "with_write_options"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,22 @@ class CopySource:
 def swift_objects(store: Store) -> SwiftObjects | None:
     """The store's object-level extras, or None when it has only zarr's ABC."""
     return SwiftObjects(store) if isinstance(store, SwiftStore) else None
+
+
+def with_write_options(
+    store: Store, storage_policy: str | None = None, delete_after: int | None = None
+) -> Store:
+    """``store`` writing into ``storage_policy`` and expiring its objects after
+    ``delete_after`` seconds ("" / 0 / None: not set); a ConfigurationError for a store other
+    than Swift's, which has neither."""
+    writes = WriteOptions.of(storage_policy, delete_after)
+    if writes == WriteOptions():
+        return store
+    if not isinstance(store, SwiftStore):
+        raise ConfigurationError(
+            f"{store}: a storage policy and expiry (delete_after) exist only for swift:// locations"
+        )
+    return store.with_writes(writes)
 
 
 def is_md5(text: str) -> bool:
@@ -117,12 +136,11 @@ class SwiftObjects:
         directory, ``(name, size)`` for each object."""
         container = await self.store.swift_container()
         base = self.store.listing_base
-        async for page in container.list_pages(base, delimiter="/"):
-            for entry in page:
-                if "subdir" in entry:
-                    yield entry["subdir"][len(base) :], None
-                else:
-                    yield entry["name"][len(base) :], int(entry["bytes"])
+        async for entry in container.list_level(base):  # no directory markers
+            if "subdir" in entry:
+                yield entry["subdir"][len(base) :], None
+            else:
+                yield entry["name"][len(base) :], int(entry["bytes"])
 
     async def still_listed(self, key: str) -> bool:
         """Does the listing still show ``key``? An object that reads as 404 but is still listed
@@ -206,6 +224,19 @@ class SwiftObjects:
         if resp is None:
             return None
         return ObjectInfo(key, None, resp.headers.get("Etag", "").strip('"') or None)
+
+    async def delete_markers(self, prefix: str = "") -> int:
+        """Delete the directory markers (``swift.container.is_marker``) under ``prefix``:
+        listings leave them out, so deleting every key of a prefix would keep its empty
+        "folders" otherwise. Returns how many were deleted."""
+        container = await self.store.swift_container()
+        names = [
+            entry["name"]
+            async for page in container.list_pages(self.store.listing_base + prefix, markers=True)
+            for entry in page
+            if is_marker(entry)
+        ]
+        return await container.bulk_delete(names)
 
     async def delete_keys(self, keys: Iterable[str], *, large: Collection[str] = ()) -> None:
         """Bulk-delete ``keys`` (requests of up to 1 000 names, 10 at a time); the ones in

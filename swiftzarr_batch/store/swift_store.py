@@ -18,10 +18,7 @@ import os
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, Self
 
-from zarr.abc.store import (
-    ByteRequest,
-    Store,
-)
+from zarr.abc.store import ByteRequest, Store
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 from zarr.core.sync import sync
 
@@ -35,6 +32,7 @@ from swiftzarr_batch.auth.providers import route_through
 from swiftzarr_batch.errors import ConfigurationError, ListingNotAllowedError, ReadOnlyError
 from swiftzarr_batch.store.byte_ranges import range_header, slice_body, upload_body
 from swiftzarr_batch.swift import large_objects
+from swiftzarr_batch.swift.capabilities import large_object_limits
 from swiftzarr_batch.swift.container import SwiftContainer
 from swiftzarr_batch.swift.names import (
     normalize_prefix,
@@ -48,6 +46,7 @@ from swiftzarr_batch.swift.session import SwiftSession, TransportOptions, get_se
 from swiftzarr_batch.swift.status import is_range_not_satisfiable, range_ignored
 from swiftzarr_batch.swift.tempurl import parse_link
 from swiftzarr_batch.swift.tls import resolve_trust, trust_of
+from swiftzarr_batch.swift.write_options import WriteOptions
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +85,9 @@ class SwiftStore(Store):
     anonymous
         No credentials, just ``preauthurl``: read a container made public
         (``X-Container-Read: .r:*,.rlistings``). Always read-only.
+    storage_policy, delete_after
+        The storage policy of the container if the store creates it, and seconds after which
+        Swift deletes each object written (``swift.write_options``); both travel with pickles.
 
     Credentials are taken from the arguments first, then ``ST_AUTH/ST_USER/ST_KEY``, then
     Keystone v3 (``OS_CLOUD``, ``OS_AUTH_URL`` ...), then ``OS_STORAGE_URL/OS_AUTH_TOKEN``.
@@ -118,10 +120,13 @@ class SwiftStore(Store):
         anonymous: bool = False,
         cacert: str | os.PathLike[str] | None = None,
         proxy: ProxyOption = None,
+        storage_policy: str | None = None,
+        delete_after: int | None = None,
     ) -> None:
         super().__init__(read_only=read_only or anonymous)
         self.container = validate_container(container)
         self.prefix = normalize_prefix(prefix)
+        self._writes = WriteOptions(storage_policy, delete_after)
         if anonymous:
             if any((authurl, user, key, preauthtoken, credential_provider)) or not preauthurl:
                 raise ConfigurationError(
@@ -218,7 +223,9 @@ class SwiftStore(Store):
         """The ``SwiftContainer`` this store's objects live in (for object-level operations of
         other rooms: conditional PUTs, server-side copies, raw listings)."""
         if self._swift_container is None:  # once per store copy: it is on every request's path
-            self._swift_container = SwiftContainer(await self.asession(), self.container)
+            self._swift_container = SwiftContainer(
+                await self.asession(), self.container, self._writes
+            )
         return self._swift_container
 
     @property
@@ -263,13 +270,14 @@ class SwiftStore(Store):
             "token": session.token,
             "options": self._options,
             "provider": provider,
+            "writes": self._writes,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.container, self.prefix = state["container"], state["prefix"]
         self._read_only, self._is_open = state["read_only"], state["is_open"]
         self._token, self._options = state["token"], state["options"]
-        self._provider = state["provider"]
+        self._provider, self._writes = state["provider"], state.get("writes", WriteOptions())
         self._swift_session = None
         self._swift_container = None
         self._conn = None
@@ -284,6 +292,10 @@ class SwiftStore(Store):
 
     def with_read_only(self, read_only: bool = False) -> Self:
         return self._with(read_only=read_only)
+
+    def with_writes(self, writes: WriteOptions) -> Self:
+        """The same store, writing with these storage policy and expiry settings."""
+        return self._with(writes=writes)
 
     def with_prefix(self, prefix: str) -> Self:
         """The same container and credentials under another prefix."""
@@ -409,12 +421,11 @@ class SwiftStore(Store):
         self, name: str, body: bytes | memoryview, *, if_none_match: bool = False
     ) -> bool:
         container = await self.swift_container()
-        if len(body) > large_objects.SMALL_ENOUGH:  # only then can it exceed max_file_size
-            limit = await large_objects.limits(container.session)
-            if len(body) > limit.max_file_size:
-                return await large_objects.put_large(
-                    container, name, body, limit, if_none_match=if_none_match
-                )
+        limit = await large_object_limits(container.session, len(body))  # None: one PUT
+        if limit is not None:
+            return await large_objects.put_large(
+                container, name, body, limit, if_none_match=if_none_match
+            )
         return await container.put(name, body, if_none_match=if_none_match)
 
     async def _set_many(self, values: Iterable[tuple[str, Buffer]]) -> None:
@@ -444,7 +455,7 @@ class SwiftStore(Store):
             base = f"{base}{prefix.rstrip('/')}/"
         names: builtins.list[str] = []
         large: builtins.list[str] = []
-        async for page in container.list_pages(base):
+        async for page in container.list_pages(base, markers=True):  # the "folders" go too
             for entry in page:
                 (large if large_objects.is_large(entry) else names).append(entry["name"])
         for name in large:  # with their segments
@@ -480,12 +491,10 @@ class SwiftStore(Store):
             validate_key(prefix)
             base = f"{base}{prefix.strip('/')}/"
         cut = len(base)
-        async for page in (await self.swift_container()).list_pages(base, delimiter="/"):
-            for entry in page:
-                name = entry.get("subdir") or entry["name"]
-                child = name[cut:].rstrip("/")
-                if child:
-                    yield child
+        async for entry in (await self.swift_container()).list_level(base):  # no markers
+            child = (entry.get("subdir") or entry["name"])[cut:].rstrip("/")
+            if child:
+                yield child
 
     # -- seed helpers (the original zarrswift API) -------------------------------------------
     def listdir(self, path: str = "") -> builtins.list[str]:

@@ -1,10 +1,11 @@
 """What the cluster can do: its ``/info`` document, read once per session, and the limits in it.
 
 Why one module: ``/info`` is the only request of the client that goes outside the account (it
-sits at the server's root, needs no token and is not retried), and what it says (the largest
-single object, whether SLO is there and its manifest limits) decides how the store writes big
-values. Reading it here, once per ``SwiftSession``, keeps that request and its parsing out of
-the data path and out of ``large_objects``.
+sits at the server's root, needs no token and is not retried), and what it says decides how the
+store works on this cluster: the largest single object and whether SLO is there (big values),
+whether the bulk middleware is there (deletes), which storage policies exist (new containers).
+Reading it here, once per cluster and process (every session and token of one server shares
+the answer), keeps that request and its parsing out of the data path.
 
 A cluster may hide ``/info`` (``expose_info = false``) or be unreachable for it: then the
 document is ``{}`` and callers get Swift's defaults. A failed attempt is not remembered (the
@@ -17,7 +18,6 @@ import json
 import logging
 import re
 import threading
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,10 +29,13 @@ __all__ = [
     "DEFAULT_MAX_FILE_SIZE",
     "SMALL_ENOUGH",
     "Limits",
+    "bulk_delete_limits",
+    "clear_cache",
     "cluster_info",
     "info_path",
     "large_object_limits",
     "limits",
+    "storage_policies",
 ]
 
 log = logging.getLogger(__name__)
@@ -45,8 +48,10 @@ SMALL_ENOUGH = 1024 * 1024
 """No Swift cluster limits single objects below this: smaller bodies skip the /info lookup."""
 
 _ACCOUNT_SUFFIX = re.compile(r"/v1/[^/]+/?$")
-_info_cache: weakref.WeakKeyDictionary[SwiftSession, dict[str, Any]] = weakref.WeakKeyDictionary()
+_info_cache: dict[tuple[str, str, int, str], dict[str, Any]] = {}
 _info_lock = threading.Lock()
+DEFAULT_MAX_DELETES = 10_000
+"""The bulk middleware's default ``max_deletes_per_request``."""
 
 
 @dataclass(frozen=True)
@@ -65,14 +70,22 @@ def info_path(base_path: str) -> str:
     return _ACCOUNT_SUFFIX.sub("", base_path) + "/info"
 
 
-async def cluster_info(session: SwiftSession) -> dict[str, Any]:
-    """The cluster's ``/info`` (limits, middlewares), fetched once per session; {} when the
-    cluster hides it or cannot be asked (callers then assume Swift's defaults)."""
+def clear_cache() -> None:
+    """Forget every cluster's ``/info`` (for a server restarted with another configuration)."""
     with _info_lock:
-        cached = _info_cache.get(session)
+        _info_cache.clear()
+
+
+async def cluster_info(session: SwiftSession) -> dict[str, Any]:
+    """The cluster's ``/info`` (limits, middlewares), fetched once per cluster and process; {}
+    when the cluster hides it or cannot be asked (callers then assume Swift's defaults)."""
+    endpoint = session.endpoint
+    target = info_path(endpoint.base_path)
+    key = (endpoint.scheme, endpoint.host, endpoint.port, target)
+    with _info_lock:
+        cached = _info_cache.get(key)
     if cached is not None:
         return cached
-    target = info_path(session.endpoint.base_path)
     try:
         resp = await session.get_unauthenticated(target)
         info = json.loads(resp.body) if classify(resp.status) is Outcome.OK else {}
@@ -81,7 +94,7 @@ async def cluster_info(session: SwiftSession) -> dict[str, Any]:
         return {}
     document: dict[str, Any] = info if isinstance(info, dict) else {}
     with _info_lock:
-        return _info_cache.setdefault(session, document)
+        return _info_cache.setdefault(key, document)
 
 
 def _section(info: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -118,3 +131,33 @@ async def large_object_limits(session: SwiftSession, size: int) -> Limits | None
         return None
     limit = await limits(session)
     return limit if size > limit.max_file_size else None
+
+
+async def bulk_delete_limits(session: SwiftSession) -> int | None:
+    """How many names one bulk-delete request may carry, or None when the cluster has no bulk
+    middleware (deletes are then single DELETEs). Without ``/info`` the middleware is assumed
+    (it is in every default pipeline) with its default limit."""
+    info = await cluster_info(session)
+    if not info:
+        return DEFAULT_MAX_DELETES
+    bulk = _section(info, "bulk_delete")
+    if bulk is None:
+        return None
+    return max(1, int(bulk.get("max_deletes_per_request", DEFAULT_MAX_DELETES)))
+
+
+async def storage_policies(session: SwiftSession) -> dict[str, str] | None:
+    """The cluster's storage policies as ``name or alias -> name`` (case as /info spells it),
+    or None when ``/info`` does not list them (hidden, or an old cluster)."""
+    swift = _section(await cluster_info(session), "swift") or {}
+    listed = swift.get("policies")
+    if not isinstance(listed, list):
+        return None
+    names: dict[str, str] = {}
+    for policy in listed:
+        if isinstance(policy, dict) and isinstance(policy.get("name"), str):
+            names[policy["name"]] = policy["name"]
+            for alias in str(policy.get("aliases", "")).split(","):
+                if alias.strip():
+                    names[alias.strip()] = policy["name"]
+    return names

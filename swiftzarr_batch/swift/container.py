@@ -5,19 +5,27 @@ tools and the locks all need the same container operations, with the same paging
 "404 on PUT means create the container" rule and the same parallel bulk deletes. It knows
 Swift's API shapes but not HTTP status meanings (``status`` does, including what a bulk-delete
 result says) nor retries or authentication (``session`` does).
+
+It is also where the store meets containers as people make them: listings leave out directory
+markers (``is_marker``) unless asked for them, deletes fall back to single DELETEs where the
+cluster has no bulk middleware or a name cannot be a bulk-delete line (``bulk``), and every
+write carries the store's ``WriteOptions`` (storage policy, expiry).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from swiftzarr_batch.errors import SwiftHTTPError
+from swiftzarr_batch.errors import ConfigurationError, SwiftHTTPError
+from swiftzarr_batch.swift import bulk
+from swiftzarr_batch.swift.capabilities import bulk_delete_limits, cluster_info, storage_policies
 from swiftzarr_batch.swift.names import quote_path
 from swiftzarr_batch.swift.session import Response, SwiftSession
 from swiftzarr_batch.swift.status import (
@@ -27,6 +35,7 @@ from swiftzarr_batch.swift.status import (
     RANGE_NOT_SATISFIABLE,
     check_bulk_delete,
 )
+from swiftzarr_batch.swift.write_options import STORAGE_POLICY, WriteOptions, resolve_policy
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +45,10 @@ BULK_DELETE_PARALLEL = 10  # concurrent bulk-delete requests (see bulk_delete)
 # (10 000 by default), and small enough that the requests finish together.
 BULK_DELETE_SPLIT = 1_000
 BULK_DELETE_MIN = 100  # names per request below which splitting further does not pay
+SINGLE_DELETE_PARALLEL = 32  # concurrent DELETEs where a bulk request cannot be used
+#: Content types of directory markers: Swift's (and swiftclient's) own, and the historic one.
+MARKER_TYPES = frozenset({"application/directory", "text/directory"})
+_warned_policy: set[tuple[str, str]] = set()
 
 
 _LISTING_KEY = re.compile(rb'"(?:name|subdir)"\s*:\s*"')
@@ -66,6 +79,21 @@ def last_name_if_full(body: bytes | bytearray, limit: int) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def is_marker(entry: dict[str, Any]) -> bool:
+    """A directory marker, not data: an empty object named ``.../`` (Horizon's and
+    Cyberduck's "folders") or typed ``application/directory`` (``swift upload`` of an empty
+    folder). A zarr key never ends in ``/`` and the store never writes that type; an object
+    with bytes in it is data whatever its name (a listing shows it, verify calls it an
+    orphan)."""
+    name = entry.get("name")
+    if not isinstance(name, str) or entry.get("bytes"):
+        return False  # a ``subdir`` entry of a delimiter listing, or data (the common case)
+    if name[-1:] == "/":
+        return True
+    kind = str(entry.get("content_type", "")).split(";", 1)[0].strip().lower()
+    return kind in MARKER_TYPES
+
+
 def _drop(task: asyncio.Task[Response]) -> None:
     task.cancel()
     if task.done() and not task.cancelled():
@@ -75,9 +103,12 @@ def _drop(task: asyncio.Task[Response]) -> None:
 class SwiftContainer:
     """One container seen through a shared SwiftSession."""
 
-    def __init__(self, session: SwiftSession, name: str) -> None:
+    def __init__(
+        self, session: SwiftSession, name: str, writes: WriteOptions | None = None
+    ) -> None:
         self.session = session
         self.name = name
+        self.writes = writes or WriteOptions()
         self._path = quote_path(name)
 
     def __repr__(self) -> str:
@@ -92,14 +123,43 @@ class SwiftContainer:
         return resp.status != NOT_FOUND
 
     async def ensure_exists(self) -> None:
-        """Create the container if it is missing (HEAD, then PUT only on 404); cached per
-        session, so a dask worker does this at most once."""
+        """Create the container if it is missing (HEAD, then PUT only on 404), in the store's
+        storage policy; cached per session, so a dask worker does this at most once.
+
+        An unknown policy is a ConfigurationError naming the cluster's; an existing container
+        in another policy is used as it is (Swift cannot move it), with one WARNING."""
         if self.name in self.session.known_containers:
             return
-        if not await self.exists():
-            await self.session.request("PUT", self._path)
-            log.info("created container %s", self.name)
+        wanted = self.writes.storage_policy
+        policy = wanted and resolve_policy(wanted, await storage_policies(self.session), self.name)
+        head = await self.session.request("HEAD", self._path)
+        if head.status == NOT_FOUND:
+            await self._create(policy)
+        elif policy and head.headers.get(STORAGE_POLICY, policy).lower() != policy.lower():
+            where = (self.session.storage_url, self.name)
+            if where not in _warned_policy:
+                _warned_policy.add(where)
+                log.warning(
+                    "container %s exists in storage policy %s, not %s: using it as it is "
+                    "(Swift cannot move a container to another policy)",
+                    self.name,
+                    head.headers.get(STORAGE_POLICY),
+                    policy,
+                )
         self.session.known_containers.add(self.name)
+
+    async def _create(self, policy: str | None) -> None:
+        headers = {STORAGE_POLICY: policy} if policy else None
+        try:
+            await self.session.request("PUT", self._path, headers=headers)
+        except SwiftHTTPError as exc:
+            if policy and exc.status == 400:  # /info hid the policies; the server judged
+                raise ConfigurationError(
+                    f"the cluster refused storage policy {policy!r} for container "
+                    f"{self.name!r}: {exc}"
+                ) from None
+            raise
+        log.info("created container %s%s", self.name, f" (policy {policy})" if policy else "")
 
     # -- objects ----------------------------------------------------------------------------
     async def get(
@@ -150,7 +210,7 @@ class SwiftContainer:
         A 404 on PUT means the container is missing: create it and try once more (so opening a
         store for writes costs no extra round trip while the container exists).
         """
-        send = dict(headers) if headers else {}
+        send = self.writes.object_headers(headers)
         if if_none_match:
             send["If-None-Match"] = "*"
         path = self._obj(name)
@@ -194,6 +254,7 @@ class SwiftContainer:
         }
         if src_account:
             headers["X-Copy-From-Account"] = quote(src_account, safe="")
+        headers = self.writes.object_headers(headers)
         resp = await self.session.request("PUT", self._obj(dst_name), headers=headers)
         if resp.status == NOT_FOUND:  # the source, or this container, is missing: make sure
             self.session.known_containers.discard(self.name)
@@ -213,8 +274,12 @@ class SwiftContainer:
         *,
         delimiter: str | None = None,
         limit: int = LISTING_PAGE,
-    ) -> AsyncIterator[list[dict[str, Any]]]:
+        markers: bool = False,
+    ) -> AsyncGenerator[list[dict[str, Any]], None]:
         """Yield listing pages (JSON entries) until the listing ends, following ``marker``.
+
+        Directory markers (``is_marker``) are left out unless ``markers`` (deletes of a prefix
+        want them); a page may then be shorter than ``limit``, or empty.
 
         Streams: memory stays about two pages whatever the number of objects (the next page is
         requested as soon as a full page arrives, so the server works on it while the caller
@@ -253,10 +318,32 @@ class SwiftContainer:
                     if pending is not None:
                         _drop(pending)
                     pending = fetch(marker)
-                yield page
+                yield page if markers else [e for e in page if not is_marker(e)]
         finally:
             if pending is not None:  # the caller stopped early, or this one failed
                 _drop(pending)
+
+    async def list_level(self, prefix: str = "") -> AsyncIterator[dict[str, Any]]:
+        """The entries of one level under ``prefix`` (a delimiter listing: objects, and
+        ``subdir`` entries for what lies deeper), without directory markers: a ``subdir`` that
+        holds only markers (an empty "folder" someone made) is left out too. That costs one
+        small listing per ``subdir``, run ``SINGLE_DELETE_PARALLEL`` at a time."""
+        gate = asyncio.Semaphore(SINGLE_DELETE_PARALLEL)
+
+        async def holds_data(subdir: str) -> bool:
+            async with gate, contextlib.aclosing(self.list_pages(subdir, limit=100)) as pages:
+                async for page in pages:
+                    if page:
+                        return True
+                return False
+
+        async for page in self.list_pages(prefix, delimiter="/"):
+            subdirs = [e["subdir"] for e in page if "subdir" in e]
+            kept = await asyncio.gather(*(holds_data(d) for d in subdirs))
+            empty = {d for d, keep in zip(subdirs, kept, strict=True) if not keep}
+            for entry in page:
+                if entry.get("subdir") not in empty:
+                    yield entry
 
     async def list_names(self, prefix: str = "") -> AsyncIterator[str]:
         async for page in self.list_pages(prefix):
@@ -268,7 +355,10 @@ class SwiftContainer:
         """Delete many objects with the bulk middleware (parallel requests of <= 1 000 names).
 
         The middleware answers 200 even when some deletes fail; its JSON body is read and any
-        error other than "not found" raises. Returns how many objects were deleted.
+        error other than "not found" raises a ``BulkDeleteError`` naming the refused objects.
+        Names that cannot be a bulk-delete line (``bulk``), and every name on a cluster
+        without the middleware (``/info`` has no ``bulk_delete``), are deleted with parallel
+        single DELETEs. Returns how many objects were deleted (not counting missing ones).
         """
         # The middleware deletes only ``delete_concurrency`` (2) objects at a time per request,
         # so one big request is slow: split the names into requests of at most
@@ -276,24 +366,42 @@ class SwiftContainer:
         # `swift delete` does the same: 10 requests of 1 000). Smaller requests also keep one
         # slow request from holding up the end.
         todo = list(names)
-        size = min(BULK_DELETE_SPLIT, max(BULK_DELETE_MIN, -(-len(todo) // BULK_DELETE_PARALLEL)))
-        batches = [todo[i : i + size] for i in range(0, len(todo), size)]
+        if not todo:
+            return 0
+        per_request = await bulk_delete_limits(self.session)
+        if per_request is None:
+            return await self.delete_each(todo)
+        limit = bulk.max_line_bytes(await cluster_info(self.session))
+        lines, alone = bulk.split_names(self.name, todo, limit)
+        split = min(BULK_DELETE_SPLIT, per_request)
+        batches = bulk.batches(lines, split, BULK_DELETE_PARALLEL, min(BULK_DELETE_MIN, split))
         gate = asyncio.Semaphore(BULK_DELETE_PARALLEL)
 
-        async def one(batch: list[str]) -> int:
+        async def one(batch: list[tuple[str, bytes]]) -> int:
             async with gate:
                 return await self._bulk_delete_batch(batch)
 
-        return sum(await asyncio.gather(*(one(b) for b in batches)))
+        done = await asyncio.gather(*(one(b) for b in batches), self.delete_each(alone))
+        return sum(done)
 
-    async def _bulk_delete_batch(self, names: Sequence[str]) -> int:
-        lines = "\n".join(f"/{quote(self.name, safe='')}/{quote(n, safe='/')}" for n in names)
+    async def delete_each(self, names: Sequence[str]) -> int:
+        """Delete ``names`` with single DELETEs, ``SINGLE_DELETE_PARALLEL`` at a time; how many
+        existed."""
+        gate = asyncio.Semaphore(SINGLE_DELETE_PARALLEL)
+
+        async def one(name: str) -> bool:
+            async with gate:
+                return await self.delete(name)
+
+        return sum(await asyncio.gather(*(one(n) for n in names)))
+
+    async def _bulk_delete_batch(self, batch: Sequence[tuple[str, bytes]]) -> int:
         resp = await self.session.request(
             "POST",
             "",
             params={"bulk-delete": "1"},  # an account-level request
             headers={"Content-Type": "text/plain", "Accept": "application/json"},
-            body=lines.encode("utf-8"),
+            body=b"\n".join(line for _, line in batch),
         )
         result = check_bulk_delete(
             resp.body,
@@ -301,14 +409,16 @@ class SwiftContainer:
             http_status=resp.status,
             method="POST",
             path="?bulk-delete",
-            total=len(names),
+            total=len(batch),
+            names=[name for name, _ in batch],
         )
-        if result is None:
-            raise SwiftHTTPError(
-                f"bulk delete in {self.name} answered {resp.status} without a JSON result; is "
-                "the bulk middleware enabled?",
-                status=resp.status,
-                method="POST",
-                path="?bulk-delete",
+        if result is None:  # no bulk middleware although /info did not say so: one by one
+            log.warning(
+                "bulk delete in %s answered %d without a JSON result (no bulk middleware?): "
+                "deleting %d objects one by one",
+                self.name,
+                resp.status,
+                len(batch),
             )
+            return await self.delete_each([name for name, _ in batch])
         return result.deleted

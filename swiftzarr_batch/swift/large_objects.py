@@ -84,7 +84,8 @@ async def put_large(
     if not limit.slo:
         raise ConfigurationError(
             f"{name}: {len(body)} bytes exceed the cluster's max_file_size "
-            f"({limit.max_file_size}) and the cluster has no SLO middleware"
+            f"({limit.max_file_size}) and the cluster has no SLO middleware (its /info lists no "
+            "'slo') to store them as a large object: write smaller chunks"
         )
     size = len(body)
     seg = int(segment_size or limit.max_file_size)
@@ -95,7 +96,7 @@ async def put_large(
             f"max_manifest_segments ({limit.max_manifest_segments})"
         )
     session = container.session
-    segments = SwiftContainer(session, segment_container(container.name))
+    segments = SwiftContainer(session, segment_container(container.name), container.writes)
     base = f"{name}/slo/{time.time():.6f}/{size}/{seg}/"
     if len((base + "00000000").encode("utf-8")) > MAX_OBJECT_NAME_BYTES:
         raise ConfigurationError(f"{name[:60]!r}...: too long a name for large-object segments")
@@ -127,11 +128,13 @@ async def put_large(
                 for i, n in enumerate(names)
             ]
         ).encode("utf-8")
-        headers = {
-            "ETag": hashlib.md5("".join(md5s).encode("ascii")).hexdigest(),  # Swift checks it
-            BODY_MD5_HEADER: await body_md5,
-            "Content-Type": "application/octet-stream",
-        }
+        headers = container.writes.object_headers(
+            {
+                "ETag": hashlib.md5("".join(md5s).encode("ascii")).hexdigest(),  # Swift checks
+                BODY_MD5_HEADER: await body_md5,
+                "Content-Type": "application/octet-stream",
+            }
+        )
         if if_none_match:
             headers["If-None-Match"] = "*"
         resp = await session.request(

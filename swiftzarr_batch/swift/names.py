@@ -16,10 +16,23 @@ MAX_CONTAINER_NAME_BYTES = 256
 MAX_OBJECT_NAME_BYTES = 1024
 
 
+def _check_utf8(name: str, what: str) -> None:
+    """A lone surrogate (``'\\ud800'``, e.g. from ``os.fsdecode`` of bad bytes) has no UTF-8
+    form, so no request could carry it: say so now rather than fail inside the HTTP client."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidNameError(
+            f"{what} is not valid Unicode (a lone surrogate at position {exc.start}, which "
+            f"UTF-8 cannot encode): {name[:60]!r}"
+        ) from None
+
+
 def validate_container(name: object) -> str:
     """Return ``name`` if it is a usable container name, else raise InvalidNameError."""
     if not isinstance(name, str) or not name:
         raise InvalidNameError(f"container name must be a non-empty string, got {name!r}")
+    _check_utf8(name, "container name")
     if "/" in name:
         raise InvalidNameError(f"container name must not contain '/': {name!r}")
     if "\x00" in name:
@@ -59,6 +72,7 @@ def validate_key(key: object) -> str:
 
 
 def _check_segments(path: str, *, what: str) -> None:
+    _check_utf8(path, what)
     if "\x00" in path:
         raise InvalidNameError(f"{what} must not contain NUL: {path!r}")
     for segment in path.split("/"):

@@ -15,10 +15,13 @@ failed: ``check_bulk_delete`` reads its JSON result by the same rules (a 404 ins
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
+from urllib.parse import unquote
 
 from swiftzarr_batch.errors import (
+    BulkDeleteError,
     ConflictError,
     IntegrityError,
     PermissionDeniedError,
@@ -170,6 +173,7 @@ def check_bulk_delete(
     method: str,
     path: str,
     total: int | None = None,
+    names: Sequence[str] = (),
 ) -> BulkDeleteResult | None:
     """Read a bulk-delete result; raise ``SwiftHTTPError`` if any delete failed.
 
@@ -178,7 +182,9 @@ def check_bulk_delete(
     delete wants) or a ``Response Status`` that is not 2xx. Returns None when the body is not
     a JSON object (a middleware that is missing, or an old SLO one answering 204 without a
     body): whether that is an error is the caller's to say. ``what`` names the operation in
-    the message; ``total`` is how many names were asked for.
+    the message; ``total`` is how many names were asked for, ``names`` which (named as refused
+    when the middleware refuses the request as a whole). The ``BulkDeleteError`` carries the
+    refused names in ``refused``.
     """
     try:
         raw = json.loads(body)
@@ -198,10 +204,22 @@ def check_bulk_delete(
         errors=errors,
     )
     if errors or _classify_text(result.response_status) is not Outcome.OK:
-        shown = "; ".join(f"{name}: {status}" for name, status in errors[:5])
-        of = f" for {len(errors)} of {total} objects" if total is not None else ""
-        raise SwiftHTTPError(
-            f"{what} failed{of} ({result.response_status}) {shown}".rstrip(),
+        if errors:  # the middleware names each refused object (URL-quoted)
+            refused = tuple(unquote(name) for name, _ in errors)
+            shown = "; ".join(f"{unquote(name)}: {status}" for name, status in errors[:5])
+        else:  # the whole request was refused: every name in it is
+            refused = tuple(names)
+            body_text = str(raw.get("Response Body", "")).strip()
+            shown = (
+                (f"{body_text}; " if body_text else "")
+                + "refused: "
+                + ", ".join(repr(n) for n in refused[:5])
+            )
+        more = f" (+{len(refused) - 5} more)" if len(refused) > 5 else ""
+        of = f" for {len(refused)} of {total} objects" if total is not None else ""
+        raise BulkDeleteError(
+            f"{what} failed{of} ({result.response_status}) {shown}{more}".rstrip(),
+            refused=refused,
             status=http_status,
             method=method,
             path=path,

@@ -37,6 +37,8 @@ class ClusterSettings:
     s3api: bool = False
     proxy_workers: int = 0
     keystone: Mapping[str, str] | None = None  # authtoken options: Keystone tokens too (KEY_*)
+    without: Collection[str] = ()  # pipeline filters left out ("bulk", "slo"), as some sites do
+    second_policy: str | None = None  # name of [storage-policy:1] (its ring: object-1.ring.gz)
 
 
 def check_user_name(user: str, key: str) -> tuple[str, str]:
@@ -60,7 +62,8 @@ def swift_conf(s: ClusterSettings) -> str:
         f"swift_hash_path_prefix = {s.hash_prefix}\n"
         f"swift_hash_path_suffix = {s.hash_suffix}\n"
         "\n[storage-policy:0]\nname = Policy-0\ndefault = yes\n"
-        f"{constraints}"
+        + (f"\n[storage-policy:1]\nname = {s.second_policy}\n" if s.second_policy else "")
+        + f"{constraints}"
     )
 
 
@@ -84,7 +87,7 @@ def backend_server_conf(s: ClusterSettings, server: str) -> str:
 
 
 def proxy_server_conf(s: ClusterSettings) -> str:
-    pipeline = PIPELINE.split()
+    pipeline = [name for name in PIPELINE.split() if name not in s.without]
     if s.memcache_server is None:
         pipeline.remove("cache")  # an empty memcache_servers would mean 127.0.0.1:11211
     if s.s3api:

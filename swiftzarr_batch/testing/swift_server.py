@@ -138,7 +138,9 @@ class LocalSwift:
     ``admins`` replace the well-known dev credentials ``DEFAULT_USERS`` / ``DEFAULT_ADMINS``.
     ``keystone``: options of keystonemiddleware's ``authtoken`` filter (see
     ``keystone_server.LocalKeystone.authtoken_settings``) to also accept Keystone tokens, for
-    accounts ``KEY_<project_id>``; TempAuth keeps serving ``AUTH_*``.
+    accounts ``KEY_<project_id>``; TempAuth keeps serving ``AUTH_*``. ``without``: proxy
+    filters to leave out (``{"bulk", "slo"}``: a site without bulk deletes and large objects);
+    ``second_policy``: the name of a second storage policy (one replica, same device).
     """
 
     def __init__(
@@ -154,6 +156,8 @@ class LocalSwift:
         start_timeout: float = 60.0,
         proxy_workers: int = 0,
         keystone: Mapping[str, str] | None = None,
+        without: Collection[str] = (),
+        second_policy: str | None = None,
     ) -> None:
         self._users = dict(DEFAULT_USERS if users is None else users)
         if not self._users:
@@ -170,6 +174,10 @@ class LocalSwift:
         self.start_timeout = start_timeout
         self.proxy_workers = proxy_workers
         self.keystone = dict(keystone) if keystone else None
+        optional = set(cfg.PIPELINE.split()) - {"catch_errors", "proxy-server", "tempauth"}
+        if not set(without) <= optional:
+            raise ValueError(f"without= takes filters among {sorted(optional)}: {without!r}")
+        self.without, self.second_policy = frozenset(without), second_policy
         self._requested_dir = Path(data_dir).resolve() if data_dir is not None else None
         self._data_dir: Path | None = self._requested_dir
         self._made_dir = False
@@ -377,6 +385,8 @@ class LocalSwift:
             s3api=self.s3api,
             proxy_workers=self.proxy_workers,
             keystone=self.keystone,
+            without=self.without,
+            second_policy=self.second_policy,
             memcache_server=f"127.0.0.1:{self._ports['memcached']}" if use_memcached else None,
         )
         files = {"swift.conf": cfg.swift_conf(s), "proxy-server.conf": cfg.proxy_server_conf(s)}
@@ -396,6 +406,7 @@ class LocalSwift:
             str(etc),
             "d1",
             *(f"{k}={self._ports[k]}" for k in ("account", "container", "object")),
+            *([f"object-1={self._ports['object']}"] if self.second_policy else []),
         ]
         done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, check=False)
         if done.returncode != 0:

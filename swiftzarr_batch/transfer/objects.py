@@ -23,6 +23,7 @@ from swiftzarr_batch.store.objects import ObjectInfo, swift_objects
 __all__ = [
     "ObjectInfo",
     "delete_keys",
+    "delete_markers",
     "describe",
     "dir_prefix",
     "list_objects",
@@ -88,6 +89,13 @@ async def delete_keys(store: Store, keys: Iterable[str], *, large: Iterable[str]
         for start in range(0, len(keys), 64):
             await asyncio.gather(*(store.delete(k) for k in keys[start : start + 64]))
     return len(keys)
+
+
+async def delete_markers(store: Store) -> int:
+    """Delete the directory markers of a Swift store (none elsewhere): after its keys, what
+    deleting a whole prefix leaves."""
+    swift = swift_objects(store)
+    return 0 if swift is None else await swift.delete_markers()
 
 
 def describe(store: Store, path: str = "") -> str:

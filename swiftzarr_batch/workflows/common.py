@@ -20,6 +20,7 @@ from zarr.abc.store import Store
 
 from swiftzarr_batch.errors import ConfigurationError, SwiftZarrError
 from swiftzarr_batch.store.locations import open_store
+from swiftzarr_batch.store.objects import with_write_options
 
 log = logging.getLogger("workflows")
 
@@ -35,24 +36,31 @@ REQUIRED = object()
 def location_keys() -> dict[str, tuple[type | tuple[type, ...], Any]]:
     """The keys of a ``[source]``/``[target]`` location: its URL, the prefix of its credential
     variables, and its certificates (``swift.tls``): ``cacert`` (a CA bundle's path) or
-    ``insecure = true`` (certificates not checked, logged as a warning per host)."""
+    ``insecure = true`` (certificates not checked, logged as a warning per host). A Swift
+    location written to may set ``storage_policy`` (of a container it creates) and
+    ``delete_after`` (seconds until Swift deletes each object written)."""
     return {
         "url": (str, REQUIRED),
         "env_prefix": (str, ""),
         "cacert": (str, ""),
         "insecure": (bool, False),
+        "storage_policy": (str, ""),
+        "delete_after": (int, 0),
     }
 
 
 def open_location(section: Mapping[str, Any], *, read_only: bool = False) -> Store:
     """The store of a checked ``[source]``/``[target]`` section (``location_keys``)."""
-    return open_store(
+    store = open_store(
         section["url"],
         read_only=read_only,
         env_prefix=section["env_prefix"],
         insecure=section["insecure"],
         cacert=section["cacert"] or None,
     )
+    if read_only:
+        return store
+    return with_write_options(store, section["storage_policy"], section["delete_after"])
 
 
 class LockHeldError(SwiftZarrError):
