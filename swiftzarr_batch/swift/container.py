@@ -220,9 +220,15 @@ class SwiftContainer:
         if resp.status == NOT_FOUND:
             self.session.known_containers.discard(self.name)
             await self.ensure_exists()
-            resp = await self.session.request(
-                "PUT", path, headers=send, body=body, allow=(PRECONDITION_FAILED,)
-            )
+            # Concurrent PUTs that saw the container missing can leave the proxy's cached
+            # "no such container" behind the creation for a moment: a few short waits.
+            for pause in (0.0, 0.5, 1.0, 2.0):
+                await asyncio.sleep(pause)
+                resp = await self.session.request(
+                    "PUT", path, headers=send, body=body, allow=(PRECONDITION_FAILED,)
+                )
+                if resp.status != NOT_FOUND:
+                    break
             if resp.status == NOT_FOUND:
                 raise SwiftHTTPError(
                     f"PUT {path} answered 404 right after creating container {self.name}",
