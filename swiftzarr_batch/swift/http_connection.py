@@ -48,6 +48,7 @@ MAX_HEAD = 64 * 1024  # bytes of response head (interim heads included) before w
 MAX_INTERIM = 32  # interim (1xx) heads before the real one; more is a misbehaving server
 PRESIZE = 16 << 20  # a body buffer is sized from Content-Length up to this, then grows
 PROGRESS_BYTES = 16 * 1024  # at least this much must move per read_timeout (a minimum rate)
+_HAS_POLL = hasattr(select, "poll")  # not on Windows: select() there
 # HTTP/1.1 framing (RFC 9112), not status meanings: these answers never carry a body.
 _NO_BODY_STATUS = frozenset({204, 304})
 
@@ -77,6 +78,8 @@ class Connection(asyncio.BufferedProtocol):
         self._loop = loop
         self._read_timeout = read_timeout
         self.transport: asyncio.Transport | None = None
+        # readiness of the plain socket, registered once (None: TLS, or no socket to look at)
+        self._idle_poll: select.poll | None = None
         self.closed = False
         self.reusable = True
         self.idle_since = loop.time()
@@ -103,6 +106,16 @@ class Connection(asyncio.BufferedProtocol):
     # -- asyncio callbacks ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # a stream transport, always
+        # Set up here, not per reuse: a poll object registered once makes the check before
+        # each reuse one poll(2) call, not select's lists and fd sets built every time. TLS
+        # may hold decrypted bytes the socket no longer shows; its transport is not polled.
+        # (A proxy's CONNECT tunnel calls this again with its TLS transport.)
+        self._idle_poll = None
+        sock = transport.get_extra_info("socket")
+        if sock is not None and transport.get_extra_info("sslcontext") is None and _HAS_POLL:
+            poller = select.poll()
+            poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
+            self._idle_poll = poller
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -278,17 +291,22 @@ class Connection(asyncio.BufferedProtocol):
     def idle_and_clean(self) -> bool:
         """Whether this idle connection may carry a request: open, and nothing arrived since
         its last response (not even a byte the event loop has not delivered yet)."""
-        if self.closed or not self.reusable or self.transport is None:
+        transport = self.transport
+        if self.closed or not self.reusable or transport is None or transport.is_closing():
             return False
-        if self.transport.is_closing():
-            return False
-        sock = self.transport.get_extra_info("socket")
-        if sock is not None and self.transport.get_extra_info("sslcontext") is None:
-            try:
+        poller = self._idle_poll
+        if poller is not None:
+            try:  # any event counts: unread bytes (out of step), the server's FIN, an error
+                return not poller.poll(0)  # or POLLNVAL, a socket closed under us
+            except (OSError, ValueError):
+                return False
+        sock = transport.get_extra_info("socket")
+        if sock is not None and transport.get_extra_info("sslcontext") is None:
+            try:  # no poll(2) on this platform
                 readable, _, _ = select.select([sock.fileno()], [], [], 0)
             except (OSError, ValueError):
                 return False
-            if readable:  # unread bytes (out of step) or the server's FIN
+            if readable:
                 return False
         return True
 

@@ -53,10 +53,8 @@ class Headers(Mapping[str, str]):
 
     def __init__(self, items: list[tuple[str, str]]) -> None:
         self._items = items
-        lower: dict[str, str] = {}
-        for name, value in items:
-            lower.setdefault(name.lower(), value)
-        self._lower = lower
+        # built once per response, on the data path: a comprehension, first value last so it wins
+        self._lower = {name.lower(): value for name, value in reversed(items)}
 
     def __getitem__(self, name: str) -> str:
         return self._lower[name.lower()]
