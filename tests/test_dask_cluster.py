@@ -143,7 +143,9 @@ def test_256_chunk_array_round_trips_and_counters_sum_workers(
     lines_before = len(swift.access_log_lines())
     darr = da.from_array(DATA, chunks=(128, 128))  # 64 tasks, 4 zarr chunks each
     result = write_array(darr, store, "a", chunks=(64, 64), zarr_format=zarr_format)
-    job_lines = swift.access_log_lines()[lines_before:]
+    # without the proxy's own subrequests (user agent "Swift"), e.g. the account HEAD it sends
+    # when its cached account info is older than a minute (a slow, loaded run)
+    job_lines = [x for x in swift.access_log_lines()[lines_before:] if " - Swift - " not in x]
     assert result.chunks == 256
     # every request of the job came from the client or a worker, and was counted there
     assert result.counters["requests"] == len(job_lines)

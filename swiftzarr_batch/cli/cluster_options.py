@@ -27,6 +27,7 @@ _OPTIONS: tuple[tuple[str, str, Any, str], ...] = (
     ("--dask-interface", "interface", str, "network interface for them instead (e.g. ib0)"),
     ("--worker-lifetime", "lifetime_seconds", float, "slurm: seconds a worker lives"),
     ("--worker-lifetime-stagger", "lifetime_stagger_seconds", float, "slurm: stagger, seconds"),
+    ("--replace-after", "replace_after_seconds", float, "slurm: seconds before a new job"),
 )
 
 

@@ -54,7 +54,9 @@ class ClusterConfig:
       ``job_script_prologue`` (shell lines before the worker starts), ``python`` (the
       interpreter on the nodes). ``host``/``interface`` choose where the scheduler and workers
       listen. Workers leave ``lifetime_seconds`` after they start (default: a margin before
-      the walltime), staggered by ``lifetime_stagger_seconds``, and are replaced.
+      the walltime), staggered by ``lifetime_stagger_seconds``, and are replaced by a new job
+      ``replace_after_seconds`` after they left (dask's ``lost-worker-timeout``; 0: dask's
+      default of 15 s).
     """
 
     kind: str = "threads"
@@ -80,6 +82,7 @@ class ClusterConfig:
     log_directory: str = ""
     lifetime_seconds: float = 0.0
     lifetime_stagger_seconds: float = -1.0
+    replace_after_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -312,13 +315,20 @@ def open_cluster(config: ClusterConfig, stores: Sequence[Any] = ()) -> Iterator[
     # A worker leaving at its lifetime while running a task counts against that task (and
     # its lost results are recomputed): allow more than dask's 3 such departures per task.
     allowed = max(10, int(dask.config.get("distributed.scheduler.allowed-failures", 3)))
+    settings: dict[str, Any] = {"distributed.scheduler.allowed-failures": allowed}
+    if config.replace_after_seconds > 0:
+        # how long the cluster waits, after a worker left, before it submits the replacement
+        settings["distributed.deploy.lost-worker-timeout"] = f"{config.replace_after_seconds}s"
     with (
-        dask.config.set({"distributed.scheduler.allowed-failures": allowed}),
+        dask.config.set(settings),
         slurm_cluster(config) as cluster,
         Client(cluster) as client,
     ):
         workers = config.jobs * config.processes
-        # adapt (not scale): workers that reach their lifetime are replaced by new jobs
+        # adapt (not scale): workers that reach their lifetime are replaced by new jobs (the
+        # cluster forgets a departed worker's job after the lost-worker-timeout; adapt then
+        # sees fewer jobs than planned and re-creates the missing one); finished results survive
+        # the departure because the jobs fetch them as tasks finish (runner.gather_as_done)
         cluster.adapt(minimum_jobs=config.jobs, maximum_jobs=config.jobs)
         log.info("waiting for %d Slurm job(s) (%d worker(s))", config.jobs, workers)
         client.wait_for_workers(workers, timeout=config.wait_timeout_seconds)

@@ -30,9 +30,12 @@ _compute = cast(Callable[..., tuple[Any, ...]], _dask_compute)
 
 
 class Future(Protocol):
-    """A ``distributed.Future``: the jobs only wait for its result."""
+    """A ``distributed.Future``: the jobs wait for its result, then let go of it."""
 
+    @property
+    def key(self) -> Any: ...
     def result(self) -> Any: ...
+    def release(self) -> None: ...
 
 
 class DaskClient(Protocol):

@@ -60,6 +60,7 @@ __all__ = [
     "current_client",
     "dask_context",
     "format_bytes",
+    "gather_as_done",
     "job_token",
     "run_batches",
     "run_job",
@@ -112,6 +113,7 @@ def run_batches(
         try:
             for future in cast(Callable[[list[Future]], Iterator[Future]], as_completed)(futures):
                 record(future.result())
+                future.release()  # done and recorded: never re-run if its worker leaves
         except BaseException:
             client.cancel(futures)
             raise
@@ -250,6 +252,39 @@ def run_job(
     )
 
 
+def gather_as_done(
+    client: DaskClient, parts: Sequence[Delayed], *, retries: int, progress: bool
+) -> list[Any]:
+    """The values of ``parts`` (in order), each fetched as soon as its task is done, after
+    which the cluster forgets that task.
+
+    Why: a task's result lives only in its worker's memory. Workers that reach their lifetime
+    (Slurm walltime) move their results to a peer, but when every worker of a generation leaves
+    before a replacement has started (jobs submitted together end together), those results are
+    lost and the scheduler re-runs every finished task that a pending one still needs -- with
+    one final task depending on all writes, the whole job starts over each generation and a
+    job longer than one generation never ends. Fetched and released, finished work stays done.
+    """
+    from distributed import as_completed
+
+    futures = client.compute(list(parts), retries=retries)
+    index = {future.key: i for i, future in enumerate(futures)}
+    results: list[Any] = [None] * len(futures)
+    counter = Progress("write tasks", len(futures), unit="tasks") if progress else None
+    try:
+        for future in cast(Callable[[list[Future]], Iterator[Future]], as_completed)(futures):
+            results[index[future.key]] = future.result()
+            future.release()
+            if counter is not None:
+                counter.advance(1)
+    except BaseException:
+        client.cancel(futures)
+        raise
+    if counter is not None:
+        counter.finish()
+    return results
+
+
 def _compute_locally(lazy: Delayed, *, retries: int, progress: bool) -> Any:
     from dask.diagnostics.progress import ProgressBar
 
@@ -329,14 +364,28 @@ class WriteJob:
         """Build the job's tasks in this context: each carries the job's task retries."""
         return annotate(retries=self.retries)
 
-    def finish(self, final: Delayed) -> JobResult | Delayed:
-        """``run_job`` on the graph ending in ``final``, or ``final`` itself if not computing."""
+    def finish(
+        self,
+        final: Delayed,
+        *,
+        parts: Sequence[Delayed] = (),
+        then: Callable[[list[Any]], Delayed] | None = None,
+    ) -> JobResult | Delayed:
+        """``run_job`` on the graph ending in ``final``, or ``final`` itself if not computing.
+
+        ``final == then(parts)``: on a cluster the ``parts`` (the write tasks) are computed
+        first and their values fetched as they finish (``gather_as_done``), then ``then``
+        builds the final task from those values, so workers leaving mid-job lose only the
+        tasks they were running.
+        """
         if not self.compute:
             return final
+        tasks = len(final.__dask_graph__())
+        client = self.clock.client if self.clock is not None else None
+        if client is not None and parts and then is not None:
+            values = gather_as_done(client, parts, retries=self.retries, progress=self.progress)
+            with self.annotations():
+                final = then(values)
         return run_job(
-            final,
-            retries=self.retries,
-            progress=self.progress,
-            tasks=len(final.__dask_graph__()),
-            clock=self.clock,
+            final, retries=self.retries, progress=self.progress, tasks=tasks, clock=self.clock
         )

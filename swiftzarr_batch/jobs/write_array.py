@@ -170,14 +170,18 @@ def write_array(
     )
     blocks = cast(Callable[[], npt.NDArray[np.object_]], darr.to_delayed)().ravel()
     regions = _regions(darr.chunks)
+
+    def finishing(written: Sequence[Any]) -> Delayed:
+        return task(_finish, store, "", consolidated, *written, key=job.key("finish"))
+
     with job.annotations():
         writes = [
             task(_write_block, target, block, region, key=(job.key("write"), i))
             for i, (block, region) in enumerate(zip(blocks, regions, strict=True))
         ]
-        final = task(_finish, store, "", consolidated, *writes, key=job.key("finish"))
+        final = finishing(writes)
     log.debug("write_array %s: %d block tasks + finish", path, len(writes))
-    return job.finish(final)
+    return job.finish(final, parts=writes, then=finishing)
 
 
 def consolidate(
