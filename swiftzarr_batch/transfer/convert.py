@@ -31,7 +31,7 @@ from zarr.abc.store import Store
 from zarr.core.sync import sync
 
 from swiftzarr_batch.errors import SwiftZarrError
-from swiftzarr_batch.jobs.counters import cluster_counters, counters_delta
+from swiftzarr_batch.jobs.counters import cluster_counters
 from swiftzarr_batch.jobs.runner import Progress, ProgressCallback, format_bytes, run_batches
 from swiftzarr_batch.store.keys import BOOKKEEPING_DIR, is_bookkeeping_key, join, metadata_tiers
 from swiftzarr_batch.store.objects import swift_objects
@@ -161,16 +161,8 @@ def convert_store(
             run.verify_listing()
         run.save_manifest(complete=True)
     finally:
-        delta = counters_delta(before, cluster_counters())
-        summary.requests, summary.retried = delta.get("requests", 0), delta.get("retries", 0)
-        summary.seconds = round(time.monotonic() - started, 3)
-    log.info("%s -> %s: %s", summary.source, summary.dest, summary.line())
-    if summary.verified is False:
-        raise ConvertError(
-            f"conversion {summary.source} -> {summary.dest} did not verify: "
-            + "; ".join(summary.problems[:3]),
-            summary,
-        )
+        summary.record_run(before, started)
+    summary.raise_if_unverified("conversion", ConvertError)
     return summary
 
 

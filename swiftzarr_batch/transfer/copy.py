@@ -99,6 +99,24 @@ class CopySummary:
         verified = {None: "", True: "; verified", False: "; NOT verified"}[self.verified]
         return f"{text}; {self.retried} retries; {self.seconds:.1f} s{verified}"
 
+    def record_run(self, counters_before: dict[int, dict[str, int]], started: float) -> None:
+        """Fill in the request, retry and time figures of a finished (or failed) run.
+
+        Copies and conversions both end this way, so their summaries read alike."""
+        delta = counters_delta(counters_before, cluster_counters())
+        self.requests, self.retried = delta.get("requests", 0), delta.get("retries", 0)
+        self.seconds = round(time.monotonic() - started, 3)
+
+    def raise_if_unverified(self, what: str, error: type[CopyError]) -> None:
+        """Log the summary line; raise ``error`` when verification found problems."""
+        log.info("%s -> %s: %s", self.source, self.dest, self.line())
+        if self.verified is False:
+            raise error(
+                f"{what} {self.source} -> {self.dest} did not verify: "
+                + "; ".join(self.problems[:3]),
+                self,
+            )
+
 
 class CopyError(SwiftZarrError, RuntimeError):
     """The copy did not complete or did not verify; ``summary`` says what was done."""
@@ -198,16 +216,8 @@ def copy_store(
         elif delete_extra:
             summary.keys_deleted = len(run.extras)
     finally:
-        delta = counters_delta(before, cluster_counters())
-        summary.requests, summary.retried = delta.get("requests", 0), delta.get("retries", 0)
-        summary.seconds = round(time.monotonic() - started, 3)
-    log.info("%s -> %s: %s", summary.source, summary.dest, summary.line())
-    if summary.verified is False:
-        raise CopyError(
-            f"copy {summary.source} -> {summary.dest} did not verify: "
-            + "; ".join(summary.problems[:3]),
-            summary,
-        )
+        summary.record_run(before, started)
+    summary.raise_if_unverified("copy", CopyError)
     return summary
 
 
