@@ -19,13 +19,14 @@ lives here because the store produces it and the transfer room compares it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Collection, Iterable
 from dataclasses import dataclass
 
 from zarr.abc.store import Store
 
 from swiftzarr_batch.store.keys import join
 from swiftzarr_batch.store.swift_store import SwiftStore
+from swiftzarr_batch.swift.bulk_stream import delete_streamed
 from swiftzarr_batch.swift.checksums import BODY_MD5_HEADER
 from swiftzarr_batch.swift.large_objects import delete_large, is_large
 from swiftzarr_batch.swift.names import object_name
@@ -216,6 +217,19 @@ class SwiftObjects:
         await container.bulk_delete(base + k for k in keys if k not in large)
         for key in large.intersection(keys):
             await delete_large(container, base + key)
+
+    async def delete_stream(self, infos: AsyncIterable[ObjectInfo]) -> int:
+        """Delete every key ``infos`` streams as it streams (``swift.bulk_stream``: batches of
+        names to the bulk middleware, no list of them all); ``large`` ones with their
+        segments. Returns how many the server deleted."""
+        container = await self.store.swift_container()
+        base = self.store.listing_base
+
+        async def names() -> AsyncIterator[tuple[str, bool]]:
+            async for info in infos:
+                yield base + info.key, info.large
+
+        return await delete_streamed(container, names())
 
 
 def _plain_md5(etag: str | None) -> str | None:
