@@ -45,11 +45,13 @@ async def delete_streamed(
     container: SwiftContainer,
     names: AsyncIterable[tuple[str, bool]],
     *,
-    batch: int = BATCH,
-    in_flight: int = IN_FLIGHT,
+    batch: int | None = None,
+    in_flight: int | None = None,
 ) -> int:
     """Delete every ``(name, large)`` of ``names`` as it arrives; returns how many the server
     deleted. The first failure cancels the batches still in flight and propagates."""
+    batch = BATCH if batch is None else batch  # read now: a site (or a test) may lower them
+    in_flight = IN_FLIGHT if in_flight is None else in_flight
     if batch < 1 or in_flight < 1:
         raise ValueError("batch and in_flight must be >= 1")
     running: list[asyncio.Task[int]] = []
