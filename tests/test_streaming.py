@@ -208,7 +208,8 @@ CHILD = textwrap.dedent(
     a = json.loads(sys.argv[1])
     src = SwiftStore(a["src"], "ds", authurl=a["auth"], user=a["user"], key=a["key"])
     dst = SwiftStore(a["dst"], "ds", authurl=a["auth"], user=a["user2"], key=a["key2"])
-    list(src.walk()), list(dst.walk())  # connections, tokens, imports
+    list(src.walk()), list(dst.walk())  # connections, tokens
+    copy_store(src.with_prefix("none"), dst.with_prefix("none"))  # imports (dask), threads
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # VmHWM := VmRSS: the peak from here on
     base = rss("VmRSS:")
@@ -220,7 +221,7 @@ CHILD = textwrap.dedent(
 
 
 def test_a_large_object_is_copied_a_segment_at_a_time(server):
-    size = 12 * MAX_FILE + 12345  # 13 segments
+    size = 24 * MAX_FILE + 12345  # 25 segments
     name = f"slo-{uuid.uuid4().hex[:8]}"
     src = _store(server, name, "ds")
     body = os.urandom(size)
@@ -255,7 +256,8 @@ def test_a_large_object_is_copied_a_segment_at_a_time(server):
     assert done.returncode == 0, done.stderr[-2000:]
     got = json.loads(done.stdout.strip().splitlines()[-1])
     assert got["verified"] and got["copied"] == 1 and got["through"] == size
-    assert got["growth"] < size / 2, got  # a few segments, never the whole body
+    # measured: 13 MB at 25 MB and at 50 MB (flat): a few segments, never the whole body
+    assert got["growth"] < size / 3, got
     other = _store(server, f"{name}-other", "ds", user=user2, key=key2)
     assert sync(other.get("big", PROTO)).to_bytes() == body
     again = copy_store(src, other)  # compared by the MD5 it carries, not by reading it
