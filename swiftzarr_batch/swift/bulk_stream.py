@@ -19,6 +19,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterable, AsyncIterator
 
+from swiftzarr_batch.errors import SwiftHTTPError
 from swiftzarr_batch.swift.container import SwiftContainer
 from swiftzarr_batch.swift.large_objects import delete_large, is_large
 
@@ -30,6 +31,23 @@ BATCH = 10_000
 """Names per hand-over to ``bulk_delete`` (which splits them into requests of 1 000)."""
 IN_FLIGHT = 1
 """Batches being deleted while the next one fills (1: delete one, list the next)."""
+BATCH_ATTEMPTS = 3
+"""Tries of a batch whose bulk result reports server errors (5xx) for some of its names."""
+
+
+async def _bulk_delete(container: SwiftContainer, names: list[str]) -> int:
+    """One batch to the bulk middleware. It answers 200 and lists per-object failures; an
+    overloaded object server fails some deletes with 503. Those are sent again (the whole
+    batch: names already deleted come back "not found", which is fine), twice at most."""
+    for attempt in range(1, BATCH_ATTEMPTS + 1):
+        try:
+            return await container.bulk_delete(names)
+        except SwiftHTTPError as exc:
+            if attempt == BATCH_ATTEMPTS or not (exc.status is None or exc.status >= 500):
+                raise
+            log.warning("bulk delete in %s: %s; sending the batch again", container.name, exc)
+            await asyncio.sleep(0.5 * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def listed_for_delete(
@@ -60,7 +78,7 @@ async def delete_streamed(
 
     async def hand_over() -> None:
         nonlocal deleted, todo
-        running.append(asyncio.ensure_future(container.bulk_delete(todo)))
+        running.append(asyncio.ensure_future(_bulk_delete(container, todo)))
         todo = []
         while len(running) > in_flight:
             deleted += await running.pop(0)
