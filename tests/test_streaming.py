@@ -92,7 +92,7 @@ def test_listing_is_paged_at_the_clusters_limit_and_sorted_like_python(server, s
     first = next(walked)  # a generator: one page at a time
     assert first == keys[0]
     assert [first, *walked] == keys  # Swift's UTF-8 byte order is str order
-    assert container_mod._cluster_page[store.session.storage_url] == PAGE  # learned from 412
+    assert container_mod.listing_page_size(store.session.storage_url) == PAGE  # learned from 412
     pages = store.session.counters.requests - before
     assert len(keys) // PAGE <= pages <= len(keys) // PAGE + 3
 

@@ -42,6 +42,13 @@ _MAX_LIMIT = re.compile(rb"Maximum limit is (\d+)")
 _cluster_page: dict[str, int] = {}
 """A storage URL -> the cluster's ``container_listing_limit`` when it is below LISTING_PAGE."""
 
+
+def listing_page_size(storage_url: str) -> int:
+    """The listing page size used for the account at ``storage_url``: Swift's default, or
+    the cluster's lower ``container_listing_limit`` once a listing learned it."""
+    return _cluster_page.get(storage_url, LISTING_PAGE)
+
+
 _LISTING_KEY = re.compile(rb'"(?:name|subdir)"\s*:\s*"')
 _LISTING_TAIL = 16 * 1024  # holds the last entry: names are <= 1 024 bytes (6x when escaped)
 _DECODER = json.JSONDecoder()
@@ -231,7 +238,7 @@ class SwiftContainer:
         """
         learn = limit is None  # the default page: lowered if the cluster refuses it
         if limit is None:
-            limit = _cluster_page.get(self.session.storage_url, LISTING_PAGE)
+            limit = listing_page_size(self.session.storage_url)
         params = {"format": "json", "limit": str(limit)}
         if prefix:
             params["prefix"] = prefix
