@@ -145,6 +145,7 @@ class CopyRun:
             self._pass(if_exists, execute=False, delete_extra=False)
             self._raise_on_conflicts()
             if self.summary.dry_run:
+                self.summary.keys_deleted = self.extra_count if delete_extra else 0
                 return
             self._reset_counts()
         self._pass(if_exists, execute=not self.summary.dry_run, delete_extra=delete_extra)
