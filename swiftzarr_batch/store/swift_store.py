@@ -496,7 +496,8 @@ class SwiftStore(Store):
         Swift lists in UTF-8 byte order, which is ``sorted()``'s order for ``str``, so nothing
         is collected to sort. ``store._walk()`` (the original zarrswift's) returns a list.
         """
-        self._check_listable()  # now, not at the first next()
+        self._check_listable()  # now, not at the first next(): so is authentication
+        self.session  # noqa: B018
         prefix = f"{path.strip('/')}/" if path.strip("/") else ""
         return iterate_pages(self._key_pages(prefix))
 
