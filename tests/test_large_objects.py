@@ -82,7 +82,7 @@ def test_a_value_above_the_limit_is_written_as_slo_and_read_back(store, conn, co
         == (data[LIMIT - 5 : LIMIT + 5])
     )
     assert sync(store.get("big", PROTO, SuffixByteRequest(3))).to_bytes() == data[-3:]
-    assert store.walk() == ["big"]  # segments live in their own container
+    assert list(store.walk()) == ["big"]  # segments live in their own container
 
 
 def test_a_value_at_the_limit_stays_a_plain_object(store, conn, container_name):
@@ -117,7 +117,7 @@ def test_delete_dir_removes_large_objects_with_their_segments(store, conn, conta
     assert len(_segments(conn, container_name)) == 4
     sync(store.delete_dir("d"))
     assert _segments(conn, container_name) == []
-    assert store.walk() == ["keep"]
+    assert list(store.walk()) == ["keep"]
 
 
 def test_overwriting_a_large_object_removes_the_old_segments(store, conn, container_name):

@@ -343,7 +343,7 @@ def test_invalid_keys_are_refused_and_nothing_is_written(creds, container_name, 
         sync(store.set(key, PROTO.buffer.from_bytes(b"x")))
     with pytest.raises(InvalidNameError):
         sync(store.get(key, PROTO))
-    assert store.walk() == ["ok"]
+    assert list(store.walk()) == ["ok"]
 
 
 @pytest.mark.parametrize("prefix", ["/abs", "a/../b", "x\x00"])
@@ -385,7 +385,7 @@ def test_writes_to_a_read_only_store_are_refused_and_nothing_changes(creds, cont
     ):
         with pytest.raises((ReadOnlyError, ValueError), match="read-only|read only"):
             attempt()
-    assert store.walk() == ["k"] and sync(store.get("k", PROTO)).to_bytes() == b"v"
+    assert list(store.walk()) == ["k"] and sync(store.get("k", PROTO)).to_bytes() == b"v"
 
 
 def test_byte_ranges_negative_are_errors_oversized_match_zarrs_memory_store(creds, container_name):

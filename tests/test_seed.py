@@ -82,6 +82,6 @@ def test_acquire_token_opens_a_store(swift_server, container_name):
 
     arr = zarr.create_array(store, name="a", shape=(10,), chunks=(5,), dtype="f8")
     arr[:] = np.arange(10)
-    assert store.walk() == ["a/c/0", "a/c/1", "a/zarr.json", "zarr.json"]
+    assert list(store.walk()) == ["a/c/0", "a/c/1", "a/zarr.json", "zarr.json"]
     again = zarr.open_array(store.with_read_only(True), path="a")
     np.testing.assert_array_equal(again[:], np.arange(10))

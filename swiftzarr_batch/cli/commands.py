@@ -38,8 +38,8 @@ from swiftzarr_batch.swift.session import SwiftSession
 from swiftzarr_batch.transfer.copy import CopyError, copy_store
 from swiftzarr_batch.transfer.objects import (
     ObjectInfo,
-    delete_keys,
     delete_markers,
+    delete_stream,
     describe,
     list_objects,
 )
@@ -156,6 +156,8 @@ def du(args: argparse.Namespace) -> int:
 
 
 def tree(args: argparse.Namespace) -> int:
+    """The hierarchy, printed as it is walked: one group's members at a time (sorted per group),
+    never every node at once."""
     store = open_store(args.url, read_only=True, insecure=args.insecure)
     try:
         node = zarr.open(store=store, mode="r")
@@ -165,12 +167,18 @@ def tree(args: argparse.Namespace) -> int:
         print(f"/ {_array_line(node)}")
         return 0
     print(f"/ (group, zarr v{node.metadata.zarr_format})")
-    for path, member in sorted(node.members(max_depth=None, use_consolidated_for_children=False)):
-        depth = path.count("/")
-        name = path.rsplit("/", 1)[-1]
-        what = _array_line(member) if isinstance(member, zarr.Array) else "(group)"
-        print(f"{'  ' * (depth + 1)}{name} {what}")
+    _print_members(node, 1)
     return 0
+
+
+def _print_members(group: zarr.Group, depth: int) -> None:
+    members = sorted(group.members(max_depth=0, use_consolidated_for_children=False))
+    for name, member in members:
+        if isinstance(member, zarr.Array):
+            print(f"{'  ' * depth}{name} {_array_line(member)}")
+        else:
+            print(f"{'  ' * depth}{name} (group)")
+            _print_members(member, depth + 1)
 
 
 def _array_line(a: zarr.Array[Any]) -> str:
@@ -241,17 +249,18 @@ def consolidate(args: argparse.Namespace) -> int:
 
 
 def rm(args: argparse.Namespace) -> int:
+    """Delete everything under a location. The listing streams into bulk deletes (no list of
+    every name); without ``--yes`` a first counting pass (names not kept) feeds the prompt."""
     store = open_store(args.url, insecure=args.insecure)
-    keys = sync(_all_keys(store))
     where = describe(store)
-    if not keys:
-        sync(delete_markers(store))  # empty "folders" only: no keys to ask about
-        print(f"nothing to delete under {where}")
-        return 0
-    total = sum(info.size or 0 for info in keys)
     if not args.yes:
+        count, total = sync(_count(store))
+        if not count:
+            sync(delete_markers(store))  # empty "folders" only: no keys to ask about
+            print(f"nothing to delete under {where}")
+            return 0
         print(
-            f"delete {len(keys)} objects ({format_bytes(total)}) under {where}? [y/N] ",
+            f"delete {count} objects ({format_bytes(total)}) under {where}? [y/N] ",
             end="",
             file=sys.stderr,
             flush=True,
@@ -262,25 +271,38 @@ def rm(args: argparse.Namespace) -> int:
         if answer not in ("y", "yes"):
             print("aborted: nothing was deleted", file=sys.stderr)
             return 1
-    progress = Progress("rm", len(keys), interval=5.0)
-    large = [info.key for info in keys if info.large]
-    for start in range(0, len(keys), 10_000):
-        batch = [info.key for info in keys[start : start + 10_000]]
-        sync(delete_keys(store, batch, large=large))
-        progress.advance(len(batch))
-    sync(delete_markers(store))
+    progress = Progress("rm", 0, interval=5.0)
+    sizes = [0]
+
+    async def listed() -> AsyncIterator[ObjectInfo]:
+        async for info in _sized(store):
+            sizes[0] += info.size or 0
+            progress.total += 1
+            progress.advance(1, info.size or 0)
+            yield info
+
+    deleted = sync(delete_stream(store, listed()))
+    sync(delete_markers(store))  # the empty "folders" the listing left out
     progress.finish()
-    print(f"deleted {len(keys)} objects ({format_bytes(total)}) under {where}")
+    if not deleted:
+        print(f"nothing to delete under {where}")
+        return 0
+    print(f"deleted {deleted} objects ({format_bytes(sizes[0])}) under {where}")
     return 0
 
 
-async def _all_keys(store: Store) -> list[ObjectInfo]:
-    out = []
+async def _sized(store: Store) -> AsyncIterator[ObjectInfo]:
     async for info in list_objects(store):
         if info.size is None:
-            info = ObjectInfo(info.key, await store.getsize(info.key))
-        out.append(info)
-    return out
+            info = ObjectInfo(info.key, await store.getsize(info.key), large=info.large)
+        yield info
+
+
+async def _count(store: Store) -> tuple[int, int]:
+    count = total = 0
+    async for info in _sized(store):
+        count, total = count + 1, total + (info.size or 0)
+    return count, total
 
 
 # -- workflows ----------------------------------------------------------------------------------

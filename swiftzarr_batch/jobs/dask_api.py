@@ -20,7 +20,16 @@ from dask.base import compute as _dask_compute
 from dask.delayed import Delayed
 from dask.delayed import delayed as _dask_delayed
 
-__all__ = ["DaskClient", "Delayed", "Future", "compute", "current_client", "shared_node", "task"]
+__all__ = [
+    "DaskClient",
+    "Delayed",
+    "Future",
+    "compute",
+    "compute_here",
+    "current_client",
+    "shared_node",
+    "task",
+]
 
 T = TypeVar("T")
 OnError = Literal["raise", "return", "ignore"]
@@ -47,6 +56,7 @@ class DaskClient(Protocol):
     def compute(self, collections: list[Delayed], *, retries: int = ...) -> list[Future]: ...
     def run(self, function: Callable[[], T], *, on_error: OnError = ...) -> dict[str, T]: ...
     def cancel(self, futures: list[Future]) -> Any: ...
+    def nthreads(self) -> dict[str, int]: ...
 
 
 def current_client() -> DaskClient | None:
@@ -90,3 +100,9 @@ def shared_node(obj: Any) -> Delayed:
 def compute(*lazy: Delayed) -> tuple[Any, ...]:
     """``dask.compute`` on the active scheduler: the values of ``lazy``, in order."""
     return _compute(*lazy)
+
+
+def compute_here(lazy: Delayed) -> Any:
+    """The value of ``lazy``, computed in the calling thread (dask's synchronous scheduler):
+    for a caller that runs several small graphs at once from its own threads."""
+    return _compute(lazy, scheduler="sync")[0]

@@ -19,7 +19,7 @@ lives here because the store produces it and the transfer room compares it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Collection, Iterable
 from dataclasses import dataclass
 
 from zarr.abc.store import Store
@@ -27,8 +27,9 @@ from zarr.abc.store import Store
 from swiftzarr_batch.errors import ConfigurationError
 from swiftzarr_batch.store.keys import join
 from swiftzarr_batch.store.swift_store import SwiftStore
+from swiftzarr_batch.swift.bulk_stream import delete_streamed, listed_for_delete
 from swiftzarr_batch.swift.checksums import BODY_MD5_HEADER
-from swiftzarr_batch.swift.container import is_marker
+from swiftzarr_batch.swift.large_copy import LargeCopy, copy_large
 from swiftzarr_batch.swift.large_objects import delete_large, is_large
 from swiftzarr_batch.swift.names import object_name
 from swiftzarr_batch.swift.write_options import WriteOptions
@@ -161,6 +162,18 @@ class SwiftObjects:
         etag = resp.headers.get("Etag", "").strip('"')
         return ObjectInfo(key, int(resp.headers["Content-Length"]), etag or None)
 
+    async def content_info(self, key: str) -> ObjectInfo | None:
+        """Size and body MD5 from one HEAD (a large object's from the MD5 it carries as
+        metadata; None as ``md5`` if it has none); None when missing. Compares a large object
+        without reading it."""
+        resp = await (await self.store.swift_container()).head(self.store.object_name(key))
+        if resp is None:
+            return None
+        large = "X-Static-Large-Object" in resp.headers
+        md5 = resp.headers.get(BODY_MD5_HEADER, "") if large else resp.headers.get("Etag", "")
+        md5 = md5.strip('"')
+        return ObjectInfo(key, int(resp.headers["Content-Length"]), md5 or None, large)
+
     async def read_unchecked(self, key: str) -> tuple[bytes | bytearray, str] | None:
         """The body as served, without the data path's MD5 check and retry, with the MD5 it
         should have ("" if unknown); None when missing. For checks that report corruption
@@ -230,13 +243,23 @@ class SwiftObjects:
         listings leave them out, so deleting every key of a prefix would keep its empty
         "folders" otherwise. Returns how many were deleted."""
         container = await self.store.swift_container()
-        names = [
-            entry["name"]
-            async for page in container.list_pages(self.store.listing_base + prefix, markers=True)
-            for entry in page
-            if is_marker(entry)
-        ]
-        return await container.bulk_delete(names)
+        markers = listed_for_delete(container, self.store.listing_base + prefix, only_markers=True)
+        return await delete_streamed(container, markers)
+
+    async def copy_large_from(
+        self, source: SwiftObjects, src_key: str, key: str, route: CopySource | None
+    ) -> LargeCopy | None:
+        """Copy the large object ``src_key`` of ``source`` to ``key`` here segment by segment
+        (``swift.large_copy``): server-side when ``route`` says the cluster can, else one
+        segment at a time through the client. None when it is missing or not a large object."""
+        return await copy_large(
+            await source.store.swift_container(),
+            source.store.object_name(src_key),
+            await self.store.swift_container(),
+            self.store.object_name(key),
+            server_side=route is not None,
+            src_account=route.account if route is not None else None,
+        )
 
     async def delete_keys(self, keys: Iterable[str], *, large: Collection[str] = ()) -> None:
         """Bulk-delete ``keys`` (requests of up to 1 000 names, 10 at a time); the ones in
@@ -247,6 +270,19 @@ class SwiftObjects:
         await container.bulk_delete(base + k for k in keys if k not in large)
         for key in large.intersection(keys):
             await delete_large(container, base + key)
+
+    async def delete_stream(self, infos: AsyncIterable[ObjectInfo]) -> int:
+        """Delete every key ``infos`` streams as it streams (``swift.bulk_stream``: batches of
+        names to the bulk middleware, no list of them all); ``large`` ones with their
+        segments. Returns how many the server deleted."""
+        container = await self.store.swift_container()
+        base = self.store.listing_base
+
+        async def names() -> AsyncIterator[tuple[str, bool]]:
+            async for info in infos:
+                yield base + info.key, info.large
+
+        return await delete_streamed(container, names())
 
 
 def _plain_md5(etag: str | None) -> str | None:

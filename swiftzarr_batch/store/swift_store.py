@@ -15,7 +15,7 @@ import asyncio
 import builtins
 import logging
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any, Self
 
 from zarr.abc.store import ByteRequest, Store
@@ -31,7 +31,9 @@ from swiftzarr_batch.auth import (
 from swiftzarr_batch.auth.providers import route_through
 from swiftzarr_batch.errors import ConfigurationError, ListingNotAllowedError, ReadOnlyError
 from swiftzarr_batch.store.byte_ranges import range_header, slice_body, upload_body
+from swiftzarr_batch.store.sync_iter import iterate_pages
 from swiftzarr_batch.swift import large_objects
+from swiftzarr_batch.swift.bulk_stream import delete_streamed, listed_for_delete
 from swiftzarr_batch.swift.capabilities import large_object_limits
 from swiftzarr_batch.swift.container import SwiftContainer
 from swiftzarr_batch.swift.names import (
@@ -444,25 +446,18 @@ class SwiftStore(Store):
             await container.delete(name)
 
     async def delete_dir(self, prefix: str) -> None:
-        """Delete every key under ``prefix`` with bulk deletes (up to 1 000 names per request,
-        10 requests at a time; see ``SwiftContainer.bulk_delete``), large objects with their
-        segments."""
+        """Delete every key under ``prefix`` as the listing streams (``swift.bulk_stream``:
+        batches of names to the bulk-delete middleware, no list of every name), large objects
+        with their segments."""
         self._check_writable()
         container = await self.swift_container()
         base = self.listing_base
         if prefix:
             validate_key(prefix)
             base = f"{base}{prefix.rstrip('/')}/"
-        names: builtins.list[str] = []
-        large: builtins.list[str] = []
-        async for page in container.list_pages(base, markers=True):  # the "folders" go too
-            for entry in page:
-                (large if large_objects.is_large(entry) else names).append(entry["name"])
-        for name in large:  # with their segments
-            await large_objects.delete_large(container, name)
-        if names:
-            deleted = await container.bulk_delete(names)
-            log.debug("deleted %d of %d objects under %s", deleted, len(names), base)
+        # The directory markers ("folders") go too: ``listed_for_delete`` lists them.
+        deleted = await delete_streamed(container, listed_for_delete(container, base))
+        log.debug("deleted %d objects under %s", deleted, base)
 
     async def clear(self) -> None:
         await self.delete_dir("")
@@ -505,13 +500,21 @@ class SwiftStore(Store):
 
         return sync(collect())
 
-    def walk(self, path: str = "") -> builtins.list[str]:
-        """Every key under ``path``, sorted (``store._walk()`` of the original zarrswift)."""
+    def walk(self, path: str = "") -> Iterator[str]:
+        """Every key under ``path``, sorted, as a generator (a page of names at a time).
+
+        Swift lists in UTF-8 byte order, which is ``sorted()``'s order for ``str``, so nothing
+        is collected to sort. ``store._walk()`` (the original zarrswift's) returns a list.
+        """
+        self._check_listable()  # now, not at the first next(): so is authentication
+        self.session  # noqa: B018
         prefix = f"{path.strip('/')}/" if path.strip("/") else ""
+        return iterate_pages(self._key_pages(prefix))
 
-        async def collect() -> builtins.list[str]:
-            return sorted([key async for key in self.list_prefix(prefix)])
+    async def _key_pages(self, prefix: str) -> AsyncIterator[builtins.list[str]]:
+        cut = len(self.listing_base)
+        async for page in (await self.swift_container()).list_pages(self._prefix_for(prefix)):
+            yield [entry["name"][cut:] for entry in page]
 
-        return sync(collect())
-
-    _walk = walk
+    def _walk(self, path: str = "") -> builtins.list[str]:
+        return builtins.list(self.walk(path))

@@ -51,6 +51,17 @@ MARKER_TYPES = frozenset({"application/directory", "text/directory"})
 _warned_policy: set[tuple[str, str]] = set()
 
 
+_MAX_LIMIT = re.compile(rb"Maximum limit is (\d+)")
+_cluster_page: dict[str, int] = {}
+"""A storage URL -> the cluster's ``container_listing_limit`` when it is below LISTING_PAGE."""
+
+
+def listing_page_size(storage_url: str) -> int:
+    """The listing page size used for the account at ``storage_url``: Swift's default, or
+    the cluster's lower ``container_listing_limit`` once a listing learned it."""
+    return _cluster_page.get(storage_url, LISTING_PAGE)
+
+
 _LISTING_KEY = re.compile(rb'"(?:name|subdir)"\s*:\s*"')
 _LISTING_TAIL = 16 * 1024  # holds the last entry: names are <= 1 024 bytes (6x when escaped)
 _DECODER = json.JSONDecoder()
@@ -279,7 +290,7 @@ class SwiftContainer:
         prefix: str = "",
         *,
         delimiter: str | None = None,
-        limit: int = LISTING_PAGE,
+        limit: int | None = None,
         markers: bool = False,
     ) -> AsyncGenerator[list[dict[str, Any]], None]:
         """Yield listing pages (JSON entries) until the listing ends, following ``marker``.
@@ -289,8 +300,16 @@ class SwiftContainer:
 
         Streams: memory stays about two pages whatever the number of objects (the next page is
         requested as soon as a full page arrives, so the server works on it while the caller
-        uses this one). A missing container lists as empty.
+        uses this one). A missing container lists as empty. Pages are in Swift's order: by
+        the names' UTF-8 bytes, which is Python's ``str`` order (code points) for every name
+        Swift accepts (valid UTF-8, hence no surrogates).
+
+        ``limit`` None: Swift's default page (10 000), or the cluster's smaller
+        ``container_listing_limit``, learned from its first 412 "Maximum limit is N".
         """
+        learn = limit is None  # the default page: lowered if the cluster refuses it
+        if limit is None:
+            limit = listing_page_size(self.session.storage_url)
         params = {"format": "json", "limit": str(limit)}
         if prefix:
             params["prefix"] = prefix
@@ -300,7 +319,10 @@ class SwiftContainer:
         def fetch(marker: str) -> asyncio.Task[Response]:
             return asyncio.ensure_future(
                 self.session.request(
-                    "GET", self._path, params={**params, "marker": marker} if marker else params
+                    "GET",
+                    self._path,
+                    params={**params, "marker": marker} if marker else params,
+                    allow=(PRECONDITION_FAILED,) if learn else (),
                 )
             )
 
@@ -308,6 +330,12 @@ class SwiftContainer:
         try:
             while pending is not None:
                 resp, pending = await pending, None
+                if resp.status == PRECONDITION_FAILED:  # only the first page can be refused
+                    limit = await self._learn_page_size(resp)
+                    params["limit"], learn = str(limit), False
+                    pending = fetch("")
+                    continue
+                learn = False
                 if resp.status in (NOT_FOUND, NO_CONTENT) or not resp.body:
                     return
                 # A full page: ask for the next one before decoding this one (~20 ms for 10 000
@@ -350,6 +378,22 @@ class SwiftContainer:
             for entry in page:
                 if entry.get("subdir") not in empty:
                     yield entry
+
+    async def _learn_page_size(self, resp: Response) -> int:
+        """The cluster's maximum page from its 412 "Maximum limit is N" (remembered per storage
+        URL, so only the first listing of a process pays the refused request)."""
+        found = _MAX_LIMIT.search(bytes(resp.body[:200]))
+        if found is None or int(found.group(1)) < 1:
+            raise SwiftHTTPError(
+                f"listing {self.name} refused with 412: {bytes(resp.body[:200])!r}",
+                status=PRECONDITION_FAILED,
+                method="GET",
+                path=self._path,
+            )
+        limit = int(found.group(1))
+        _cluster_page[self.session.storage_url] = limit
+        log.info("%s lists at most %d names per page", self.session.storage_url, limit)
+        return limit
 
     async def list_names(self, prefix: str = "") -> AsyncIterator[str]:
         async for page in self.list_pages(prefix):

@@ -44,10 +44,12 @@ __all__ = [
     "SMALL_ENOUGH",
     "Limits",
     "delete_large",
+    "delete_paths",
     "is_large",
     "limits",
     "put_large",
     "segment_container",
+    "segments_of",
 ]
 # Limits, limits, DEFAULT_MAX_FILE_SIZE and SMALL_ENOUGH are ``capabilities``'; re-exported
 # because the store and the tests have always found them here.
@@ -117,7 +119,7 @@ async def put_large(
     body_md5 = asyncio.ensure_future(md5_hex(view))
     try:
         await asyncio.gather(*(upload(i) for i in range(count)))
-        old = await _segments_of(container, name)
+        old = await segments_of(container, name)
         manifest = json.dumps(
             [
                 {
@@ -162,12 +164,12 @@ async def put_large(
         return False
     stale = [p for p in old if p not in {f"/{segments.name}/{n}" for n in names}]
     if stale:
-        await _delete_paths(session, stale)
+        await delete_paths(session, stale)
     log.debug("wrote %s/%s as %d segments of %d bytes", container.name, name, count, seg)
     return True
 
 
-async def _segments_of(container: SwiftContainer, name: str) -> list[str]:
+async def segments_of(container: SwiftContainer, name: str) -> list[str]:
     """Segment paths (``/container/object``) of the manifest at ``name``; [] if none."""
     head = await container.head(name)  # a plain object's body is not worth downloading
     if head is None or "X-Static-Large-Object" not in head.headers:
@@ -188,7 +190,7 @@ async def _segments_of(container: SwiftContainer, name: str) -> list[str]:
         return []
 
 
-async def _delete_paths(session: SwiftSession, paths: list[str]) -> None:
+async def delete_paths(session: SwiftSession, paths: list[str]) -> None:
     by_container: dict[str, list[str]] = {}
     for path in paths:
         cont, _, obj = path.lstrip("/").partition("/")

@@ -33,6 +33,7 @@ class ClusterSettings:
     hash_prefix: str
     hash_suffix: str
     max_file_size: int | None = None
+    container_listing_limit: int | None = None  # Swift's default is 10 000
     memcache_server: str | None = None  # "127.0.0.1:PORT", or None for no cache filter
     s3api: bool = False
     proxy_workers: int = 0
@@ -54,9 +55,12 @@ def check_user_name(user: str, key: str) -> tuple[str, str]:
 
 
 def swift_conf(s: ClusterSettings) -> str:
-    constraints = ""
-    if s.max_file_size is not None:
-        constraints = f"\n[swift-constraints]\nmax_file_size = {int(s.max_file_size)}\n"
+    limits = {
+        "max_file_size": s.max_file_size,
+        "container_listing_limit": s.container_listing_limit,
+    }
+    lines = "".join(f"{k} = {int(v)}\n" for k, v in limits.items() if v is not None)
+    constraints = f"\n[swift-constraints]\n{lines}" if lines else ""
     return (
         "[swift-hash]\n"
         f"swift_hash_path_prefix = {s.hash_prefix}\n"

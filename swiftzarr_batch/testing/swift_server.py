@@ -132,10 +132,12 @@ def _http(
 class LocalSwift:
     """A one-node Swift cluster on 127.0.0.1 with TempAuth; a context manager.
 
-    ``LocalSwift(data_dir=None, *, token_life=86400, max_file_size=None, memcached=None,
-    s3api=False)``: ``data_dir`` None means a fresh temp dir removed on ``stop()``;
-    ``memcached`` None means "use it if installed". ``users`` (``"account:user" -> key``) and
-    ``admins`` replace the well-known dev credentials ``DEFAULT_USERS`` / ``DEFAULT_ADMINS``.
+    ``LocalSwift(data_dir=None, *, token_life=86400, max_file_size=None,
+    container_listing_limit=None, memcached=None, s3api=False)``: ``data_dir`` None means a
+    fresh temp dir removed on ``stop()``; ``memcached`` None means "use it if installed";
+    ``container_listing_limit`` lowers the largest listing page (many pages at small sizes).
+    ``users`` (``"account:user" -> key``) and ``admins`` replace the well-known dev credentials
+    ``DEFAULT_USERS`` / ``DEFAULT_ADMINS``.
     ``keystone``: options of keystonemiddleware's ``authtoken`` filter (see
     ``keystone_server.LocalKeystone.authtoken_settings``) to also accept Keystone tokens, for
     accounts ``KEY_<project_id>``; TempAuth keeps serving ``AUTH_*``. ``without``: proxy
@@ -149,6 +151,7 @@ class LocalSwift:
         *,
         token_life: int = 86400,
         max_file_size: int | None = None,
+        container_listing_limit: int | None = None,
         memcached: bool | None = None,
         s3api: bool = False,
         users: Mapping[str, str] | None = None,
@@ -169,6 +172,7 @@ class LocalSwift:
             raise ValueError("token_life must be >= 1 second")
         self.token_life = int(token_life)
         self.max_file_size = max_file_size
+        self.container_listing_limit = container_listing_limit
         self.memcached = memcached
         self.s3api = s3api
         self.start_timeout = start_timeout
@@ -382,6 +386,7 @@ class LocalSwift:
             hash_prefix=prefix,
             hash_suffix=suffix,
             max_file_size=self.max_file_size,
+            container_listing_limit=self.container_listing_limit,
             s3api=self.s3api,
             proxy_workers=self.proxy_workers,
             keystone=self.keystone,

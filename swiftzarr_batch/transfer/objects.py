@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 
 from zarr.abc.store import Store
 from zarr.core.buffer import default_buffer_prototype
@@ -24,6 +24,7 @@ __all__ = [
     "ObjectInfo",
     "delete_keys",
     "delete_markers",
+    "delete_stream",
     "describe",
     "dir_prefix",
     "list_objects",
@@ -96,6 +97,32 @@ async def delete_markers(store: Store) -> int:
     deleting a whole prefix leaves."""
     swift = swift_objects(store)
     return 0 if swift is None else await swift.delete_markers()
+
+
+async def delete_stream(store: Store, infos: AsyncIterable[ObjectInfo]) -> int:
+    """Delete the keys ``infos`` streams, as they stream, in bounded memory (Swift: bulk
+    deletes of batches, ``large`` ones with their segments; other stores: 64 at a time).
+    Returns how many keys were asked for."""
+    swift = swift_objects(store)
+    asked = 0
+
+    async def counted() -> AsyncIterator[ObjectInfo]:
+        nonlocal asked
+        async for info in infos:
+            asked += 1
+            yield info
+
+    if swift is not None:
+        await swift.delete_stream(counted())
+        return asked
+    group: list[str] = []
+    async for info in counted():
+        group.append(info.key)
+        if len(group) >= 64:
+            await asyncio.gather(*(store.delete(k) for k in group))
+            group = []
+    await asyncio.gather(*(store.delete(k) for k in group))
+    return asked
 
 
 def describe(store: Store, path: str = "") -> str:
