@@ -73,7 +73,7 @@ def marked(swift_server, swift_conn, container_name, tmp_path):
     root = zarr.group(store)
     root.create_array("a", shape=(6, 6), chunks=(3, 3), dtype="i4")[:] = np.arange(36).reshape(6, 6)
     root.create_group("g").create_array("b", shape=(4,), chunks=(2,), dtype="f8")[:] = 1.5
-    keys = store.walk()
+    keys = list(store.walk())
     # `swift upload` of a folder tree with empty folders in it: python-swiftclient's own markers
     (tmp_path / "ds" / "empty").mkdir(parents=True)
     (tmp_path / "ds" / "g" / "nothing").mkdir(parents=True)
@@ -100,7 +100,7 @@ def marked(swift_server, swift_conn, container_name, tmp_path):
 
 def test_markers_are_not_keys(marked, swift_server, container_name):
     store, keys = marked
-    assert store.walk() == keys and "" not in store.walk()
+    assert list(store.walk()) == keys and "" not in store.walk()
     assert store.listdir() == ["a", "g", "zarr.json"]  # not "empty", not "v" (markers only)
     assert store.listdir("g") == ["b", "zarr.json"]
     root = zarr.open_group(_store(swift_server, container_name, "ds", read_only=True), mode="r")

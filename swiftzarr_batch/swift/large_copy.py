@@ -98,7 +98,7 @@ async def copy_large(
     segments, body_md5 = found
     size = sum(s["size_bytes"] for s in segments)
     largest = max((s["size_bytes"] for s in segments), default=0)
-    seg_container = SwiftContainer(dest.session, segment_container(dest.name))
+    seg_container = SwiftContainer(dest.session, segment_container(dest.name), dest.writes)
     await dest.ensure_exists()
     await seg_container.ensure_exists()
     base = f"{dst_name}/slo/{time.time():.6f}/{size}/{largest}/"
@@ -209,7 +209,7 @@ async def _put_manifest(
         "PUT",
         quote_path(dest.name, name),
         params={"multipart-manifest": "put"},
-        headers=headers,
+        headers=dest.writes.object_headers(headers),  # the store's expiry, as for every write
         body=manifest,
     )
 
