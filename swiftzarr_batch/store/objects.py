@@ -112,12 +112,14 @@ class SwiftObjects:
                     large,
                 )
 
-    async def first_level(self) -> AsyncIterator[tuple[str, int | None]]:
-        """The store's first level from one delimiter listing: ``("dir/", None)`` for each
-        directory, ``(name, size)`` for each object."""
+    async def first_level(self, path: str = "") -> AsyncIterator[tuple[str, int | None]]:
+        """The first level under the directory ``path`` (default: the store's top) from one
+        delimiter listing, as keys relative to the store: ``("path/dir/", None)`` for each
+        directory, ``(key, size)`` for each object."""
         container = await self.store.swift_container()
         base = self.store.listing_base
-        async for page in container.list_pages(base, delimiter="/"):
+        path = path.strip("/")
+        async for page in container.list_pages(base + (f"{path}/" if path else ""), delimiter="/"):
             for entry in page:
                 if "subdir" in entry:
                     yield entry["subdir"][len(base) :], None
