@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 from zarr.abc.store import Store
@@ -161,7 +161,7 @@ def listing_pages(store: Store, path: str) -> Iterator[list[ObjectInfo]]:
         sync(pages.aclose())
 
 
-async def _pages(store: Store, path: str) -> AsyncIterator[list[ObjectInfo]]:
+async def _pages(store: Store, path: str) -> AsyncGenerator[list[ObjectInfo]]:
     page: list[ObjectInfo] = []
     async for info in list_objects(store, path):
         page.append(info)
