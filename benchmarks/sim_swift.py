@@ -185,7 +185,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: SimServer
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         log.debug(format, *args)
 
     # -- plumbing --------------------------------------------------------------------------
@@ -259,10 +259,10 @@ class Handler(BaseHTTPRequestHandler):
         )
 
     # -- verbs -----------------------------------------------------------------------------
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self.do_GET()
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         route = self._route()
         if route is None:
             return
@@ -327,21 +327,21 @@ class Handler(BaseHTTPRequestHandler):
             text = "".join(f"{e.get('name') or e.get('subdir')}\n" for e in entries)
             self._reply(200, text.encode(), headers)
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         route = self._route()
         if route is None:
             return
         etag = self._drain()
-        _, container, obj, _ = route
+        obj = route[2]
         self._reply(201, b"", {"Etag": etag.decode()} if obj else {})
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         route = self._route()
         if route is None:
             return
         self._reply(204)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         route = self._route()
         if route is None:
             return
