@@ -68,6 +68,13 @@ class Namespace:
             f"{prefix}zarr.json": json.dumps(self.group_doc()).encode(),
         }
         self.extras = sorted(self.docs)
+        self._head = (
+            f'{{"hash": "{ZERO_MD5}", "last_modified": "{STAMP}", "bytes": {CHUNK_BYTES}, '
+            f'"name": "{self.base}'
+        )
+        self._tails = [
+            f'{c}", "content_type": "application/octet-stream"}}' for c in self.col_names
+        ]
 
     def array_doc(self) -> dict[str, object]:
         return {
@@ -116,17 +123,55 @@ class Namespace:
                 hi = mid
         return lo
 
+    def json_page(self, prefix: str, marker: str, end_marker: str, limit: int) -> bytes:
+        """A listing without a delimiter, rendered straight to JSON: the names in it are one
+        contiguous run of the sorted sequence, so it is sliced by index (row by row) instead of
+        generated name by name (the same answer as ``render_json(self.listing(...))``)."""
+        start = max(marker + "\x00" if marker else "", prefix)
+        stops = [s for s in (end_marker, prefix + "\x7f" if prefix else "") if s]
+        stop = min(stops) if stops else None
+        k, k_stop = self._chunk_lower_bound(start), self.chunks
+        if stop is not None:
+            k_stop = self._chunk_lower_bound(stop)
+        extras = [e for e in self.extras if e >= start and (stop is None or e < stop)]
+        parts: list[str] = []
+        while len(parts) < limit and (k < k_stop or extras):
+            if extras and (k >= k_stop or extras[0] < self.chunk(k)):
+                doc = self.docs[extras.pop(0)]
+                parts.append(
+                    render_json([(self._doc_name(doc), len(doc), _md5(doc))])[1:-1].decode()
+                )
+                continue
+            row, col = divmod(k, self.cols)
+            end = min(self.cols, col + limit - len(parts), col + k_stop - k)
+            if extras:  # stop the run before the next document
+                end = min(end, col + self._chunk_lower_bound(extras[0]) - k)
+            head = f"{self._head}{self.row_names[row]}/"
+            parts += [head + tail for tail in self._tails[col:end]]
+            k += end - col
+        return ("[" + ", ".join(parts) + "]").encode()
+
+    def _doc_name(self, doc: bytes) -> str:
+        return next(name for name, d in self.docs.items() if d is doc)
+
     def names_from(self, start: str) -> Iterator[str]:
-        """Every name >= ``start``, in order (a merge of the chunks and the few documents)."""
+        """Every name >= ``start``, in order."""
+        for name, _ in self.entries_from(start):
+            yield name
+
+    def entries_from(self, start: str) -> Iterator[tuple[str, bool]]:
+        """(name, is a chunk) for every name >= ``start``, in order: a merge of the chunks and
+        the few documents."""
         k = self._chunk_lower_bound(start)
         extras = [e for e in self.extras if e >= start]
+        rows, cols, base, n = self.row_names, self.col_names, self.base, self.cols
         while k < self.chunks or extras:
-            name = self.chunk(k) if k < self.chunks else None
+            name = f"{base}{rows[k // n]}/{cols[k % n]}" if k < self.chunks else None
             if extras and (name is None or extras[0] < name):
-                yield extras.pop(0)
+                yield extras.pop(0), False
             else:
                 assert name is not None
-                yield name
+                yield name, True
                 k += 1
 
     def size_and_hash(self, name: str) -> tuple[int, str] | None:
@@ -144,41 +189,55 @@ class Namespace:
 
     def listing(
         self, prefix: str, marker: str, end_marker: str, delimiter: str, limit: int
-    ) -> list[dict[str, object]]:
+    ) -> list[tuple[str, int, str] | str]:
         """Swift's container listing: names > marker, < end_marker, starting with prefix; with
-        a delimiter, names with one after the prefix roll up into one ``subdir`` each."""
-        out: list[dict[str, object]] = []
+        a delimiter, names with one after the prefix roll up into one ``subdir`` each. Entries
+        are (name, bytes, hash) for objects and the bare string for a subdir."""
+        out: list[tuple[str, int, str] | str] = []
         start = max(marker + "\x00" if marker else "", prefix)
         while len(out) < limit:
             rolled = None
-            for name in self.names_from(start):
-                if end_marker and name >= end_marker:
-                    return out
-                if not name.startswith(prefix):
+            for name, is_chunk in self.entries_from(start):
+                if (end_marker and name >= end_marker) or not name.startswith(prefix):
                     return out
                 cut = name.find(delimiter, len(prefix)) if delimiter else -1
                 if cut >= 0:
                     subdir = name[: cut + 1]
                     if not marker or subdir > marker:
-                        out.append({"subdir": subdir})
+                        out.append(subdir)
                     rolled = name[:cut] + chr(ord(delimiter) + 1)  # skip the rest of it
                     break
-                size, etag = self.size_and_hash(name) or (0, "")
-                out.append(
-                    {
-                        "hash": etag,
-                        "last_modified": STAMP,
-                        "bytes": size,
-                        "name": name,
-                        "content_type": "application/octet-stream",
-                    }
-                )
+                if is_chunk:
+                    out.append((name, CHUNK_BYTES, ZERO_MD5))
+                else:
+                    doc = self.docs[name]
+                    out.append((name, len(doc), hashlib.md5(doc).hexdigest()))
                 if len(out) >= limit:
                     return out
             if rolled is None:
                 return out
             start = rolled
         return out
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+_ENTRY = (
+    '{"hash": "%s", "last_modified": "' + STAMP + '", "bytes": %d, "name": "%s", '
+    '"content_type": "application/octet-stream"}'
+)
+
+
+def render_json(entries: list[tuple[str, int, str] | str]) -> bytes:
+    """The JSON listing body, by template: the names are generated here, plain ASCII without
+    quotes or backslashes, so they need no escaping."""
+    parts = [
+        json.dumps({"subdir": e}) if isinstance(e, str) else _ENTRY % (e[2], e[1], e[0])
+        for e in entries
+    ]
+    return ("[" + ", ".join(parts) + "]").encode()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -270,7 +329,8 @@ class Handler(BaseHTTPRequestHandler):
         ns = self.server.namespace
         if not container:
             body = json.dumps([{"name": CONTAINER, "count": ns.count, "bytes": ns.bytes_used}])
-            self._reply(200, body.encode(), {**_JSON, "X-Account-Container-Count": "1"})
+            headers = {"X-Account-Container-Count": "1", "X-Sim-Deleted": str(self.server.deleted)}
+            self._reply(200, body.encode(), {**_JSON, **headers})
             return
         if container != CONTAINER:
             self._reply(404, b"Not Found")
@@ -319,12 +379,15 @@ class Handler(BaseHTTPRequestHandler):
         }
         if self.command == "HEAD":
             self._reply(204, b"", headers)
+        elif q("format") == "json" and not q("delimiter"):
+            body = ns.json_page(q("prefix"), q("marker"), q("end_marker"), limit)
+            self._reply(200, body, {**headers, **_JSON})
         elif q("format") == "json":
-            self._reply(200, json.dumps(entries).encode(), {**headers, **_JSON})
+            self._reply(200, render_json(entries), {**headers, **_JSON})
         elif not entries:
             self._reply(204, b"", headers)
         else:
-            text = "".join(f"{e.get('name') or e.get('subdir')}\n" for e in entries)
+            text = "".join(f"{e if isinstance(e, str) else e[0]}\n" for e in entries)
             self._reply(200, text.encode(), headers)
 
     def do_PUT(self) -> None:
