@@ -67,7 +67,7 @@ def swift_objects(store: Store) -> SwiftObjects | None:
 
 def is_md5(text: str) -> bool:
     """A hex MD5 (what a plain object's ETag is; a large object's is not)."""
-    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
+    return len(text) == 32 and not text.strip("0123456789abcdef")  # C speed: once per listed key
 
 
 class SwiftObjects:

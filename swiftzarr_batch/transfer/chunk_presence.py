@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Iterator
 
 from swiftzarr_batch.store.hierarchy import ArraySpec
@@ -42,6 +43,13 @@ class ChunkPresence:
         self.present = 0
         self.prefix, self.separator = _layout(spec)
         self.node_prefix = f"{spec.path}/" if spec.path else ""
+        # One match per listed key: the node, the encoding's prefix, canonical decimal
+        # coordinates (no sign, no leading zero) joined by its separator.
+        number = "(0|[1-9][0-9]*)"
+        self._pattern = re.compile(
+            re.escape(self.node_prefix + self.prefix)
+            + re.escape(self.separator).join([number] * self.ndim)
+        )
         nbytes = (self.expected + 7) // 8
         self._bits: bytearray | None = bytearray(nbytes) if nbytes <= MAX_BITMAP_BYTES else None
         self._sparse: set[int] = set()
@@ -74,18 +82,14 @@ class ChunkPresence:
     def index(self, rel: str) -> int:
         """The grid index of the chunk key ``rel`` (relative to the array), or -1 when it is not
         a key of one of this array's chunks (wrong form, not canonical, outside the grid)."""
-        if not rel.startswith(self.prefix):
-            return -1
-        rest = rel[len(self.prefix) :]
-        if self.ndim == 0:
-            return 0 if rest == "" else -1
-        parts = rest.split(self.separator) if self.ndim > 1 else [rest]
-        if len(parts) != self.ndim:
+        return self._index(self.node_prefix + rel)
+
+    def _index(self, key: str) -> int:
+        match = self._pattern.fullmatch(key)
+        if match is None:
             return -1
         idx = 0
-        for part, n in zip(parts, self.grid_shape, strict=True):
-            if not (part.isascii() and part.isdigit()) or (part[0] == "0" and len(part) > 1):
-                return -1
+        for part, n in zip(match.groups(), self.grid_shape, strict=True):
             value = int(part)
             if value >= n:
                 return -1
@@ -94,7 +98,7 @@ class ChunkPresence:
 
     def record(self, key: str) -> bool:
         """Mark the store key ``key`` present; False when it is not one of this array's chunks."""
-        idx = self.index(key[len(self.node_prefix) :]) if key.startswith(self.node_prefix) else -1
+        idx = self._index(key)
         if idx < 0:
             return False
         if self._bits is not None:

@@ -26,6 +26,7 @@ from zarr.core.sync import sync
 from swiftzarr_batch.errors import SwiftZarrError
 from swiftzarr_batch.store.keys import (
     BOOKKEEPING_DIR,
+    METADATA_NAMES,
     ZARR_JSON,
     ZARRAY,
     dirname,
@@ -40,6 +41,7 @@ from swiftzarr_batch.transfer.objects import ObjectInfo, list_objects, read_with
 __all__ = ["Docs", "Scan", "discover_metadata", "listing_pages", "read_docs"]
 
 PAGE = 10_000
+METADATA_SUFFIXES = tuple(METADATA_NAMES)
 MAX_LATE_DOCS = 10_000
 """Metadata documents found only by the listing that are read afterwards; beyond this many
 (a pathological store), the rest are reported unread."""
@@ -203,9 +205,9 @@ class Scan:
             if key.endswith("/"):  # a directory marker: an empty object, not data
                 self.markers += 1
                 continue
-            if is_bookkeeping_key(key):
+            if BOOKKEEPING_DIR in key and is_bookkeeping_key(key):  # substring test first: fast
                 continue
-            if is_metadata_key(key):
+            if key.endswith(METADATA_SUFFIXES) and is_metadata_key(key):
                 if key not in self.known_meta:
                     if len(self.late_meta) < MAX_LATE_DOCS:
                         self.late_meta.append(key)
