@@ -36,7 +36,7 @@ from swiftzarr_batch.store.keys import (
 )
 from swiftzarr_batch.store.objects import SwiftObjects, swift_objects
 from swiftzarr_batch.transfer.chunk_presence import ChunkPresence
-from swiftzarr_batch.transfer.objects import ObjectInfo, list_objects, read_with_info
+from swiftzarr_batch.transfer.objects import ObjectInfo, dir_prefix, list_objects, read_with_info
 
 __all__ = ["Docs", "Scan", "discover_metadata", "listing_pages", "read_docs"]
 
@@ -164,6 +164,11 @@ def listing_pages(store: Store, path: str) -> Iterator[list[ObjectInfo]]:
 
 
 async def _pages(store: Store, path: str) -> AsyncGenerator[list[ObjectInfo]]:
+    swift = swift_objects(store)
+    if swift is not None:
+        async for infos in swift.list_object_pages(dir_prefix(path)):
+            yield infos
+        return
     page: list[ObjectInfo] = []
     async for info in list_objects(store, path):
         page.append(info)
@@ -198,27 +203,29 @@ class Scan:
         self._last: ChunkPresence | None = None
 
     def add(self, page: list[ObjectInfo]) -> None:
+        # The hot loop of a verify (once per listed key): locals, cheapest tests first.
+        known, orphans, owner_of = self.known_meta, self.orphans, self._owner
+        self.keys += len(page)
         for info in page:
             key = info.key
-            self.keys += 1
             self.bytes += info.size or 0
             if key.endswith("/"):  # a directory marker: an empty object, not data
                 self.markers += 1
                 continue
-            if BOOKKEEPING_DIR in key and is_bookkeeping_key(key):  # substring test first: fast
+            if BOOKKEEPING_DIR in key and is_bookkeeping_key(key):
                 continue
             if key.endswith(METADATA_SUFFIXES) and is_metadata_key(key):
-                if key not in self.known_meta:
+                if key not in known:
                     if len(self.late_meta) < MAX_LATE_DOCS:
                         self.late_meta.append(key)
                     else:
                         self.late_dropped += 1
                 continue
-            owner = self._owner(key)
+            owner = owner_of(key)
             if owner is None or not owner.record(key):
                 self.orphan_count += 1
-                if len(self.orphans) < self.sample:
-                    self.orphans.append(key)
+                if len(orphans) < self.sample:
+                    orphans.append(key)
 
     def _owner(self, key: str) -> ChunkPresence | None:
         """The array whose directory holds ``key``. Listings come sorted, so it is nearly
