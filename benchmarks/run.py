@@ -103,7 +103,9 @@ def git_commit() -> dict[str, Any]:
 
 def run_w7(args: argparse.Namespace) -> None:
     """W7 (scale) against the simulated Swift: its own servers, its own results file."""
-    rows = scale.main(args.quick, args.reps, timeout=3600.0)
+    sizes = tuple(int(n) for n in args.w7_objects.split(",")) if args.w7_objects else None
+    ops = tuple(args.contenders.split(",")) if args.contenders else None
+    rows = scale.main(args.quick, args.reps, timeout=3600.0, sizes=sizes, ops=ops)
     print(scale.table(rows), flush=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     mode = "quick" if args.quick else "full"
@@ -112,7 +114,7 @@ def run_w7(args: argparse.Namespace) -> None:
             "workload": "W7",
             "mode": mode,
             "simulated_server": True,
-            "sizes": list(scale.QUICK_SIZES if args.quick else scale.FULL_SIZES),
+            "sizes": sorted({r["objects"] for r in rows}),
             "args": vars(args),
             "git": git_commit(),
             "python": sys.version.split()[0],
@@ -283,7 +285,12 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated workloads, e.g. W1,W2; W7 (scale, simulated Swift) runs only when "
         "named here",
     )
-    p.add_argument("--contenders", help="comma-separated contender processes to run")
+    p.add_argument(
+        "--contenders",
+        help="comma-separated contender processes to run (W7: its operations, e.g. "
+        "swiftclient,verify)",
+    )
+    p.add_argument("--w7-objects", help="W7's object counts, comma-separated (default 1M,5M)")
     p.add_argument("--reps", type=int, help="repetitions per contender (default 3)")
     p.add_argument("--data-dir", help="Swift data dir (default: a fresh temp dir, removed)")
     p.add_argument("--profile", help="write a pyinstrument profile per operation into DIR")

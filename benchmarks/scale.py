@@ -79,16 +79,18 @@ def run_op(op: str, auth_url: str, expect: int, timeout: float) -> dict[str, Any
     return result
 
 
-def run_w7(sizes: tuple[int, ...], reps: int, timeout: float) -> list[dict[str, Any]]:
+def run_w7(
+    sizes: tuple[int, ...], reps: int, timeout: float, ops: tuple[str, ...] = OPS
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for n in sizes:
         sim = SimProcess(n)
         expect = n + 2  # the chunks, the array's zarr.json and the group's
-        samples: dict[str, list[dict[str, Any]]] = {op: [] for op in OPS}
+        samples: dict[str, list[dict[str, Any]]] = {op: [] for op in ops}
         try:
             for rep in range(reps):
-                k = rep % len(OPS)
-                for op in OPS[k:] + OPS[:k]:
+                k = rep % len(ops)
+                for op in ops[k:] + ops[:k]:
                     result = run_op(op, sim.auth_url, expect, timeout)
                     samples[op].append(result)
                     log.info(
@@ -178,9 +180,19 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(quick: bool, reps: int | None, timeout: float) -> list[dict[str, Any]]:
+def main(
+    quick: bool,
+    reps: int | None,
+    timeout: float,
+    *,
+    sizes: tuple[int, ...] | None = None,
+    ops: tuple[str, ...] | None = None,
+) -> list[dict[str, Any]]:
     started = time.monotonic()
-    sizes = QUICK_SIZES if quick else FULL_SIZES
-    rows = run_w7(sizes, reps or 1, timeout)
+    unknown = set(ops or ()) - set(OPS)
+    if unknown:
+        raise SystemExit(f"W7 has no operation {sorted(unknown)}; it has {', '.join(OPS)}")
+    sizes = sizes or (QUICK_SIZES if quick else FULL_SIZES)
+    rows = run_w7(sizes, reps or 1, timeout, ops or OPS)
     log.info("W7 done in %.0f s", time.monotonic() - started)
     return rows
