@@ -105,29 +105,34 @@ def run_w7(args: argparse.Namespace) -> None:
     """W7 (scale) against the simulated Swift: its own servers, its own results file."""
     sizes = tuple(int(n) for n in args.w7_objects.split(",")) if args.w7_objects else None
     ops = tuple(args.contenders.split(",")) if args.contenders else None
-    rows = scale.main(args.quick, args.reps, timeout=3600.0, sizes=sizes, ops=ops)
-    print(scale.table(rows), flush=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     mode = "quick" if args.quick else "full"
-    result = {
-        "meta": {
-            "workload": "W7",
-            "mode": mode,
-            "simulated_server": True,
-            "sizes": sorted({r["objects"] for r in rows}),
-            "args": vars(args),
-            "git": git_commit(),
-            "python": sys.version.split()[0],
-            "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        },
-        "results": rows,
-    }
-    text = json.dumps(result, indent=1, default=str)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"w7-{stamp}-{mode}.json").write_text(text)
-    out = RESULTS / "w7-latest.json"
-    out.write_text(text)
-    print(f"\nwrote {out}")
+
+    def write_w7(rows: list[dict[str, Any]]) -> Path:
+        result = {
+            "meta": {
+                "workload": "W7",
+                "mode": mode,
+                "simulated_server": True,
+                "sizes": sorted({r["objects"] for r in rows}),
+                "args": vars(args),
+                "git": git_commit(),
+                "python": sys.version.split()[0],
+                "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+                "load_average": os.getloadavg(),
+            },
+            "results": rows,
+        }
+        text = json.dumps(result, indent=1, default=str)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"w7-{stamp}-{mode}.json").write_text(text)
+        out = RESULTS / "w7-latest.json"
+        out.write_text(text)
+        return out
+
+    rows = scale.main(args.quick, args.reps, timeout=3600.0, sizes=sizes, ops=ops, on_rows=write_w7)
+    print(scale.table(rows), flush=True)
+    print(f"\nwrote {write_w7(rows)}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from benchmarks.workers import REPO
@@ -80,8 +81,14 @@ def run_op(op: str, auth_url: str, expect: int, timeout: float) -> dict[str, Any
 
 
 def run_w7(
-    sizes: tuple[int, ...], reps: int, timeout: float, ops: tuple[str, ...] = OPS
+    sizes: tuple[int, ...],
+    reps: int,
+    timeout: float,
+    ops: tuple[str, ...] = OPS,
+    on_rows: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> list[dict[str, Any]]:
+    """Every operation at every N; ``on_rows`` gets the rows so far after each N (a long run
+    that is interrupted keeps what it measured)."""
     rows: list[dict[str, Any]] = []
     for n in sizes:
         sim = SimProcess(n)
@@ -105,6 +112,8 @@ def run_w7(
         finally:
             sim.close()
         rows += summarize(n, samples)
+        if on_rows is not None:
+            on_rows(rows)
     return rows
 
 
@@ -187,12 +196,13 @@ def main(
     *,
     sizes: tuple[int, ...] | None = None,
     ops: tuple[str, ...] | None = None,
+    on_rows: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> list[dict[str, Any]]:
     started = time.monotonic()
     unknown = set(ops or ()) - set(OPS)
     if unknown:
         raise SystemExit(f"W7 has no operation {sorted(unknown)}; it has {', '.join(OPS)}")
     sizes = sizes or (QUICK_SIZES if quick else FULL_SIZES)
-    rows = run_w7(sizes, reps or 1, timeout, ops or OPS)
+    rows = run_w7(sizes, reps or 1, timeout, ops or OPS, on_rows)
     log.info("W7 done in %.0f s", time.monotonic() - started)
     return rows
