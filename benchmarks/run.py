@@ -14,13 +14,14 @@ import logging
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import config, plan, report
+from benchmarks import config, plan, report, scale
 from benchmarks.seed import seed_objects
 from benchmarks.workers import REPO, Pool
 
@@ -86,9 +87,63 @@ class Runner(plan.Hooks):
         return len(listing)
 
 
+def git_commit() -> dict[str, Any]:
+    """The commit the run measured (and whether the work tree had changes on top of it)."""
+
+    def git(*argv: str) -> str:
+        out = subprocess.run(["git", *argv], cwd=REPO, capture_output=True, text=True, timeout=30)
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    return {
+        "commit": git("rev-parse", "HEAD") or None,
+        "branch": git("rev-parse", "--abbrev-ref", "HEAD") or None,
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+    }
+
+
+def run_w7(args: argparse.Namespace) -> None:
+    """W7 (scale) against the simulated Swift: its own servers, its own results file."""
+    sizes = tuple(int(n) for n in args.w7_objects.split(",")) if args.w7_objects else None
+    ops = tuple(args.contenders.split(",")) if args.contenders else None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    mode = "quick" if args.quick else "full"
+
+    def write_w7(rows: list[dict[str, Any]]) -> Path:
+        result = {
+            "meta": {
+                "workload": "W7",
+                "mode": mode,
+                "simulated_server": True,
+                "sizes": sorted({r["objects"] for r in rows}),
+                "args": vars(args),
+                "git": git_commit(),
+                "python": sys.version.split()[0],
+                "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+                "load_average": os.getloadavg(),
+            },
+            "results": rows,
+        }
+        text = json.dumps(result, indent=1, default=str)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"w7-{stamp}-{mode}.json").write_text(text)
+        out = RESULTS / "w7-latest.json"
+        out.write_text(text)
+        return out
+
+    rows = scale.main(args.quick, args.reps, timeout=3600.0, sizes=sizes, ops=ops, on_rows=write_w7)
+    print(scale.table(rows), flush=True)
+    print(f"\nwrote {write_w7(rows)}")
+
+
 def run(args: argparse.Namespace) -> int:
     from swiftzarr_batch.testing.swift_server import LocalSwift
 
+    only = set(args.only.split(",")) if args.only else None
+    if only is not None and "W7" in only:
+        run_w7(args)
+        only.discard("W7")
+        if not only:
+            return 0
     sizes = config.QUICK if args.quick else config.FULL
     if args.reps:
         sizes = config.Sizes(**{**sizes.__dict__, "reps": args.reps})
@@ -97,7 +152,6 @@ def run(args: argparse.Namespace) -> int:
     log_dir = RESULTS / f"logs-{stamp}"
     log_dir.mkdir()
     work_dir = Path(tempfile.mkdtemp(prefix="swiftzarr-bench-"))
-    only = set(args.only.split(",")) if args.only else None
     contenders = set(args.contenders.split(",")) if args.contenders else None
     started = time.time()
     rows: list[dict[str, Any]] = []
@@ -170,6 +224,7 @@ def write(
             "sizes": sizes.as_dict(),
             "started": started,
             "seconds": time.time() - started,
+            "git": git_commit(),
             "python": sys.version.split()[0],
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
             "contenders": setup_info,
@@ -230,8 +285,17 @@ def run_case(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     p.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
-    p.add_argument("--only", help="comma-separated workloads, e.g. W1,W2")
-    p.add_argument("--contenders", help="comma-separated contender processes to run")
+    p.add_argument(
+        "--only",
+        help="comma-separated workloads, e.g. W1,W2; W7 (scale, simulated Swift) runs only when "
+        "named here",
+    )
+    p.add_argument(
+        "--contenders",
+        help="comma-separated contender processes to run (W7: its operations, e.g. "
+        "swiftclient,verify)",
+    )
+    p.add_argument("--w7-objects", help="W7's object counts, comma-separated (default 1M,5M)")
     p.add_argument("--reps", type=int, help="repetitions per contender (default 3)")
     p.add_argument("--data-dir", help="Swift data dir (default: a fresh temp dir, removed)")
     p.add_argument("--profile", help="write a pyinstrument profile per operation into DIR")

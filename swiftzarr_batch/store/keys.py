@@ -41,6 +41,11 @@ def is_metadata_key(key: str) -> bool:
     return basename(key) in METADATA_NAMES
 
 
+def is_node_document(key: str) -> bool:
+    """Does ``key`` say a node (array or group) is here, rather than annotate one?"""
+    return basename(key) in (ZARR_JSON, ZARRAY, ZGROUP)
+
+
 def is_bookkeeping_key(key: str) -> bool:
     return BOOKKEEPING_DIR in key.split("/")[:-1]
 

@@ -87,7 +87,7 @@ def with_write_options(
 
 def is_md5(text: str) -> bool:
     """A hex MD5 (what a plain object's ETag is; a large object's is not)."""
-    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
+    return len(text) == 32 and not text.strip("0123456789abcdef")  # C speed: once per listed key
 
 
 class SwiftObjects:
@@ -132,13 +132,29 @@ class SwiftObjects:
                     large,
                 )
 
-    async def first_level(self) -> AsyncIterator[tuple[str, int | None]]:
-        """The store's first level from one delimiter listing: ``("dir/", None)`` for each
-        directory, ``(name, size)`` for each object."""
+    async def list_object_pages(self, prefix: str = "") -> AsyncIterator[list[ObjectInfo]]:
+        """``list_objects`` a server page (up to 10 000 keys) at a time: for callers that go
+        through millions of keys, one step of the event loop per page rather than per key."""
         container = await self.store.swift_container()
         base = self.store.listing_base
-        async for entry in container.list_level(base):  # no directory markers
-            if "subdir" in entry:
+        cut = len(base)
+        async for page in container.list_pages(base + prefix):
+            infos = []
+            for entry in page:
+                large = is_large(entry)
+                md5 = None if large else _plain_md5(entry.get("hash"))
+                infos.append(ObjectInfo(entry["name"][cut:], int(entry["bytes"]), md5, large))
+            yield infos
+
+    async def first_level(self, path: str = "") -> AsyncIterator[tuple[str, int | None]]:
+        """The first level under the directory ``path`` (default: the store's top) from one
+        delimiter listing, as keys relative to the store: ``("path/dir/", None)`` for each
+        directory, ``(key, size)`` for each object."""
+        container = await self.store.swift_container()
+        base = self.store.listing_base
+        path = path.strip("/")
+        async for entry in container.list_level(base + (f"{path}/" if path else "")):
+            if "subdir" in entry:  # list_level leaves out markers and marker-only "folders"
                 yield entry["subdir"][len(base) :], None
             else:
                 yield entry["name"][len(base) :], int(entry["bytes"])

@@ -25,7 +25,6 @@ from typing import Any
 from zarr.abc.store import Store
 from zarr.core.sync import sync
 
-from swiftzarr_batch.errors import SwiftZarrError
 from swiftzarr_batch.jobs.counters import cluster_counters, counters_delta
 from swiftzarr_batch.jobs.runner import (
     Progress,
@@ -35,22 +34,26 @@ from swiftzarr_batch.jobs.runner import (
     run_batches,
 )
 from swiftzarr_batch.store.hierarchy import parse_hierarchy, stale_consolidated
-from swiftzarr_batch.store.keys import (
-    ZARR_JSON,
-    ZARRAY,
-    ZGROUP,
-    is_bookkeeping_key,
-    is_metadata_key,
-    join,
-)
+from swiftzarr_batch.store.keys import ZARR_JSON, ZARRAY, ZGROUP, dirname, is_node_document, join
 from swiftzarr_batch.store.objects import SwiftObjects, is_md5, swift_objects
-from swiftzarr_batch.transfer.objects import ObjectInfo, describe, list_objects, read_with_info
+from swiftzarr_batch.transfer.chunk_presence import ChunkPresence
+from swiftzarr_batch.transfer.objects import ObjectInfo, describe
+from swiftzarr_batch.transfer.verify_scan import (
+    Docs,
+    Scan,
+    discover_metadata,
+    listing_pages,
+    read_docs,
+)
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ArrayCheck", "VerifyReport", "verify_store"]
 
 ROOT_DOCS = (ZARR_JSON, ZGROUP, ZARRAY)
+CONTENT_WINDOW = 100
+"""Batches of content checks decided at a time while the listing streams: enough to keep
+the dask workers busy, bounded in memory (25 000 entries with the default batch size)."""
 
 
 @dataclass
@@ -63,6 +66,8 @@ class ArrayCheck:
     expected: int
     present: int
     missing: list[str] = field(default_factory=list)
+    """The first missing chunk keys in grid order (at most ``sample`` of them)."""
+    missing_count: int = 0
 
 
 @dataclass
@@ -75,6 +80,8 @@ class VerifyReport:
     metadata_errors: list[str] = field(default_factory=list)
     corrupt: list[str] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
+    """A sample (the first ``sample`` in listing order, sorted); ``orphan_count`` counts all."""
+    orphan_count: int = 0
     stale_consolidated: list[str] = field(default_factory=list)
     keys: int = 0
     bytes: int = 0
@@ -88,14 +95,14 @@ class VerifyReport:
 
     @property
     def missing_chunks(self) -> int:
-        return sum(len(a.missing) for a in self.arrays)
+        return sum(a.missing_count for a in self.arrays)
 
     @property
     def ok(self) -> bool:
         return not (
             self.metadata_errors
             or self.corrupt
-            or self.orphans
+            or self.orphan_count
             or self.stale_consolidated
             or (self.missing_chunks and not self.allow_missing)
         )
@@ -115,24 +122,26 @@ class VerifyReport:
             )
         ]
 
-        def section(title: str, items: Sequence[str]) -> None:
-            if items:
-                lines.append(f"{title} ({len(items)}):")
+        def section(title: str, items: Sequence[str], total: int | None = None) -> None:
+            total = len(items) if total is None else total
+            if total:
+                lines.append(f"{title} ({total}):")
                 lines.extend(f"  {i}" for i in items[:max_items])
-                if len(items) > max_items:
-                    lines.append(f"  ... and {len(items) - max_items} more")
+                if total > min(len(items), max_items):
+                    lines.append(f"  ... and {total - min(len(items), max_items)} more")
 
         section("invalid metadata", self.metadata_errors)
         section("CORRUPT objects (content does not match its ETag)", self.corrupt)
         for a in self.arrays:
-            if a.missing:
+            if a.missing_count:
                 note = " (accepted: allow_missing)" if self.allow_missing else ""
                 section(
-                    f"array {a.path or '/'}: {len(a.missing)} of {a.expected} chunks absent,"
+                    f"array {a.path or '/'}: {a.missing_count} of {a.expected} chunks absent,"
                     f" reading as fill_value {a.fill_value}{note}",
                     a.missing,
+                    a.missing_count,
                 )
-        section("orphan keys (belong to no array or group)", self.orphans)
+        section("orphan keys (belong to no array or group)", self.orphans, self.orphan_count)
         section("stale consolidated metadata", self.stale_consolidated)
         lines.append("OK" if self.ok else "PROBLEMS FOUND")
         return "\n".join(lines)
@@ -148,34 +157,31 @@ def verify_store(
     concurrency: int = 16,
     progress: ProgressCallback | None = None,
     progress_interval: float = 5.0,
+    sample: int = 1000,
 ) -> VerifyReport:
     """Check the hierarchy under ``path``; see the module docstring for what is checked.
 
     check_content: read every object of a SwiftStore and compare its MD5 with its ETag (other
         stores have no stored checksum to compare with; their structure is still checked).
     allow_missing: absent chunks (which read as fill_value) do not make the report fail.
+    sample: at most this many names are kept per list of missing chunks and of orphans (the
+        counts are always complete); memory stays flat however many keys there are.
     """
     started = time.monotonic()
     before = cluster_counters()
     path = path.strip("/")
     report = VerifyReport(describe(store, path), allow_missing=allow_missing)
     try:
-        infos = sync(_listing(store, path))
-        report.keys, report.bytes = len(infos), sum(i.size or 0 for i in infos.values())
-        log.info("verify %s: %d keys listed", report.location, len(infos))
-        _check_structure(store, path, infos, report, concurrency)
-        swift = swift_objects(store)
-        if check_content and swift is not None and infos:
-            _check_content(
-                swift,
-                list(infos.values()),
-                report,
-                batch_size,
-                concurrency,
-                Progress(
-                    "verify content", len(infos), interval=progress_interval, callback=progress
-                ),
-            )
+        _verify(
+            store,
+            path,
+            report,
+            check_content,
+            batch_size,
+            concurrency,
+            sample,
+            Progress("verify content", 0, interval=progress_interval, callback=progress),
+        )
     finally:
         delta = counters_delta(before, cluster_counters())
         report.requests, report.retried = delta.get("requests", 0), delta.get("retries", 0)
@@ -186,69 +192,96 @@ def verify_store(
     return report
 
 
-async def _listing(store: Store, path: str) -> dict[str, ObjectInfo]:
-    return {info.key: info async for info in list_objects(store, path)}
-
-
-def _check_structure(
-    store: Store, path: str, infos: dict[str, ObjectInfo], report: VerifyReport, concurrency: int
+def _verify(
+    store: Store,
+    path: str,
+    report: VerifyReport,
+    check_content: bool,
+    batch_size: int,
+    concurrency: int,
+    sample: int,
+    progress: Progress,
 ) -> None:
-    meta_keys = [k for k in infos if is_metadata_key(k) and not is_bookkeeping_key(k)]
-    docs, unreadable = sync(_read_all(store, meta_keys, concurrency))
-    report.metadata_errors += [f"{k}: {why}" for k, why in unreadable]
-    found = parse_hierarchy(docs)
+    meta = discover_metadata(store, path, concurrency)
+    found = parse_hierarchy(meta.docs)
+    arrays: dict[str, ChunkPresence] = {}
+    for node, spec in sorted(found.arrays.items()):
+        try:
+            arrays[node] = ChunkPresence(spec)
+        except ValueError as exc:
+            found.errors.append(
+                (join(node, ZARR_JSON if spec.zarr_format == 3 else ZARRAY), str(exc))
+            )
+    scan = Scan(arrays, meta.known, sample)
+    swift = swift_objects(store) if check_content else None
+    window: list[ObjectInfo] = []
+    for page in listing_pages(store, path):
+        scan.add(page)
+        if swift is not None:
+            window += page
+            if len(window) >= batch_size * CONTENT_WINDOW:
+                _check_content(swift, window, report, batch_size, concurrency, progress)
+                window = []
+    if swift is not None:
+        if window:
+            _check_content(swift, window, report, batch_size, concurrency, progress)
+        report.content_checked = True
+        report.corrupt.sort()
+    log.info("verify %s: %d keys listed", report.location, scan.keys)
+    _late_metadata(store, scan, meta, concurrency)
+    report.keys, report.bytes = scan.keys, scan.bytes
+    report.metadata_errors += [f"{k}: {why}" for k, why in meta.unreadable]
     report.metadata_errors += [f"{k}: {why}" for k, why in found.errors]
-    if not any(join(path, name) in infos for name in ROOT_DOCS):
+    if not any(join(path, name) in meta.known for name in ROOT_DOCS):
         report.metadata_errors.append(
             f"{path or '/'}: no zarr.json, .zgroup or .zarray here: not a zarr hierarchy "
-            f"({len(infos)} keys)"
+            f"({scan.keys} keys)"
         )
     report.groups = len(found.groups)
-    claimed: set[str] = set(meta_keys)
-    for node, spec in sorted(found.arrays.items()):
-        check = ArrayCheck(
-            node,
-            spec.zarr_format,
-            list(spec.shape),
-            list(spec.grid),
-            spec.fill_value,
-            expected=spec.nchunks,
-            present=0,
+    for node, presence in arrays.items():
+        spec = presence.spec
+        report.arrays.append(
+            ArrayCheck(
+                node,
+                spec.zarr_format,
+                list(spec.shape),
+                list(spec.grid),
+                spec.fill_value,
+                expected=presence.expected,
+                present=presence.present,
+                missing=presence.missing_keys(sample),
+                missing_count=presence.missing,
+            )
         )
-        for key in spec.chunk_keys():
-            if key in infos:
-                check.present += 1
-                claimed.add(key)
-            else:
-                check.missing.append(key)
-        report.arrays.append(check)
-    report.orphans = sorted(k for k in infos if k not in claimed and not is_bookkeeping_key(k))
-    report.stale_consolidated = stale_consolidated(path, docs, found)
+    report.orphans = sorted(scan.orphans)
+    report.orphan_count = scan.orphan_count
+    report.stale_consolidated = stale_consolidated(path, meta.docs, found)
 
 
-async def _read_all(
-    store: Store,
-    keys: list[str],
-    concurrency: int,
-) -> tuple[dict[str, bytes], list[tuple[str, str]]]:
-    limit = asyncio.Semaphore(concurrency)
-    docs: dict[str, bytes] = {}
-    failed: list[tuple[str, str]] = []
-
-    async def one(key: str) -> None:
-        async with limit:
-            try:
-                got = await read_with_info(store, key)
-            except SwiftZarrError as exc:  # e.g. IntegrityError: reported, the rest goes on
-                failed.append((key, f"unreadable: {type(exc).__name__}: {exc}"))
-                return
-        if got is None:
-            failed.append((key, "listed but not readable (404)"))
-        else:
-            docs[key] = got[0]
-
-    await asyncio.gather(*(one(k) for k in keys))
-    return docs, failed
+def _late_metadata(store: Store, scan: Scan, meta: Docs, concurrency: int) -> None:
+    """Metadata documents the listing showed but the walk of the hierarchy did not read: an
+    array's own ``.zattrs`` is checked like any; a node document inside an array is reported
+    (zarr does not nest nodes in arrays, so nothing can reach it)."""
+    if scan.late_dropped:
+        meta.unreadable.append(
+            ("...", f"{scan.late_dropped} more metadata documents inside arrays, not read")
+        )
+    if not scan.late_meta:
+        return
+    late = sync(read_docs(store, scan.late_meta, concurrency, listed=True))
+    meta.unreadable += late.unreadable
+    for key, doc in sorted(late.docs.items()):
+        node = dirname(key)
+        owner = scan.array_at_or_above(node)
+        if is_node_document(key) and owner is not None:
+            meta.unreadable.append((key, f"a node document inside array {owner or '/'}"))
+            continue
+        if is_node_document(key):
+            meta.unreadable.append((key, "listed, but not found when the hierarchy was read"))
+            continue
+        meta.docs[key] = doc  # .zattrs / .zmetadata: parse_hierarchy checks the JSON
+    for key, why in parse_hierarchy({k: d for k, d in late.docs.items() if k in meta.docs}).errors:
+        meta.unreadable.append((key, why))
 
 
 # -- content (dask tasks) --------------------------------------------------------------------
@@ -267,6 +300,8 @@ def _check_content(
     concurrency: int,
     progress: Progress,
 ) -> None:
+    """One window of the listing: its objects read in batches as dask tasks."""
+    progress.total += len(infos)
     results = run_batches(
         check_content_batch,
         batched(infos, batch_size),
@@ -275,12 +310,10 @@ def _check_content(
         progress=progress,
         measure=lambda r: (r.objects, r.bytes),
     )
-    report.content_checked = True
     for r in results:
         report.objects_read += r.objects
         report.bytes_read += r.bytes
         report.corrupt += r.corrupt
-    report.corrupt.sort()
 
 
 def check_content_batch(

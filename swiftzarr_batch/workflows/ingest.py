@@ -346,6 +346,7 @@ def _verify(
         "missing_chunks": report.missing_chunks,
         "corrupt": report.corrupt[:20],
         "orphans": report.orphans[:20],
+        "orphan_count": report.orphan_count,
         "metadata_errors": report.metadata_errors[:20],
         "stale_consolidated": report.stale_consolidated[:20],
         "content_checked": report.content_checked,
