@@ -33,7 +33,7 @@ check: setup
 	$(VENV)/bin/lint-imports --no-cache
 
 test: setup keystone check
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -rs $(PYTEST_ARGS)  # -rs: every skip says why in the log
 
 # Benchmarks: their own venv (benchmarks/.venv: the project plus the peers, never project
 # dependencies), a fresh local Swift per run; results in benchmarks/results/latest.json.

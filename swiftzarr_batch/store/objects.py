@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Collection, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from zarr.abc.store import Store
 
@@ -30,16 +31,18 @@ from swiftzarr_batch.store.swift_store import SwiftStore
 from swiftzarr_batch.swift.bulk_stream import delete_streamed, listed_for_delete
 from swiftzarr_batch.swift.checksums import BODY_MD5_HEADER
 from swiftzarr_batch.swift.large_copy import LargeCopy, copy_large
-from swiftzarr_batch.swift.large_objects import delete_large, is_large
+from swiftzarr_batch.swift.large_objects import delete_large
 from swiftzarr_batch.swift.names import object_name
 from swiftzarr_batch.swift.write_options import WriteOptions
 
 __all__ = ["CopySource", "ObjectInfo", "SwiftObjects", "swift_objects", "with_write_options"]
 
 
-@dataclass(frozen=True, slots=True)
-class ObjectInfo:
-    """One key with what is known about its content (None: unknown until read)."""
+class ObjectInfo(NamedTuple):
+    """One key with what is known about its content (None: unknown until read).
+
+    A named tuple, not a frozen dataclass: listings make one per key, millions in a verify or
+    a copy plan, and a tuple is made about twice as fast (immutable all the same)."""
 
     key: str
     size: int | None = None
@@ -85,9 +88,12 @@ def with_write_options(
     return store.with_writes(writes)
 
 
+_HEX = "0123456789abcdef"
+
+
 def is_md5(text: str) -> bool:
     """A hex MD5 (what a plain object's ETag is; a large object's is not)."""
-    return len(text) == 32 and not text.strip("0123456789abcdef")  # C speed: once per listed key
+    return len(text) == 32 and not text.strip(_HEX)  # C speed: once per listed key
 
 
 class SwiftObjects:
@@ -120,30 +126,27 @@ class SwiftObjects:
         """Every key starting with ``prefix``, with size and MD5 from the listing itself (one
         request per 10 000 keys, no HEADs). A large object's listed hash is not its body's
         MD5: it comes with its size only, marked ``large``."""
-        container = await self.store.swift_container()
-        base = self.store.listing_base
-        async for page in container.list_pages(base + prefix):
-            for entry in page:
-                large = is_large(entry)
-                yield ObjectInfo(
-                    entry["name"][len(base) :],
-                    int(entry["bytes"]),
-                    None if large else _plain_md5(entry.get("hash")),
-                    large,
-                )
+        async for infos in self.list_object_pages(prefix):
+            for info in infos:
+                yield info
 
     async def list_object_pages(self, prefix: str = "") -> AsyncIterator[list[ObjectInfo]]:
         """``list_objects`` a server page (up to 10 000 keys) at a time: for callers that go
-        through millions of keys, one step of the event loop per page rather than per key."""
+        through millions of keys, one step of the event loop per page rather than per key.
+        The loop is the hot path of a verify or a copy plan: plain checks inline, no calls."""
         container = await self.store.swift_container()
-        base = self.store.listing_base
-        cut = len(base)
-        async for page in container.list_pages(base + prefix):
-            infos = []
+        cut = len(self.store.listing_base)
+        async for page in container.list_pages(self.store.listing_base + prefix):
+            infos: list[ObjectInfo] = []
+            append = infos.append
             for entry in page:
-                large = is_large(entry)
-                md5 = None if large else _plain_md5(entry.get("hash"))
-                infos.append(ObjectInfo(entry["name"][cut:], int(entry["bytes"]), md5, large))
+                if "slo_etag" in entry:  # large_objects.is_large: not its body's MD5
+                    append(ObjectInfo(entry["name"][cut:], int(entry["bytes"]), None, True))
+                    continue
+                md5 = entry.get("hash")
+                if md5 is not None and (len(md5) != 32 or md5.strip(_HEX)):
+                    md5 = _plain_md5(md5)  # quoted, or not an MD5 at all
+                append(ObjectInfo(entry["name"][cut:], int(entry["bytes"]), md5 or None, False))
             yield infos
 
     async def first_level(self, path: str = "") -> AsyncIterator[tuple[str, int | None]]:

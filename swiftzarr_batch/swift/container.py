@@ -62,6 +62,9 @@ def listing_page_size(storage_url: str) -> int:
     return _cluster_page.get(storage_url, LISTING_PAGE)
 
 
+_EMPTY_OBJECT = re.compile(rb'"bytes"\s*:\s*0\s*[,}]')
+"""An entry of 0 bytes in a raw listing page: only those can be directory markers, so a page
+without one (the usual page of chunks) is passed on without a Python step per entry."""
 _LISTING_KEY = re.compile(rb'"(?:name|subdir)"\s*:\s*"')
 _LISTING_TAIL = 16 * 1024  # holds the last entry: names are <= 1 024 bytes (6x when escaped)
 _DECODER = json.JSONDecoder()
@@ -352,7 +355,10 @@ class SwiftContainer:
                     if pending is not None:
                         _drop(pending)
                     pending = fetch(marker)
-                yield page if markers else [e for e in page if not is_marker(e)]
+                if markers or _EMPTY_OBJECT.search(resp.body) is None:
+                    yield page  # no empty object on the page, hence no marker (most pages)
+                else:
+                    yield [e for e in page if not is_marker(e)]
         finally:
             if pending is not None:  # the caller stopped early, or this one failed
                 _drop(pending)

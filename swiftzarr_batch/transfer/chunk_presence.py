@@ -89,8 +89,9 @@ class ChunkPresence:
         if match is None:
             return -1
         idx = 0
-        for part, n in zip(match.groups(), self.grid_shape, strict=True):
-            value = int(part)
+        # The pattern has one group per dimension, so the zip is exact (no strict= check:
+        # this runs once per listed key).
+        for value, n in zip(map(int, match.groups()), self.grid_shape):
             if value >= n:
                 return -1
             idx = idx * n + value

@@ -68,9 +68,9 @@ async def _relative(
 ) -> AsyncIterator[ObjectInfo]:
     cut = len(path) + 1 if path else 0
     async for info in sorted_objects(store, path):
-        rel = info.key[cut:]
+        rel = info.key[cut:] if cut else info.key
         if not exclude(rel):
-            yield ObjectInfo(rel, info.size, info.md5, info.large)
+            yield info._replace(key=rel) if cut else info
 
 
 async def merged_pairs(
