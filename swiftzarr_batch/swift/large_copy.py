@@ -32,7 +32,12 @@ from typing import Any
 from swiftzarr_batch.errors import IntegrityError, SwiftHTTPError
 from swiftzarr_batch.swift.checksums import BODY_MD5_HEADER
 from swiftzarr_batch.swift.container import SwiftContainer
-from swiftzarr_batch.swift.large_objects import delete_paths, segment_container, segments_of
+from swiftzarr_batch.swift.large_objects import (
+    delete_paths,
+    delete_segments_quietly,
+    segment_container,
+    segments_of,
+)
 from swiftzarr_batch.swift.names import quote_path
 from swiftzarr_batch.swift.status import NOT_FOUND
 
@@ -113,7 +118,7 @@ async def copy_large(
         old = await segments_of(dest, dst_name)
         await _put_manifest(dest, dst_name, seg_container.name, names, segments, body_md5)
     except BaseException:
-        await _forget(seg_container, names)
+        await delete_segments_quietly(seg_container, names)
         raise
     new = {f"/{seg_container.name}/{n}" for n in names}
     stale = [p for p in old if p not in new]
@@ -212,15 +217,3 @@ async def _put_manifest(
         headers=dest.writes.object_headers(headers),  # the store's expiry, as for every write
         body=manifest,
     )
-
-
-async def _forget(seg_container: SwiftContainer, names: list[str]) -> None:
-    try:
-        await seg_container.bulk_delete(names)
-    except Exception as exc:
-        log.warning(
-            "could not remove %d unused segments of %s (%s)",
-            len(names),
-            seg_container.name,
-            type(exc).__name__,
-        )

@@ -45,6 +45,7 @@ __all__ = [
     "Limits",
     "delete_large",
     "delete_paths",
+    "delete_segments_quietly",
     "is_large",
     "limits",
     "put_large",
@@ -157,10 +158,10 @@ async def put_large(
             )
     except BaseException:
         body_md5.cancel()
-        await _delete_quietly(segments, names)
+        await delete_segments_quietly(segments, names)
         raise
     if resp.status == PRECONDITION_FAILED:
-        await _delete_quietly(segments, names)
+        await delete_segments_quietly(segments, names)
         return False
     stale = [p for p in old if p not in {f"/{segments.name}/{n}" for n in names}]
     if stale:
@@ -199,7 +200,9 @@ async def delete_paths(session: SwiftSession, paths: list[str]) -> None:
         await SwiftContainer(session, cont).bulk_delete(objs)
 
 
-async def _delete_quietly(segments: SwiftContainer, names: list[str]) -> None:
+async def delete_segments_quietly(segments: SwiftContainer, names: list[str]) -> None:
+    """Remove segments a failed large write (or copy) left unused; a failure here is logged,
+    not raised, so it never hides the error that made the segments useless."""
     try:
         await segments.bulk_delete(names)
     except Exception as exc:
