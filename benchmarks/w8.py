@@ -7,10 +7,13 @@ three variables (64 KiB chunks too) go to the same local Swift as
       64 chunks per 4 MiB shard (64 shards full, 16 quick),
   (c) rechunker + zarr's FsspecStore over the s3api, if it can be made to run here.
 Then both are read back in full, and 100 random single chunks are read from each, one after
-the other (latency, not throughput). Every operation runs in a fresh Python process (its wall,
-CPU and peak RSS are its own: ``measure.Meter``); objects written come from the container
-listing. No codec on either side (``compressors=None``): both write the same bytes, so the
-difference is the object count. Results: a table on stdout and ``benchmarks/results/w8.json``.
+the other (latency, not throughput), through read-only stores as a reader opens them (so with
+SwiftStore's shard-index cache, ``read_cache``); (b) once more with ``read_cache=False``, to
+show what the cache saves (the GETs of each are counted). Every operation runs in a fresh
+Python process (its wall, CPU and peak RSS are its own: ``measure.Meter``); objects written
+come from the container listing. No codec on either side (``compressors=None``): both write
+the same bytes, so the difference is the object count. Results: a table on stdout and
+``benchmarks/results/w8-{quick,full}.json``.
 """
 
 from __future__ import annotations
@@ -37,10 +40,10 @@ READ_ROUNDS = 3
 
 
 # -- the operations, each in its own process ---------------------------------------------------
-def _swift(p: dict[str, Any], container: str) -> Any:
+def _swift(p: dict[str, Any], container: str, **options: Any) -> Any:
     from swiftzarr_batch import SwiftStore
 
-    return SwiftStore(container, authurl=p["auth_url"], user=p["user"], key=p["key"])
+    return SwiftStore(container, authurl=p["auth_url"], user=p["user"], key=p["key"], **options)
 
 
 def op_copy(p: dict[str, Any]) -> dict[str, Any]:
@@ -72,19 +75,18 @@ def op_read(p: dict[str, Any]) -> dict[str, Any]:
     import xarray as xr
     import zarr
 
-    store = _swift(p, f"{p['container']}-array")
-    if p.get("cache"):  # zarr's own read cache: keeps shard indexes (byte-range reads) in memory
-        from zarr.experimental.cache_store import CacheStore
-        from zarr.storage import MemoryStore
-
-        store = CacheStore(store, cache_store=MemoryStore(), max_size=64 << 20)
+    # Read-only stores, as a reader opens them: the store's shard-index cache is on
+    # (``read_cache``, store/read_cache.py); ``read_cache=False`` is the row without it.
+    store = _swift(p, f"{p['container']}-array", read_only=True, read_cache=p.get("read_cache"))
     arr = zarr.open_array(store, mode="r")
     if p["how"] == "full":
         with Meter() as m:
             total = float(arr[:].sum(dtype="f8"))
             # chunks=None: zarr reads each variable whole (a shard in one GET), not one dask
             # task per 64 KiB inner chunk; both contenders alike
-            ds = xr.open_zarr(_swift(p, f"{p['container']}-dataset"), chunks=None).load()
+            ds = xr.open_zarr(
+                _swift(p, f"{p['container']}-dataset", read_only=True), chunks=None
+            ).load()
         return {
             "wall": m.wall,
             "cpu": m.cpu,
@@ -96,10 +98,18 @@ def op_read(p: dict[str, Any]) -> dict[str, Any]:
     grid = [s // c for s, c in zip(arr.shape, CHUNK, strict=True)]
     picks = [(int(rng.integers(grid[0])), int(rng.integers(grid[1]))) for _ in range(100)]
     arr[:1, :1]  # the metadata is read once before timing (both sides alike)
+    before = store.counters["requests"]
     with Meter() as m:
         for i, j in picks:
             arr[i * CHUNK[0] : (i + 1) * CHUNK[0], j * CHUNK[1] : (j + 1) * CHUNK[1]]
-    return {"wall": m.wall, "cpu": m.cpu, "peak_rss_mb": m.peak_rss_mb, "reads": len(picks)}
+    return {
+        "wall": m.wall,
+        "cpu": m.cpu,
+        "peak_rss_mb": m.peak_rss_mb,
+        "reads": len(picks),
+        "requests": store.counters["requests"] - before,
+        "index_cache": store.read_cache.stats(),
+    }
 
 
 OPS = {"copy": op_copy, "read": op_read}
@@ -188,14 +198,14 @@ def run(quick: bool, reps: int = 1) -> dict[str, Any]:
                 row["data_objects"] = sum(not _bookkeeping(k) for v in names.values() for k in v)
                 row["array_data_objects"] = sum(not _bookkeeping(k) for k in names["array"])
                 this_rep.append(row)
-            # Reads interleaved (a b b-cached, a b b-cached, ...), READ_ROUNDS times, medians
+            # Reads interleaved (a b b-uncached, a b b-uncached, ...), READ_ROUNDS times, medians
             # kept: the machine is shared, and a slow moment must not land on one contender.
             reads: dict[tuple[int, str], list[dict[str, Any]]] = {}
             for _ in range(READ_ROUNDS):
                 for i, row in enumerate(this_rep):
                     kinds = [("full_read", {}), ("random_reads", {})]
-                    if row["params"]["mode"] == "convert":
-                        kinds.append(("random_reads_cached", {"cache": 1}))
+                    if row["params"]["mode"] == "convert":  # (b) without the index cache
+                        kinds.append(("random_reads_uncached", {"read_cache": False}))
                     for kind, extra in kinds:
                         how = "full" if kind == "full_read" else "random"
                         got = _child("read", {**row["params"], "how": how, **extra})
@@ -278,8 +288,9 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     ):
         va, vb = _median(rows, a, *path), _median(rows, b, *path)
         out[key] = {"a": va, "b": vb, "a_over_b": (va / vb) if va and vb else None}
-    cached, plain = _median(rows, b, "random_reads_cached", "wall"), out["random_read_wall"]["a"]
-    out["random_cached_b_over_a"] = cached / plain if cached and plain else None
+    uncached = _median(rows, b, "random_reads_uncached", "wall")
+    plain = out["random_read_wall"]["a"]
+    out["random_uncached_b_over_a"] = uncached / plain if uncached and plain else None
     return out
 
 
@@ -288,31 +299,33 @@ def table(result: dict[str, Any]) -> str:
         f"W8 convert while copying ({'quick' if result['quick'] else 'full'}): {result['sizes']}",
         f"{'contender':34} {'objects':>8} {'data':>6} {'copy s':>8} {'array s':>7} {'cpu s':>7} "
         f"{'RSS MiB':>8} "
-        f"{'full read s':>11} {'100 reads s':>11} {'(cached)':>9}",
+        f"{'full read s':>11} {'100 reads s':>11} {'GETs':>5} {'(no idx cache)':>14}",
     ]
     for r in result["rows"]:
         if not r.get("ok"):
             lines.append(f"{r['contender']:34} did not run: {str(r.get('error'))[:200]}")
             continue
         fr, rr = r.get("full_read", {}), r.get("random_reads", {})
-        cached = r.get("random_reads_cached", {})
+        uncached = r.get("random_reads_uncached", {})
         lines.append(
             f"{r['contender']:34} {r.get('objects', '-')!s:>8} {r.get('data_objects', '-')!s:>6} "
             f"{r['wall']:8.2f} {r.get('array_wall', r['wall']):7.2f} {r['cpu']:7.2f} "
             f"{r['peak_rss_mb']:8.0f} "
             f"{fr.get('wall', float('nan')):11.2f} {rr.get('wall', float('nan')):11.2f} "
-            f"{cached.get('wall', float('nan')):9.2f}"
+            f"{rr.get('requests', '-')!s:>5} {uncached.get('wall', float('nan')):8.2f} "
+            f"({uncached.get('requests', '-')!s:>3})"
         )
     s = result["summary"]
     lines.append(
         "targets: array data objects a/b {} (>= 64), copy a/b {} (>= 5), full read a/b {} (>= 3), "
-        "random reads b/a {} (<= 1.5)".format(
+        "random reads b/a {} (<= 1.5; {} without the index cache)".format(
             _fmt(s["array_data_objects"]["a_over_b"]),
             _fmt(s["copy_wall"]["a_over_b"]),
             _fmt(s["full_read_wall"]["a_over_b"]),
             _fmt(
                 1 / s["random_read_wall"]["a_over_b"] if s["random_read_wall"]["a_over_b"] else None
             ),
+            _fmt(s.get("random_uncached_b_over_a")),
         )
     )
     return "\n".join(lines)

@@ -7,12 +7,14 @@ modules import from here: ``task``/``shared_node`` build graph nodes, ``compute`
 dask's local scheduler, ``current_client`` finds the ``distributed.Client`` that runs them on a
 cluster, and ``DaskClient``/``Future`` are the parts of a client the jobs call.
 
-``distributed`` is imported only when a client is looked for: ``import swiftzarr_batch`` does
-not load it, and a write on dask's local scheduler never needs it.
+``distributed`` is never imported just to look for a client (none can exist before it is
+imported): ``import swiftzarr_batch`` does not load it, nor does a job on dask's local
+scheduler.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Hashable
 from typing import Any, Literal, Protocol, TypeVar, cast, overload
 
@@ -60,7 +62,13 @@ class DaskClient(Protocol):
 
 
 def current_client() -> DaskClient | None:
-    """The current ``distributed.Client``, or None (then dask's local scheduler runs tasks)."""
+    """The current ``distributed.Client``, or None (then dask's local scheduler runs tasks).
+
+    Nothing to look for while ``distributed`` was never imported (no client can exist then):
+    importing it just to ask costs ~1 s of CPU per process, every copy and conversion.
+    """
+    if "distributed" not in sys.modules:
+        return None
     try:
         from distributed import default_client
     except ImportError:  # pragma: no cover - distributed is a dependency

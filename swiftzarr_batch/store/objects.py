@@ -225,12 +225,15 @@ class SwiftObjects:
         """Write a small object the server deletes ``delete_after`` seconds later by itself;
         with ``if_none_match``, only if none exists (returns False when one did)."""
         container = await self.store.swift_container()
-        return await container.put(
-            self.store.object_name(key),
-            body,
-            if_none_match=if_none_match,
-            headers={"X-Delete-After": str(delete_after)},
-        )
+        try:
+            return await container.put(
+                self.store.object_name(key),
+                body,
+                if_none_match=if_none_match,
+                headers={"X-Delete-After": str(delete_after)},
+            )
+        finally:
+            self.store.read_cache.forget(self.store.object_name(key))
 
     def copy_source(self, source: SwiftObjects) -> CopySource | None:
         """Where ``source``'s objects are for a server-side copy into this store, or None when
@@ -247,12 +250,15 @@ class SwiftObjects:
         """Server-side copy of ``src_key`` at ``source`` to ``key`` here (no body through the
         client). The result carries the new object's ETag; None when the source is missing."""
         container = await self.store.swift_container()
-        resp = await container.copy_from(
-            source.container,
-            object_name(source.prefix, src_key),
-            object_name(self.store.prefix, key),
-            src_account=source.account,
-        )
+        try:
+            resp = await container.copy_from(
+                source.container,
+                object_name(source.prefix, src_key),
+                object_name(self.store.prefix, key),
+                src_account=source.account,
+            )
+        finally:
+            self.store.read_cache.forget(object_name(self.store.prefix, key))
         if resp is None:
             return None
         return ObjectInfo(key, None, resp.headers.get("Etag", "").strip('"') or None)
@@ -263,7 +269,7 @@ class SwiftObjects:
         "folders" otherwise. Returns how many were deleted."""
         container = await self.store.swift_container()
         markers = listed_for_delete(container, self.store.listing_base + prefix, only_markers=True)
-        return await delete_streamed(container, markers)
+        return await delete_streamed(container, markers)  # markers: never cached
 
     async def copy_large_from(
         self, source: SwiftObjects, src_key: str, key: str, route: CopySource | None
@@ -271,14 +277,17 @@ class SwiftObjects:
         """Copy the large object ``src_key`` of ``source`` to ``key`` here segment by segment
         (``swift.large_copy``): server-side when ``route`` says the cluster can, else one
         segment at a time through the client. None when it is missing or not a large object."""
-        return await copy_large(
-            await source.store.swift_container(),
-            source.store.object_name(src_key),
-            await self.store.swift_container(),
-            self.store.object_name(key),
-            server_side=route is not None,
-            src_account=route.account if route is not None else None,
-        )
+        try:
+            return await copy_large(
+                await source.store.swift_container(),
+                source.store.object_name(src_key),
+                await self.store.swift_container(),
+                self.store.object_name(key),
+                server_side=route is not None,
+                src_account=route.account if route is not None else None,
+            )
+        finally:
+            self.store.read_cache.forget(self.store.object_name(key))
 
     async def delete_keys(self, keys: Iterable[str], *, large: Collection[str] = ()) -> None:
         """Bulk-delete ``keys`` (requests of up to 1 000 names, 10 at a time); the ones in
@@ -286,9 +295,12 @@ class SwiftObjects:
         keys, large = list(keys), set(large)
         container = await self.store.swift_container()
         base = self.store.listing_base
-        await container.bulk_delete(base + k for k in keys if k not in large)
-        for key in large.intersection(keys):
-            await delete_large(container, base + key)
+        try:
+            await container.bulk_delete(base + k for k in keys if k not in large)
+            for key in large.intersection(keys):
+                await delete_large(container, base + key)
+        finally:
+            self.store.read_cache.forget_under(base)
 
     async def delete_stream(self, infos: AsyncIterable[ObjectInfo]) -> int:
         """Delete every key ``infos`` streams as it streams (``swift.bulk_stream``: batches of
@@ -301,7 +313,10 @@ class SwiftObjects:
             async for info in infos:
                 yield base + info.key, info.large
 
-        return await delete_streamed(container, names())
+        try:
+            return await delete_streamed(container, names())
+        finally:
+            self.store.read_cache.forget_under(base)
 
 
 def _plain_md5(etag: str | None) -> str | None:

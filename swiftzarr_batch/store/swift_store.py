@@ -30,7 +30,8 @@ from swiftzarr_batch.auth import (
 )
 from swiftzarr_batch.auth.providers import route_through
 from swiftzarr_batch.errors import ConfigurationError, ListingNotAllowedError, ReadOnlyError
-from swiftzarr_batch.store.byte_ranges import range_header, slice_body, upload_body
+from swiftzarr_batch.store.byte_ranges import upload_body
+from swiftzarr_batch.store.read_cache import ReadCache, ReadCacheOption, cache_bytes
 from swiftzarr_batch.store.sync_iter import iterate_pages
 from swiftzarr_batch.swift import large_objects
 from swiftzarr_batch.swift.bulk_stream import delete_streamed, listed_for_delete
@@ -42,10 +43,10 @@ from swiftzarr_batch.swift.names import (
     validate_container,
     validate_key,
 )
-from swiftzarr_batch.swift.proxy import ProxyOption, proxy_choice, route_swiftclient
+from swiftzarr_batch.swift.proxy import ProxyOption, proxy_choice
 from swiftzarr_batch.swift.retry import RetryPolicy
 from swiftzarr_batch.swift.session import SwiftSession, TransportOptions, get_session
-from swiftzarr_batch.swift.status import is_range_not_satisfiable, range_ignored
+from swiftzarr_batch.swift.swiftclient_conn import swiftclient_connection
 from swiftzarr_batch.swift.tempurl import parse_link
 from swiftzarr_batch.swift.tls import resolve_trust, trust_of
 from swiftzarr_batch.swift.write_options import WriteOptions
@@ -90,6 +91,10 @@ class SwiftStore(Store):
     storage_policy, delete_after
         The storage policy of the container if the store creates it, and seconds after which
         Swift deletes each object written (``swift.write_options``); both travel with pickles.
+    read_cache
+        Keep shard indexes (suffix reads) in memory: a random chunk read from a sharded array
+        is one GET, not two (``store.read_cache``: why it is never stale). None: on (16 MiB)
+        if read-only, else off; True/False; or a cap in bytes. Never pickled, unlike the option.
 
     Credentials are taken from the arguments first, then ``ST_AUTH/ST_USER/ST_KEY``, then
     Keystone v3 (``OS_CLOUD``, ``OS_AUTH_URL`` ...), then ``OS_STORAGE_URL/OS_AUTH_TOKEN``.
@@ -124,11 +129,14 @@ class SwiftStore(Store):
         proxy: ProxyOption = None,
         storage_policy: str | None = None,
         delete_after: int | None = None,
+        read_cache: ReadCacheOption = None,
     ) -> None:
         super().__init__(read_only=read_only or anonymous)
         self.container = validate_container(container)
         self.prefix = normalize_prefix(prefix)
         self._writes = WriteOptions(storage_policy, delete_after)
+        self._read_cache_option, self.read_cache = read_cache, ReadCache()
+        self._cache_cap = cache_bytes(read_cache, self.read_only)
         if anonymous:
             if any((authurl, user, key, preauthtoken, credential_provider)) or not preauthurl:
                 raise ConfigurationError(
@@ -273,6 +281,7 @@ class SwiftStore(Store):
             "options": self._options,
             "provider": provider,
             "writes": self._writes,
+            "read_cache": self._read_cache_option,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -280,9 +289,9 @@ class SwiftStore(Store):
         self._read_only, self._is_open = state["read_only"], state["is_open"]
         self._token, self._options = state["token"], state["options"]
         self._provider, self._writes = state["provider"], state.get("writes", WriteOptions())
-        self._swift_session = None
-        self._swift_container = None
-        self._conn = None
+        self._read_cache_option, self.read_cache = state.get("read_cache"), ReadCache()
+        self._cache_cap = cache_bytes(self._read_cache_option, self._read_only)
+        self._swift_session = self._swift_container = self._conn = None
 
     def _with(self, **changes: Any) -> Self:
         clone = object.__new__(type(self))
@@ -290,6 +299,7 @@ class SwiftStore(Store):
         clone._provider = self._provider or (
             self._swift_session.provider if self._swift_session else None
         )
+        clone.read_cache = self.read_cache  # one cache: the parent's writes invalidate it
         return clone
 
     def with_read_only(self, read_only: bool = False) -> Self:
@@ -335,17 +345,8 @@ class SwiftStore(Store):
         For the CLI-like operations users know (``conn.url``, ``conn.token``,
         ``conn.get_container``); not used by the store's own data path.
         """
-        if self._conn is None:
-            from swiftclient.client import Connection
-
-            session = self.session
-            self._conn = Connection(
-                preauthurl=session.token.storage_url,
-                preauthtoken=session.token.token,
-                retries=3,
-                **session.trust.swiftclient_options(),  # the data path's trust
-            )
-            route_swiftclient(self._conn, session.options.proxy)  # ... and its proxy
+        if self._conn is None:  # the data path's trust and proxy
+            self._conn = swiftclient_connection(self.session)
         return self._conn
 
     # -- Store ABC: lifecycle ---------------------------------------------------------------
@@ -364,20 +365,9 @@ class SwiftStore(Store):
         byte_range: ByteRequest | None = None,
     ) -> Buffer | None:
         prototype = prototype or default_buffer_prototype()
-        name = self.object_name(key)
-        wanted = range_header(byte_range)
-        container = await self.swift_container()
-        if wanted == "":  # an empty range: only existence matters
-            return None if await container.head(name) is None else prototype.buffer.from_bytes(b"")
-        resp = await container.get(name, range_header=wanted)
-        if resp is None:
-            return None
-        body = resp.body
-        if is_range_not_satisfiable(resp.status):
-            body = b""
-        elif range_ignored(resp.status, wanted):  # the whole body: cut the range out
-            body = slice_body(body, byte_range)
-        return prototype.buffer.from_bytes(body)
+        name, container = self.object_name(key), await self.swift_container()
+        body = await self.read_cache.read(container, name, byte_range, self._cache_cap)
+        return None if body is None else prototype.buffer.from_bytes(body)
 
     async def get_partial_values(
         self,
@@ -424,11 +414,14 @@ class SwiftStore(Store):
     ) -> bool:
         container = await self.swift_container()
         limit = await large_object_limits(container.session, len(body))  # None: one PUT
-        if limit is not None:
-            return await large_objects.put_large(
-                container, name, body, limit, if_none_match=if_none_match
-            )
-        return await container.put(name, body, if_none_match=if_none_match)
+        try:
+            if limit is not None:
+                return await large_objects.put_large(
+                    container, name, body, limit, if_none_match=if_none_match
+                )
+            return await container.put(name, body, if_none_match=if_none_match)
+        finally:
+            self.read_cache.forget(name)  # once written (or failed): never before
 
     async def _set_many(self, values: Iterable[tuple[str, Buffer]]) -> None:
         await asyncio.gather(*(self.set(k, v) for k, v in values))
@@ -440,10 +433,13 @@ class SwiftStore(Store):
         head = await container.head(name)  # a large object's segments must go with it
         if head is None:
             return
-        if "X-Static-Large-Object" in head.headers:
-            await large_objects.delete_large(container, name)
-        else:
-            await container.delete(name)
+        try:
+            if "X-Static-Large-Object" in head.headers:
+                await large_objects.delete_large(container, name)
+            else:
+                await container.delete(name)
+        finally:
+            self.read_cache.forget(name)
 
     async def delete_dir(self, prefix: str) -> None:
         """Delete every key under ``prefix`` as the listing streams (``swift.bulk_stream``:
@@ -456,7 +452,10 @@ class SwiftStore(Store):
             validate_key(prefix)
             base = f"{base}{prefix.rstrip('/')}/"
         # The directory markers ("folders") go too: ``listed_for_delete`` lists them.
-        deleted = await delete_streamed(container, listed_for_delete(container, base))
+        try:
+            deleted = await delete_streamed(container, listed_for_delete(container, base))
+        finally:
+            self.read_cache.forget_under(base)
         log.debug("deleted %d objects under %s", deleted, base)
 
     async def clear(self) -> None:
