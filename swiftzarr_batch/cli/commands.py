@@ -253,6 +253,7 @@ def rm(args: argparse.Namespace) -> int:
     every name); without ``--yes`` a first counting pass (names not kept) feeds the prompt."""
     store = open_store(args.url, insecure=args.insecure)
     where = describe(store)
+    count = 0
     if not args.yes:
         count, total = sync(_count(store))
         if not count:
@@ -271,13 +272,17 @@ def rm(args: argparse.Namespace) -> int:
         if answer not in ("y", "yes"):
             print("aborted: nothing was deleted", file=sys.stderr)
             return 1
-    progress = Progress("rm", 0, interval=5.0)
+    # The prompt's counting pass gives the total (a bar with an ETA); with --yes there is no
+    # such pass, so the bar counts up (keys, bytes, rate) as the listing streams.
+    counted = 0 if args.yes else count
+    progress = Progress("rm", counted, interval=5.0)
     sizes = [0]
 
     async def listed() -> AsyncIterator[ObjectInfo]:
         async for info in _sized(store):
             sizes[0] += info.size or 0
-            progress.total += 1
+            if not counted:  # the total grows with the listing
+                progress.total += 1
             progress.advance(1, info.size or 0)
             yield info
 

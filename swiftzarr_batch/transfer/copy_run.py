@@ -181,8 +181,11 @@ class CopyRun:
         self.chunks = self._progress("copy chunks")
         self.compare = self._progress("compare")
         ensured = False
+        listed = [0, 0]  # keys seen at the source, at the destination
         with BatchStream(self.source, self.dest, self.opts) as stream:
             for src, dst in self.pairs():
+                listed[0] += src is not None
+                listed[1] += dst is not None
                 if src is None:
                     assert dst is not None
                     self._extra(dst)
@@ -199,6 +202,14 @@ class CopyRun:
                     sync(swift_dest.ensure_container())  # once, not in every task
                     ensured = True
                 self._flush(stream, final=False)
+            # Both listings are through (the copies may still be running): say what they held.
+            log.info(
+                "listed %d keys at %s and %d at %s",
+                listed[0],
+                self.summary.source,
+                listed[1],
+                self.summary.dest,
+            )
             while self.data or self.undecided or stream.pending:
                 self._flush(stream, final=True)
                 stream.drain()  # compare results may add keys to copy: flush those too
