@@ -108,6 +108,32 @@ def test_os_environment_variables_are_in_the_credentials_chain(cloud, container_
     assert SwiftStore(container_name).storage_url == swift.storage_url("test")
 
 
+def test_cli_token_from_keystone_and_lifetime_only_for_v1(
+    cloud, container_name, monkeypatch, capsys
+):
+    """``swiftzarr token`` exports Keystone's token as it is; ``--lifetime`` is a v1 request
+    (X-Auth-Lifetime), so with Keystone it is a clear error, not a silent no-op."""
+    from swiftzarr_batch.cli.main import main
+
+    for k, v in cloud["ks"].env(ALICE, ALICE_PW, PROJECT).items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(SystemExit) as exit_:
+        main(["token"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0
+    exports = dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in out.splitlines()
+        if line.startswith("export OS_")
+    )
+    assert exports["OS_STORAGE_URL"].endswith(f"/v1/KEY_{cloud['project_id']}")
+    assert ALICE_PW not in out
+    with pytest.raises(SystemExit) as exit_:
+        main(["token", "--lifetime", "3600"])
+    assert exit_.value.code == 1
+    assert "--lifetime needs v1 auth" in capsys.readouterr().err
+
+
 def test_application_credential_from_the_environment(cloud, container_name, monkeypatch):
     monkeypatch.setenv("OS_AUTH_URL", cloud["ks"].auth_url)
     monkeypatch.setenv("OS_APPLICATION_CREDENTIAL_ID", cloud["cred_id"])

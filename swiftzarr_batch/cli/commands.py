@@ -22,6 +22,7 @@ from zarr.abc.store import Store
 from zarr.core.sync import sync
 from zarr.errors import NodeNotFoundError
 
+from swiftzarr_batch.auth import V1Password
 from swiftzarr_batch.cli.cluster_options import cluster_from_args
 from swiftzarr_batch.cli.convert_options import target_from_args
 from swiftzarr_batch.errors import ConfigurationError
@@ -75,7 +76,7 @@ def token(args: argparse.Namespace) -> int:
     if args.lifetime is not None:
         if args.lifetime < 1:
             raise ConfigurationError("--lifetime must be at least 1 second")
-        if not hasattr(provider, "token_life"):
+        if not isinstance(provider, V1Password):
             raise ConfigurationError(
                 f"--lifetime needs v1 auth; {resolved.source} sets the token's lifetime itself"
             )
