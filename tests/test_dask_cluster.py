@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 import urllib.request
 
@@ -271,6 +272,54 @@ def test_interrupted_append_rerun_finishes_it(swift, client):
     got = xr.open_zarr(store, consolidated=True)
     assert got.sizes["time"] == 48
     xr.testing.assert_identical(got.load(), ds.load())
+
+
+def test_a_dataset_write_outlives_workers_that_leave_together(swift, conn):
+    """Workers that reach their lifetime together (as Slurm jobs submitted together do) take
+    their finished results with them; an adaptive cluster (as ``SLURMCluster`` is) starts new
+    ones. The write needs about 10 s of two workers' time and each generation lives 5 s, so
+    it spans generations: finished block writes must not be done again, or no generation ever
+    finishes the job (xarray's graph alone: 184 chunk PUTs for 32 blocks, not done after 200 s).
+    """
+    from distributed import Client, LocalCluster
+
+    rng = np.random.default_rng(5)
+    ds = xr.Dataset(
+        {"t": (("time", "x"), rng.random((32, 8)).astype("f4"))},
+        coords={"time": np.arange(32), "x": np.arange(8.0)},
+    ).chunk({"time": 1})
+    ds["t"] = ds["t"].copy(data=ds["t"].data.map_blocks(slow_blocks(0.3), dtype="f4"))
+    store = make_store(swift, "generations", "ds")
+    puts = "PUT /v1/AUTH_test/generations/ds/t/c/"
+    done: list[object] = []
+    seen: set[str] = set()
+    with (
+        LocalCluster(
+            n_workers=0,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            lifetime="5s",
+            lifetime_stagger="0s",
+        ) as cluster,
+        Client(cluster) as generations,
+    ):
+        cluster.adapt(minimum=2, maximum=2, interval="250ms")
+        generations.wait_for_workers(2, timeout=120)
+        writer = threading.Thread(target=lambda: done.append(write_dataset(ds, store)))
+        writer.start()
+        deadline = time.monotonic() + 200
+        while writer.is_alive() and time.monotonic() < deadline:
+            seen |= set(generations.scheduler_info()["workers"])
+            writer.join(0.2)
+        assert done, f"not done after 200 s: {log_count(swift, puts)} chunk PUTs for 32 blocks"
+    assert len(seen) > 2, "no worker left mid-job: the test proves nothing"
+    # a departure may cost the task its worker was running (1 thread per worker) and one that
+    # finished as it left, before the client fetched its result; never the generation's work
+    departures = len(seen) - 2
+    assert 32 <= log_count(swift, puts) <= 32 + 2 * departures, (log_count(swift, puts), seen)
+    xr.testing.assert_identical(xr.open_zarr(store, consolidated=True).load(), ds.load())
 
 
 # -- without the helpers, and what users watch ------------------------------------------------

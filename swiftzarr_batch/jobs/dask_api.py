@@ -15,17 +15,20 @@ scheduler.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, Literal, Protocol, TypeVar, cast, overload
 
 from dask.base import compute as _dask_compute
+from dask.core import get_dependencies as _dask_get_dependencies
 from dask.delayed import Delayed
 from dask.delayed import delayed as _dask_delayed
+from dask.highlevelgraph import HighLevelGraph
 
 __all__ = [
     "DaskClient",
     "Delayed",
     "Future",
+    "TaskGraph",
     "compute",
     "compute_here",
     "current_client",
@@ -38,6 +41,9 @@ OnError = Literal["raise", "return", "ignore"]
 
 _delayed = cast(Callable[..., Any], _dask_delayed)
 _compute = cast(Callable[..., tuple[Any, ...]], _dask_compute)
+_get_dependencies = cast(
+    Callable[[Mapping[Hashable, Any], Hashable], set[Hashable]], _dask_get_dependencies
+)
 
 
 class Future(Protocol):
@@ -114,3 +120,26 @@ def compute_here(lazy: Delayed) -> Any:
     """The value of ``lazy``, computed in the calling thread (dask's synchronous scheduler):
     for a caller that runs several small graphs at once from its own threads."""
     return _compute(lazy, scheduler="sync")[0]
+
+
+class TaskGraph:
+    """The graph behind one ``Delayed``, materialized once, to pick tasks out of it.
+
+    ``dependencies(key)`` are the keys a task reads; ``parts(keys)`` makes one ``Delayed`` per
+    key that all share this one graph (as one layer, so computing thousands of them together
+    merges a few layers, not thousands of copies of the graph).
+    """
+
+    LAYER = "swiftzarr-parts"
+
+    def __init__(self, lazy: Delayed) -> None:
+        self.key: Hashable = lazy.key
+        self.tasks = cast(dict[Hashable, Any], dict(lazy.__dask_graph__()))
+        self._graph = HighLevelGraph({self.LAYER: cast(Any, self.tasks)}, {self.LAYER: set()})
+
+    def dependencies(self, key: Hashable) -> set[Hashable]:
+        return _get_dependencies(self.tasks, key)
+
+    def parts(self, keys: Sequence[Hashable]) -> list[Delayed]:
+        part = cast(Callable[..., Delayed], Delayed)
+        return [part(key, self._graph, layer=self.LAYER) for key in keys]

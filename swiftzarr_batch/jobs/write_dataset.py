@@ -33,7 +33,7 @@ from zarr.core.sync import sync
 
 from swiftzarr_batch.errors import AppendConflictError, ChunkAlignmentError, ConfigurationError
 from swiftzarr_batch.jobs.alignment import aligned_chunks, check_alignment
-from swiftzarr_batch.jobs.dask_api import Delayed, task
+from swiftzarr_batch.jobs.dask_api import Delayed, TaskGraph, task
 from swiftzarr_batch.jobs.runner import DEFAULT_RETRIES, JobResult, WriteJob
 
 if TYPE_CHECKING:
@@ -114,9 +114,61 @@ def write_dataset(
     with job.annotations(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", _NOT_A_NODE)
         writes = ds.to_zarr(store, group=path or None, compute=False, consolidated=False, **kwargs)
-        final = task(_finish_dataset, store, consolidated, pending, writes, key=job.key("finish"))
-    log.debug("write_dataset %s (%s): %d tasks", path or "/", mode, len(final.__dask_graph__()))
-    return job.finish(final)
+
+        def finishing(written: Any) -> Delayed:
+            return task(
+                _finish_dataset, store, consolidated, pending, written, key=job.key("finish")
+            )
+
+        final = finishing(writes)
+    parts = block_writes(writes)
+    log.debug(
+        "write_dataset %s (%s): %d tasks, %d block writes",
+        path or "/",
+        mode,
+        len(final.__dask_graph__()),
+        len(parts),
+    )
+    return job.finish(final, parts=parts, then=finishing)
+
+
+STORE_TASK = "store-map-"  # the name dask.array.store gives its per-block write tasks
+WRAPPER_TASK = "finalize-"  # dask's task that gathers a collection's blocks
+
+
+def block_writes(writes: Delayed) -> list[Delayed]:
+    """The per-block write tasks inside the graph ``Dataset.to_zarr(compute=False)`` returns,
+    one ``Delayed`` each, so that ``WriteJob.finish`` can fetch each result as it finishes.
+
+    Why: xarray returns one ``Delayed`` that depends on every block write; computed as one
+    graph on a cluster, the finished writes' results stay in their workers' memory, and when a
+    whole generation of workers leaves together (Slurm walltime, ``--lifetime``) the scheduler
+    runs all of them again, so a job longer than one worker lifetime never ends.
+
+    The graph is xarray's closing task over dask's ``finalize`` tasks over the ``store-map``
+    tasks of ``dask.array.store`` (each writes one block and returns None). Anything else on
+    the way down (another dask or xarray) and no task is picked: the job then runs as one
+    graph, as before -- correct, only not proof against workers leaving together.
+    """
+    graph = TaskGraph(writes)
+    found: set[Hashable] = set()
+    todo = [graph.key]
+    seen = {graph.key}
+    while todo:
+        key = todo.pop()
+        name = key[0] if isinstance(key, tuple) else key
+        if not isinstance(name, str):
+            return []
+        if name.startswith(STORE_TASK):
+            found.add(key)
+            continue
+        if key != graph.key and not name.startswith(WRAPPER_TASK):
+            log.debug("write_dataset: unexpected task %r in xarray's graph; one graph", name)
+            return []
+        for dependency in graph.dependencies(key) - seen:
+            seen.add(dependency)
+            todo.append(dependency)
+    return graph.parts(sorted(found, key=str))
 
 
 def _finish_dataset(store: Store, consolidated: bool, pending: str | None, _writes: Any) -> None:
