@@ -409,15 +409,26 @@ def test_entry_points_and_config_errors(swift_server, env_auth, container_name, 
     )
     cli = str(Path(sys.executable).parent / "swiftzarr")
     out = subprocess.run(
-        [cli, "mirror", str(mirror_cfg), "--summary", str(tmp_path / "m.json")],
+        # the command line's cluster options replace the config's [dask] (threads here)
+        [cli, "mirror", str(mirror_cfg), "--summary", str(tmp_path / "m.json"), "--workers", "1"],
         env=env_auth,
         capture_output=True,
         text=True,
         timeout=180,
     )
     assert out.returncode == 0, out.stderr
-    assert json.loads((tmp_path / "m.json").read_text())["copy"]["verified"] is True
+    mirrored = json.loads((tmp_path / "m.json").read_text())
+    assert mirrored["copy"]["verified"] is True and mirrored["cluster"] == "local"
     assert xr.open_zarr(tmp_path / "local-copy").sizes["time"] == STEPS
+    out = subprocess.run(
+        [cli, "ingest", str(cfg), "--summary", str(tmp_path / "i.json"), "--cluster", "local"],
+        env=env_auth,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert out.returncode == 1 and "needs workers >= 1" in out.stderr
+    assert "needs workers >= 1" in json.loads((tmp_path / "i.json").read_text())["error"]
 
     typo = tmp_path / "typo.toml"
     typo.write_text(cfg.read_text().replace("append_dim", "apend_dim"))

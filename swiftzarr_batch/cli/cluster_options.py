@@ -1,4 +1,5 @@
-"""``--cluster`` and its options for the commands that run dask tasks (copy, verify).
+"""``--cluster`` and its options for the commands that run dask tasks (copy, verify, ingest,
+mirror).
 
 Kept apart from the parser so the cluster vocabulary of the CLI is one list, mapped one-to-one
 onto ``jobs.clusters.ClusterConfig`` (the same keys as the workflows' ``[dask]`` section).
@@ -49,15 +50,22 @@ def add_cluster_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def cluster_from_args(args: argparse.Namespace) -> ClusterConfig:
-    """The ClusterConfig the options name; ``--workers``/``--scheduler`` as they always did."""
-    values: dict[str, Any] = {
-        "workers": getattr(args, "workers", None) or 0,
-        "scheduler": getattr(args, "scheduler", None) or "",
-    }
+def cluster_given(args: argparse.Namespace) -> dict[str, Any]:
+    """The cluster options given on the command line, keyed as the ``[dask]`` section is
+    (empty when none was given)."""
+    values: dict[str, Any] = {}
+    if getattr(args, "workers", None):
+        values["workers"] = args.workers
+    if getattr(args, "scheduler", None):
+        values["scheduler"] = args.scheduler
     if getattr(args, "cluster", None):
         values["kind"] = args.cluster
     for name, value in vars(args).items():
         if name.startswith("cluster_") and value is not None:
             values[name.removeprefix("cluster_")] = value
-    return ClusterConfig.from_mapping(values, where="options")
+    return values
+
+
+def cluster_from_args(args: argparse.Namespace) -> ClusterConfig:
+    """The ClusterConfig the options name; ``--workers``/``--scheduler`` as they always did."""
+    return ClusterConfig.from_mapping(cluster_given(args), where="options")

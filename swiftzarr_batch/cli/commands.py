@@ -23,7 +23,7 @@ from zarr.core.sync import sync
 from zarr.errors import NodeNotFoundError
 
 from swiftzarr_batch.auth import V1Password
-from swiftzarr_batch.cli.cluster_options import cluster_from_args
+from swiftzarr_batch.cli.cluster_options import cluster_from_args, cluster_given
 from swiftzarr_batch.cli.convert_options import target_from_args
 from swiftzarr_batch.errors import ConfigurationError
 from swiftzarr_batch.jobs.runner import Progress, dask_context, format_bytes
@@ -318,5 +318,9 @@ def workflow(args: argparse.Namespace) -> int:
     else:
         from swiftzarr_batch.workflows.mirror import run_from_config
     return run_from_config(
-        args.config, summary_path=args.summary, debug=args.debug, insecure=args.insecure
+        args.config,
+        summary_path=args.summary,
+        debug=args.debug,
+        insecure=args.insecure,
+        dask=cluster_given(args),
     )

@@ -50,7 +50,7 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
     )
 
 
-def _dask_options(p: argparse.ArgumentParser) -> None:
+def _cluster_choice(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workers",
         type=int,
@@ -61,6 +61,10 @@ def _dask_options(p: argparse.ArgumentParser) -> None:
         "--scheduler", metavar="ADDRESS", help="run tasks on this dask.distributed scheduler"
     )
     add_cluster_options(p)
+
+
+def _dask_options(p: argparse.ArgumentParser) -> None:
+    _cluster_choice(p)
     p.add_argument("--batch-size", type=int, default=250, help="keys per task (default 250)")
     p.add_argument(
         "--concurrency", type=int, default=16, help="concurrent requests per task (default 16)"
@@ -197,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = add(name, text, commands.workflow)
         p.add_argument("config", help="TOML configuration file")
         p.add_argument("--summary", metavar="FILE", help="write the JSON summary here too")
+        _cluster_choice(p)  # given, they replace the config's [dask] section
     return parser
 
 

@@ -149,10 +149,13 @@ def run_workflow(
     *,
     debug: bool = False,
     insecure: bool = False,
+    dask: Mapping[str, Any] | None = None,
 ) -> int:
     """Load the config, ``run(config, summary)`` (which fills in the summary), write the
     summary, return the exit code. ``insecure`` (``swiftzarr ingest --insecure``) sets
-    ``insecure = true`` for every location of the config.
+    ``insecure = true`` for every location of the config. ``dask`` (the command line's cluster
+    options, ``[dask]`` keys), when not empty, replaces the config's ``[dask]`` section whole:
+    a cluster named on the command line is never mixed with another one from the file.
 
     The summary goes to ``summary_path``, else the config's ``[output] summary``, else stdout.
     Its ``status`` is "ok" (verified), "unverified", "locked" or "failed"; an error becomes one
@@ -172,6 +175,12 @@ def run_workflow(
             if insecure and "insecure" in section:
                 section["insecure"] = True
         summary_path = summary_path or config.get("output", {}).get("summary") or None
+        if dask:
+            log.info(
+                "cluster from the command line (%s); the config's [dask] is not used",
+                ", ".join(f"{k}={v}" for k, v in dask.items()),
+            )
+            config["dask"] = dict(dask)
         run(config, summary)
         code = EXIT_OK if summary.get("verified") else EXIT_FAILED
         summary["status"] = "ok" if code == EXIT_OK else "unverified"

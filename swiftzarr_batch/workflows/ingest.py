@@ -16,7 +16,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,10 +101,21 @@ def run_from_config(
     *,
     debug: bool = False,
     insecure: bool = False,
+    dask: Mapping[str, Any] | None = None,
 ) -> int:
-    """Append new input files to a zarr dataset as the TOML config says; returns the exit code."""
+    """Append new input files to a zarr dataset as the TOML config says; returns the exit code.
+
+    ``dask``: a cluster choice (``[dask]`` keys) that replaces the config's ``[dask]``.
+    """
     return run_workflow(
-        "ingest", config_path, SCHEMA, ingest, summary_path, debug=debug, insecure=insecure
+        "ingest",
+        config_path,
+        SCHEMA,
+        ingest,
+        summary_path,
+        debug=debug,
+        insecure=insecure,
+        dask=dask,
     )
 
 
@@ -129,6 +140,7 @@ def ingest(config: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
         recreated=False,
     )
     cluster = ClusterConfig.from_mapping(config["dask"], where="[dask]")
+    summary["cluster"] = cluster.kind
     before = cluster_counters()
     with (
         dask_context(cluster=cluster, stores=(store,)),

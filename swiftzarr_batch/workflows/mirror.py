@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +65,21 @@ def run_from_config(
     *,
     debug: bool = False,
     insecure: bool = False,
+    dask: Mapping[str, Any] | None = None,
 ) -> int:
-    """Mirror a dataset as the TOML config says; returns the exit code."""
+    """Mirror a dataset as the TOML config says; returns the exit code.
+
+    ``dask``: a cluster choice (``[dask]`` keys) that replaces the config's ``[dask]``.
+    """
     return run_workflow(
-        "mirror", config_path, SCHEMA, mirror, summary_path, debug=debug, insecure=insecure
+        "mirror",
+        config_path,
+        SCHEMA,
+        mirror,
+        summary_path,
+        debug=debug,
+        insecure=insecure,
+        dask=dask,
     )
 
 
@@ -86,6 +97,7 @@ def mirror(config: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
             f"{holder}); not mirrored this time"
         )
     cluster = ClusterConfig.from_mapping(config["dask"], where="[dask]")
+    summary["cluster"] = cluster.kind
     before = cluster_counters()
     with (
         dask_context(cluster=cluster, stores=(source, dest)),
