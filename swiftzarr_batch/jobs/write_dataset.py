@@ -129,7 +129,7 @@ def write_dataset(
         len(final.__dask_graph__()),
         len(parts),
     )
-    return job.finish(final, parts=parts, then=finishing)
+    return job.finish(final, parts=parts, then=finishing, fetch=False)  # each returns None
 
 
 STORE_TASK = "store-map-"  # the name dask.array.store gives its per-block write tasks
