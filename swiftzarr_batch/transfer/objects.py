@@ -17,6 +17,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 
 from zarr.abc.store import Store
 from zarr.core.buffer import default_buffer_prototype
+from zarr.storage import FsspecStore, LocalStore
 
 from swiftzarr_batch.store.objects import ObjectInfo, swift_objects
 
@@ -130,16 +131,12 @@ def describe(store: Store, path: str = "") -> str:
     swift = swift_objects(store)
     if swift is not None:
         return swift.location(path)
-    root = getattr(store, "root", None)
-    if root is not None:
-        return "/".join(p for p in (str(root).rstrip("/"), path.strip("/")) if p)
-    fs, fs_path = getattr(store, "fs", None), getattr(store, "path", None)
-    if fs is not None and fs_path is not None:  # FsspecStore
-        protocol = getattr(fs, "protocol", None) or getattr(
-            getattr(fs, "sync_fs", None), "protocol", "fsspec"
-        )
+    if isinstance(store, LocalStore):
+        return "/".join(p for p in (str(store.root).rstrip("/"), path.strip("/")) if p)
+    if isinstance(store, FsspecStore):
+        protocol = store.fs.protocol
         protocol = protocol[0] if isinstance(protocol, (tuple, list)) else protocol
-        base = f"{protocol}://{str(fs_path).lstrip('/')}".rstrip("/")
+        base = f"{protocol}://{store.path.lstrip('/')}".rstrip("/")
     else:
         base = str(store).rstrip("/")
     return f"{base}/{path.strip('/')}" if path.strip("/") else base
