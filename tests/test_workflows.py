@@ -393,14 +393,13 @@ def test_entry_points_and_config_errors(swift_server, env_auth, container_name, 
     make_file(tmp_path / "in", 0)
     cfg = write_config(tmp_path, container_name)
     repo = Path(__file__).parents[1]
-    out = subprocess.run(
-        [sys.executable, "-m", "swiftzarr_batch.workflows.ingest", str(cfg)],
-        env=env_auth,
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            argv, env=env_auth, cwd=repo, capture_output=True, text=True, timeout=180
+        )
+
+    out = run(sys.executable, "-m", "swiftzarr_batch.workflows.ingest", str(cfg))
     assert out.returncode == 0, out.stderr
     assert "ingest finished: ok" in out.stderr and summary_of(tmp_path)["verified"]
 
@@ -408,25 +407,15 @@ def test_entry_points_and_config_errors(swift_server, env_auth, container_name, 
         tmp_path, f"swift://{container_name}/ds.zarr", str(tmp_path / "local-copy")
     )
     cli = str(Path(sys.executable).parent / "swiftzarr")
-    out = subprocess.run(
-        # the command line's cluster options replace the config's [dask] (threads here)
-        [cli, "mirror", str(mirror_cfg), "--summary", str(tmp_path / "m.json"), "--workers", "1"],
-        env=env_auth,
-        capture_output=True,
-        text=True,
-        timeout=180,
+    # the command line's cluster options replace the config's [dask] (threads here)
+    out = run(
+        cli, "mirror", str(mirror_cfg), "--summary", str(tmp_path / "m.json"), "--workers", "1"
     )
     assert out.returncode == 0, out.stderr
     mirrored = json.loads((tmp_path / "m.json").read_text())
     assert mirrored["copy"]["verified"] is True and mirrored["cluster"] == "local"
     assert xr.open_zarr(tmp_path / "local-copy").sizes["time"] == STEPS
-    out = subprocess.run(
-        [cli, "ingest", str(cfg), "--summary", str(tmp_path / "i.json"), "--cluster", "local"],
-        env=env_auth,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    out = run(cli, "ingest", str(cfg), "--summary", str(tmp_path / "i.json"), "--cluster", "local")
     assert out.returncode == 1 and "needs workers >= 1" in out.stderr
     assert "needs workers >= 1" in json.loads((tmp_path / "i.json").read_text())["error"]
 
