@@ -363,6 +363,12 @@ class WriteJob:
         warn_if_token_expires_first(store, needs_seconds)
         return cls(retries, compute, progress, JobClock.start_now() if compute else None)
 
+    @property
+    def on_cluster(self) -> bool:
+        """Whether ``finish`` will run the job on a ``distributed.Client`` (parts fetched as
+        they finish) rather than return it or run it on dask's local scheduler."""
+        return self.compute and self.clock is not None and self.clock.client is not None
+
     def key(self, name: str) -> str:
         """A task key ``swiftzarr-<name>-<token>``, grouped by ``name`` in dask's displays."""
         return f"swiftzarr-{name}-{self.token}"
@@ -390,7 +396,7 @@ class WriteJob:
             return final
         tasks = len(final.__dask_graph__())
         client = self.clock.client if self.clock is not None else None
-        if client is not None and parts and then is not None:
+        if client is not None and self.on_cluster and parts and then is not None:
             values = gather_as_done(
                 client, parts, retries=self.retries, progress=self.progress, fetch=fetch
             )

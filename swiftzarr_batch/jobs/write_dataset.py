@@ -121,7 +121,7 @@ def write_dataset(
             )
 
         final = finishing(writes)
-    parts = block_writes(writes)
+    parts = block_writes(writes) if job.on_cluster else []  # only a cluster needs them
     log.debug(
         "write_dataset %s (%s): %d tasks, %d block writes",
         path or "/",
