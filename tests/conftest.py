@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 
@@ -74,3 +75,23 @@ def swift_conn(swift_server):
     conn = Connection(authurl=swift_server.auth_url, user=swift_server.user, key=swift_server.key)
     yield conn
     conn.close()
+
+
+@pytest.fixture
+def cli():
+    """``swiftzarr`` in this process (no interpreter start-up): ``cli(*argv)`` is its exit
+    code. The root logger it configures (a handler on this test's captured stderr) is put back
+    after, or later tests would log into a closed stream."""
+    from swiftzarr_batch.cli.main import main as cli_main
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+
+    def run(*argv: str) -> int:
+        with pytest.raises(SystemExit) as done:
+            cli_main(list(argv))
+        return int(done.value.code or 0)
+
+    yield run
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])

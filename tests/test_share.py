@@ -29,7 +29,6 @@ from swiftzarr_batch import (
     temp_url,
     unshare_public,
 )
-from swiftzarr_batch.cli.main import main as cli_main
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::zarr.errors.ZarrUserWarning"),
@@ -64,22 +63,6 @@ def _write(store: SwiftStore, zarr_format: int, consolidated: bool = True) -> xr
     ds = _dataset()
     ds.to_zarr(store, mode="w", zarr_format=zarr_format, consolidated=consolidated)
     return ds
-
-
-@pytest.fixture
-def cli():
-    """``swiftzarr`` in this process; the root logger it configures is put back after."""
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-
-    def run(*argv: str) -> int:
-        with pytest.raises(SystemExit) as done:
-            cli_main(list(argv))
-        return int(done.value.code or 0)
-
-    yield run
-    root.handlers[:], _ = saved
-    root.setLevel(saved[1])
 
 
 def _read_acl(conn: Connection, container: str) -> str:

@@ -17,7 +17,6 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from swiftzarr_batch import ConfigurationError, SwiftStore
-from swiftzarr_batch.cli.main import main as cli_main
 from swiftzarr_batch.swift import capabilities, large_objects
 from swiftzarr_batch.testing.swift_server import LocalSwift
 from swiftzarr_batch.transfer.copy import copy_store
@@ -41,22 +40,6 @@ def plain_conn(plain_site):
     conn = Connection(authurl=plain_site.auth_url, user=plain_site.user, key=plain_site.key)
     yield conn
     conn.close()
-
-
-@pytest.fixture
-def cli():
-    """``swiftzarr`` in this process; the root logger it configures is put back after."""
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-
-    def run(*argv: str) -> int:
-        with pytest.raises(SystemExit) as done:
-            cli_main(list(argv))
-        return int(done.value.code or 0)
-
-    yield run
-    root.handlers[:] = saved[0]
-    root.setLevel(saved[1])
 
 
 def _store(server, container, prefix="", **kw) -> SwiftStore:

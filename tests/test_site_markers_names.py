@@ -5,7 +5,6 @@ bulk-delete request line cannot carry as usually encoded."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import subprocess
 import sys
@@ -18,7 +17,6 @@ import zarr
 from zarr.core.buffer import default_buffer_prototype
 
 from swiftzarr_batch import InvalidNameError, SwiftStore
-from swiftzarr_batch.cli.main import main as cli_main
 from swiftzarr_batch.errors import BulkDeleteError
 from swiftzarr_batch.swift import bulk
 from swiftzarr_batch.transfer.copy import copy_store
@@ -40,23 +38,6 @@ def _store(swift_server, container, prefix="", **kw) -> SwiftStore:
         key=swift_server.key,
         **kw,
     )
-
-
-@pytest.fixture
-def cli():
-    """``swiftzarr`` in this process (no interpreter start-up); the root logger it configures
-    is put back after."""
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-
-    def run(*argv: str) -> int:
-        with pytest.raises(SystemExit) as done:
-            cli_main(list(argv))
-        return int(done.value.code or 0)
-
-    yield run
-    root.handlers[:] = saved[0]
-    root.setLevel(saved[1])
 
 
 def _raw_names(swift_conn, container: str, prefix: str = "") -> list[str]:
