@@ -66,8 +66,12 @@ def test_stores_of_200_tokens_dropped_close_their_sessions(
         return await asyncio.gather(*(s.exists("k") for s in some))
 
     assert all(sync(use_all(stores)))
-    assert _sockets_to(port) >= baseline + 200
-    assert open_sessions() >= others + 200
+    # at least a socket and a session per token; not "baseline + 200" or "others + 200": the
+    # sweeper may close earlier tests' idle pools and free their sessions meanwhile (CI saw 209
+    # sessions against 10 + 200)
+    assert _sockets_to(port) >= 200
+    assert len({id(s.session) for s in stores}) == 200
+    assert open_sessions() >= 200 + 1  # and the keeper's
     requests_seen = process_counters()["requests"]
 
     monkeypatch.setattr(session_module, "IDLE_CLOSE_SECONDS", 0.5)
