@@ -103,6 +103,20 @@ class IntegrityError(SwiftHTTPError):
     """Bytes on the wire did not match their checksum (422 on upload, MD5 mismatch on download)."""
 
 
+class ChangeNotAppliedError(SwiftZarrError, RuntimeError):
+    """The server answered success to a change that, read back, it does not hold (a read ACL
+    left in place by a middleware or a proxy that dropped the header). ``what`` names the
+    setting and its container, ``wanted`` and ``held`` the values asked for and found."""
+
+    def __init__(self, what: str, *, wanted: str, held: str) -> None:
+        super().__init__(
+            f"{what} was not changed by the server: asked for {wanted!r}, it holds {held!r}"
+        )
+        self.what = what
+        self.wanted = wanted
+        self.held = held
+
+
 class ServerError(SwiftZarrError, RuntimeError):
     """The local Swift server could not be installed, started or stopped."""
 

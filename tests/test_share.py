@@ -229,3 +229,72 @@ def test_a_dask_read_by_link_on_a_local_cluster(swift_server, container_name):
         assert lazy["temp"].chunks is not None
         got = client.compute(lazy["temp"].sum()).result()
         assert float(got) == float(ds["temp"].sum())
+
+
+def test_public_alone_then_revoked_leaves_no_acl(
+    swift_server, swift_conn, container_name, swift_env, cli, capsys
+):
+    """The common case: public read and nothing else, then revoked. The server must hold no
+    read ACL afterwards (read with python-swiftclient) and anonymous reads must fail at once,
+    through the library and through the CLI."""
+    ds = _write(_owner(swift_server, container_name, "ds"), zarr_format=3)
+    store = _owner(swift_server, container_name, "ds")
+    url = share_public(store)
+    assert _read_acl(swift_conn, container_name) == ".r:*,.rlistings"
+    xr.testing.assert_identical(xr.open_zarr(SwiftStore.from_url(url)).load(), ds.compute())
+
+    assert unshare_public(store) == []
+    assert _read_acl(swift_conn, container_name) == ""
+    with pytest.raises(PermissionDeniedError):
+        xr.open_zarr(SwiftStore.from_url(url)).load()
+
+    assert cli("share", "--public", f"swift://{container_name}/ds") == 0
+    assert _read_acl(swift_conn, container_name) == ".r:*,.rlistings"
+    capsys.readouterr()
+    assert cli("share", "--revoke", f"swift://{container_name}") == 0
+    assert "read ACL at the server now ''" in capsys.readouterr().err
+    assert _read_acl(swift_conn, container_name) == ""
+    with pytest.raises(PermissionDeniedError):
+        xr.open_zarr(SwiftStore.from_url(url)).load()
+
+
+def test_revoke_keeps_referrer_entries_and_their_listings(swift_server, swift_conn, container_name):
+    """A referrer entry still needs ``.rlistings``: revoking public read keeps both."""
+    _write(_owner(swift_server, container_name, "ds"), zarr_format=2)
+    swift_conn.post_container(container_name, {"X-Container-Read": ".r:.example.com,.rlistings"})
+    store = _owner(swift_server, container_name, "ds")
+    share_public(store)
+    assert _read_acl(swift_conn, container_name) == ".r:.example.com,.rlistings,.r:*"
+    assert unshare_public(store) == [".r:.example.com", ".rlistings"]
+    assert _read_acl(swift_conn, container_name) == ".r:.example.com,.rlistings"
+
+
+def test_a_change_the_server_did_not_make_raises(
+    swift_server, swift_conn, container_name, cli, capsys, monkeypatch
+):
+    """A server (here a fault proxy that drops the ACL headers) that answers 204 to the POST
+    but keeps the ACL: the revoke raises, naming the container and both values, and the CLI
+    exits 1 instead of printing "removed"."""
+    from swiftzarr_batch import ChangeNotAppliedError
+    from swiftzarr_batch.testing.faultproxy import FaultProxy
+
+    _write(_owner(swift_server, container_name, "ds"), zarr_format=3)
+    swift_conn.post_container(container_name, {"X-Container-Read": ".r:*,.rlistings"})
+    dropped = ("X-Container-Read", "X-Remove-Container-Read")
+    with FaultProxy(swift_server.proxy_url, drop_request_headers=dropped) as proxy:
+        store = SwiftStore(
+            container_name,
+            "ds",
+            preauthurl=proxy.via(swift_conn.get_auth()[0]),
+            preauthtoken=swift_conn.get_auth()[1],
+        )
+        with pytest.raises(ChangeNotAppliedError) as caught:
+            unshare_public(store)
+        assert container_name in str(caught.value)
+        assert (caught.value.wanted, caught.value.held) == ("", ".r:*,.rlistings")
+        monkeypatch.setenv("OS_STORAGE_URL", proxy.via(swift_conn.get_auth()[0]))
+        monkeypatch.setenv("OS_AUTH_TOKEN", swift_conn.get_auth()[1])
+        assert cli("share", "--revoke", f"swift://{container_name}") == 1
+        err = capsys.readouterr().err
+        assert "was not changed by the server" in err and "removed" not in err
+    assert _read_acl(swift_conn, container_name) == ".r:*,.rlistings"  # still public: said so

@@ -63,8 +63,12 @@ def share(args: argparse.Namespace) -> int:
     if not isinstance(store, SwiftStore):
         raise ConfigurationError(f"only swift:// datasets can be shared, not {args.url!r}")
     if args.revoke:
-        left = unshare_public(store)
-        log.info("%s: public read removed; read ACL now %r", store.container, ",".join(left))
+        left = unshare_public(store)  # read back from the server; raises if it did not change
+        log.info(
+            "%s: public read removed; read ACL at the server now %r",
+            store.container,
+            ",".join(left),
+        )
         return 0
     if args.public:
         url = share_public(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from swiftzarr_batch.errors import ConfigurationError
+from swiftzarr_batch.errors import ChangeNotAppliedError, ConfigurationError
 from swiftzarr_batch.swift.names import quote_path
 
 if TYPE_CHECKING:
@@ -33,6 +33,9 @@ __all__ = [
 PUBLIC_READ = ".r:*"  # anyone may GET/HEAD objects
 LISTINGS = ".rlistings"  # ... and list the container (with a referrer entry like .r:*)
 READ_HEADER = "X-Container-Read"
+#: Swift's way to delete a container header: ``X-Remove-`` + the name without its ``X-``. (The
+#: earlier ``X-Remove-X-Container-Read`` was silently ignored: revoking left the data public.)
+REMOVE_READ_HEADER = "X-Remove-Container-Read"
 
 
 def parse_acl(value: str | None) -> list[str]:
@@ -68,13 +71,27 @@ async def read_acl(session: SwiftSession, container: str) -> list[str]:
     return parse_acl(resp.headers.get(READ_HEADER))
 
 
-async def set_read_acl(session: SwiftSession, container: str, entries: list[str]) -> None:
-    """Replace the read ACL (an empty list removes it). Needs an account admin's token: Swift
-    answers 403 to others, which stays a ``PermissionDeniedError``."""
-    headers = {READ_HEADER: format_acl(entries)} if entries else {f"X-Remove-{READ_HEADER}": "1"}
+async def set_read_acl(session: SwiftSession, container: str, entries: list[str]) -> list[str]:
+    """Replace the read ACL (an empty list removes it) and return what the server then holds.
+
+    A 2xx answer is not taken as proof: the ACL is read back (a fresh HEAD, which the proxy
+    answers from the container server after clearing its cached container info) and a value
+    other than ``entries`` raises ``ChangeNotAppliedError`` naming the container and both
+    values, so "revoked" is never reported while the data stays public. Needs an account
+    admin's token: Swift answers 403 to others, which stays a ``PermissionDeniedError``.
+    """
+    headers = {READ_HEADER: format_acl(entries)} if entries else {REMOVE_READ_HEADER: "1"}
     resp = await session.request("POST", quote_path(container), headers=headers)
     if resp.status == 404:
         raise ConfigurationError(f"container {container!r} does not exist")
+    held = await read_acl(session, container)
+    if held != entries:
+        raise ChangeNotAppliedError(
+            f"the read ACL of container {container!r}",
+            wanted=format_acl(entries),
+            held=format_acl(held),
+        )
+    return held
 
 
 async def names_outside(

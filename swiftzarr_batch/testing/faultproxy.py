@@ -24,6 +24,9 @@ kind                        what the client sees
                             unless the client sent the body's MD5 as ETag)
 ==========================  ===============================================================
 
+``drop_request_headers`` removes the named headers from every forwarded request: a server that
+answers success to a change (an ACL, metadata) it never made.
+
 It runs an ``aiohttp.web`` server on 127.0.0.1 in its own thread and event loop, so it works
 from synchronous tests and from dask workers in other processes alike. Decisions come from a
 seeded ``random.Random``: the sequence of decisions is reproducible (which request gets which
@@ -119,8 +122,12 @@ class FaultProxy:
         stall_seconds: float = 3.0,
         retry_after: float = 1,
         ssl_context: ssl.SSLContext | None = None,
+        drop_request_headers: Iterable[str] = (),
     ) -> None:
         self.target = URL(target.rstrip("/"))
+        #: Request headers (any case) never forwarded: a server that ignores a change (an ACL,
+        #: metadata) while answering success, for the code that must notice it.
+        self.drop_request_headers = frozenset(h.lower() for h in drop_request_headers)
         self.stall_seconds = stall_seconds
         self.retry_after = retry_after
         self._ssl = ssl_context
@@ -348,7 +355,8 @@ class FaultProxy:
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         """Send the request on to the target; its (status, headers to pass on, body)."""
         assert self._client is not None
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+        dropped = _HOP_BY_HOP | self.drop_request_headers
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in dropped}
         url = URL(f"{self.target}{request.raw_path}", encoded=True)
         async with self._client.request(
             request.method,

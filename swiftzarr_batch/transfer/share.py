@@ -10,6 +10,8 @@ mechanics are ``swift.acl`` and ``swift.tempurl``; the reader's side is
   ``listings=False``, which needs a consolidated dataset). Swift ACLs are per container, so a
   container holding other prefixes is refused unless ``whole_container=True``.
 - ``unshare_public(store)``: removes them again; every other ACL entry is kept, both ways.
+  Every change is read back from the server (``swift.acl.set_read_acl``): what is reported is
+  what the server holds, and a change it did not make raises ``ChangeNotAppliedError``.
 - ``temp_url(store, expires="7d")``: one URL for every object under the store's prefix,
   signed with the account's or container's Temp-URL key (created only with ``create_key``).
 """
@@ -81,10 +83,11 @@ async def _share_public(store: SwiftStore, listings: bool, whole_container: bool
             NOT_CONSOLIDATED.format(what="a public link without listings", store=store)
         )
     new = acl.with_public(entries, listings=listings)
-    if new != entries:
-        await acl.set_read_acl(session, store.container, new)
+    held = await acl.set_read_acl(session, store.container, new) if new != entries else entries
     log.info(
-        "container %s is public for reading (read ACL %s)", store.container, acl.format_acl(new)
+        "container %s is public for reading (read ACL at the server: %r)",
+        store.container,
+        acl.format_acl(held),
     )
     return tempurl.SignedLink(session.storage_url, store.container, store.prefix).url
 
@@ -106,15 +109,16 @@ async def _unshare_public(store: SwiftStore) -> list[str]:
     session = await store.asession()
     entries = await acl.read_acl(session, store.container)
     new = acl.without_public(entries)
-    if new != entries:
-        await acl.set_read_acl(session, store.container, new)
-    log.info("container %s is no longer public (read ACL %r)", store.container, acl.format_acl(new))
-    return new
+    held = await acl.set_read_acl(session, store.container, new) if new != entries else entries
+    log.debug("container %s read ACL at the server: %r", store.container, acl.format_acl(held))
+    return held
 
 
 def unshare_public(store: SwiftStore) -> list[str]:
     """Remove public read (``.r:*``, and ``.rlistings`` unless another referrer entry uses it)
-    from the store's container; returns the read ACL entries that remain."""
+    from the store's container; returns the read ACL entries the server holds afterwards (read
+    back from it). Raises ``ChangeNotAppliedError`` if the server still holds public read after
+    answering success."""
     return sync(_unshare_public(store))
 
 
