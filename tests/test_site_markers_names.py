@@ -207,3 +207,52 @@ def test_a_lone_surrogate_is_an_invalid_name_before_any_request(swift_server, co
     with pytest.raises(InvalidNameError, match="surrogate"):
         _store(swift_server, "c\ud800")
     assert len(swift_server.access_log_lines()) == before  # not one request
+
+
+def test_a_marker_is_missing_to_every_read(marked, swift_server, swift_conn, container_name):
+    """``swift upload`` of an empty folder leaves ``ds/empty`` (0 bytes, application/directory):
+    listings hide it, so exists/get/getsize and the ``swift://`` file system say "missing" too;
+    a real object next to it still reads."""
+    store, _ = marked
+    headers = swift_conn.head_object(container_name, "ds/empty")  # it is there, as a marker
+    assert headers["content-type"] == "application/directory" and headers["content-length"] == "0"
+
+    async def reads(key: str) -> tuple[bool, object, object]:
+        ranged = zarr.abc.store.RangeByteRequest(0, 4)  # the server answers 416 for 0 bytes
+        return (
+            await store.exists(key),
+            await store.get(key, PROTO),
+            await store.get(key, PROTO, byte_range=ranged),
+        )
+
+    for key in ("empty", "g/nothing", "v/", "a/"):
+        assert zarr.core.sync.sync(reads(key)) == (False, None, None), key
+        with pytest.raises(FileNotFoundError):
+            zarr.core.sync.sync(store.getsize(key))
+    assert zarr.core.sync.sync(store.exists("zarr.json"))  # data beside the markers still reads
+
+    from swiftzarr_batch.store.filesystem import SwiftFileSystem
+
+    fs = SwiftFileSystem(
+        authurl=swift_server.auth_url, user=swift_server.user, key=swift_server.key
+    )
+    assert not fs.isfile(f"{container_name}/ds/empty")
+    with pytest.raises(FileNotFoundError):
+        fs.info(f"{container_name}/ds/empty")
+    assert fs.info(f"{container_name}/ds/zarr.json")["type"] == "file"
+
+
+def test_listing_commands_refuse_a_missing_container(swift_env, cli, capsys, container_name):
+    """``ls``/``du``/``tree``/``verify`` of a container that does not exist say so and exit 1,
+    as ``swift list`` does (its listing would otherwise look empty)."""
+    for argv in (
+        ("ls", f"swift://{container_name}"),
+        ("ls", f"swift://{container_name}/some/prefix"),
+        ("du", f"swift://{container_name}"),
+        ("tree", f"swift://{container_name}/ds"),
+        ("verify", f"swift://{container_name}/ds"),
+        ("copy", f"swift://{container_name}/ds", f"swift://{container_name}-dest/ds"),
+    ):
+        assert cli(*argv) == 1, argv
+        err = capsys.readouterr().err
+        assert f"container '{container_name}' not found" in err, (argv, err)

@@ -102,13 +102,24 @@ def token(args: argparse.Namespace) -> int:
 
 
 # -- ls / du / tree ---------------------------------------------------------------------------
+def open_existing(url: str, *, insecure: bool = False, env_prefix: str = "") -> Store:
+    """A read-only store at ``url`` whose container exists. Listing a missing container gives
+    nothing, as an empty one does, so a typo would print an empty ``ls`` and exit 0; this asks
+    the server (a HEAD) and raises ``FileNotFoundError`` naming the container instead."""
+    store = open_store(url, read_only=True, env_prefix=env_prefix, insecure=insecure)
+    swift = swift_objects(store)
+    if swift is not None and not sync(swift.container_exists()):
+        raise FileNotFoundError(f"container {swift.store.container!r} not found ({url})")
+    return store
+
+
 def ls(args: argparse.Namespace) -> int:
     if urlsplit(args.url).scheme == "swift" and not parse_swift_url(args.url).container:
         for entry in sync(_containers(open_session(args.url, insecure=args.insecure))):
             counts = f"{_size(entry['bytes']):>10}  {entry['count']:>9}  " if args.long else ""
             print(f"{counts}{entry['name']}/")
         return 0
-    store = open_store(args.url, read_only=True, insecure=args.insecure)
+    store = open_existing(args.url, insecure=args.insecure)
     for name, size in sync(_first_level(store)):
         shown = "" if not args.long else f"{'-' if size is None else _size(size):>10}  "
         print(f"{shown}{name}")
@@ -133,7 +144,7 @@ async def _first_level(store: Store) -> list[tuple[str, int | None]]:
 
 
 def du(args: argparse.Namespace) -> int:
-    store = open_store(args.url, read_only=True, insecure=args.insecure)
+    store = open_existing(args.url, insecure=args.insecure)
     totals: dict[str, list[int]] = {}
     progress = Progress("du", 0, unit="keys listed", interval=5.0)
 
@@ -159,7 +170,7 @@ def du(args: argparse.Namespace) -> int:
 def tree(args: argparse.Namespace) -> int:
     """The hierarchy, printed as it is walked: one group's members at a time (sorted per group),
     never every node at once."""
-    store = open_store(args.url, read_only=True, insecure=args.insecure)
+    store = open_existing(args.url, insecure=args.insecure)
     try:
         node = zarr.open(store=store, mode="r")
     except NodeNotFoundError:
@@ -189,7 +200,7 @@ def _array_line(a: zarr.Array[Any]) -> str:
 
 # -- copy / verify / consolidate / rm ---------------------------------------------------------
 def copy(args: argparse.Namespace) -> int:
-    source = open_store(args.src, read_only=True, env_prefix=args.src_env, insecure=args.insecure)
+    source = open_existing(args.src, env_prefix=args.src_env, insecure=args.insecure)
     dest = open_store(
         args.dst, read_only=args.dry_run, env_prefix=args.dst_env, insecure=args.insecure
     )
@@ -222,7 +233,7 @@ def copy(args: argparse.Namespace) -> int:
 
 
 def verify(args: argparse.Namespace) -> int:
-    store = open_store(args.url, read_only=True, insecure=args.insecure)
+    store = open_existing(args.url, insecure=args.insecure)
     with dask_context(cluster=cluster_from_args(args), stores=(store,)):
         report = verify_store(
             store,

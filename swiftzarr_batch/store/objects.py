@@ -215,6 +215,11 @@ class SwiftObjects:
         return None if resp is None else resp.body
 
     # -- writes -----------------------------------------------------------------------------
+    async def container_exists(self) -> bool:
+        """Whether the store's container exists (a HEAD; only a 404 says no). A listing of a
+        missing container is as empty as an empty one's: commands that list ask this first."""
+        return await (await self.store.swift_container()).exists()
+
     async def ensure_container(self) -> None:
         """Create the container if it is missing (once per process), before many writes."""
         await (await self.store.swift_container()).ensure_exists()

@@ -108,6 +108,19 @@ def is_marker(entry: dict[str, Any]) -> bool:
     return kind in MARKER_TYPES
 
 
+def is_marker_answer(name: str, resp: Response) -> bool:
+    """The answer to a HEAD or GET of ``name`` is a directory marker's (``is_marker`` told from
+    headers: an empty object named ``.../`` or of a marker type). A marker is not a key: reads
+    of it say "missing", as listings leave it out. The size comes from ``Content-Range`` when
+    there is one (a range GET, a 416 of a range past the end), else ``Content-Length``."""
+    kind = (resp.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+    if name[-1:] != "/" and kind not in MARKER_TYPES:
+        return False  # the common case: one header lookup
+    content_range = resp.headers.get("Content-Range")
+    size = content_range.rsplit("/", 1)[-1] if content_range else resp.headers.get("Content-Length")
+    return size is not None and size.strip() == "0"
+
+
 def _drop(task: asyncio.Task[Response]) -> None:
     task.cancel()
     if task.done() and not task.cancelled():
@@ -183,7 +196,8 @@ class SwiftContainer:
         range_header: str | None = None,
         check_md5: bool = True,
     ) -> Response | None:
-        """GET an object (or a byte range); None only when the server says 404.
+        """GET an object (or a byte range); None only when the server says 404, or when the
+        object is a directory marker (``is_marker_answer``), which is no key.
 
         ``check_md5=False`` hands back the body as served, even if it disagrees with its ETag
         (``verify_store`` compares them itself, to report corruption instead of retrying it).
@@ -196,7 +210,7 @@ class SwiftContainer:
             check_md5=check_md5 and range_header is None,
             allow=(RANGE_NOT_SATISFIABLE,),
         )
-        return None if resp.status == NOT_FOUND else resp
+        return None if resp.status == NOT_FOUND or is_marker_answer(name, resp) else resp
 
     async def get_newest(self, name: str) -> Response | None:
         """GET the newest replica's object (``X-Newest: true``: the proxy asks every replica
@@ -205,11 +219,12 @@ class SwiftContainer:
         resp = await self.session.request(
             "GET", self._obj(name), headers={"X-Newest": "true"}, check_md5=True
         )
-        return None if resp.status == NOT_FOUND else resp
+        return None if resp.status == NOT_FOUND or is_marker_answer(name, resp) else resp
 
     async def head(self, name: str) -> Response | None:
+        """The object's headers; None when missing (404) or a directory marker."""
         resp = await self.session.request("HEAD", self._obj(name))
-        return None if resp.status == NOT_FOUND else resp
+        return None if resp.status == NOT_FOUND or is_marker_answer(name, resp) else resp
 
     async def put(
         self,
