@@ -36,7 +36,8 @@ test: setup keystone check
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS)  # -rs: every skip says why in the log
 
 # Benchmarks: their own venv (benchmarks/.venv: the project plus the peers, never project
-# dependencies), a fresh local Swift per run; results in benchmarks/results/latest.json.
+# dependencies), a fresh local Swift per run; results in benchmarks/results/full.json
+# (a complete full run only; quick and partial runs write files of their own).
 bench: setup
 	@bash benchmarks/setup_venv.sh
 	benchmarks/.venv/bin/python -m benchmarks.run $(BENCH_ARGS)

@@ -1,4 +1,4 @@
-"""Medians, ratios within the run, the table, the targets and latest.json."""
+"""Medians, ratios within the run, the table and the targets of a results file."""
 
 from __future__ import annotations
 

@@ -3,7 +3,15 @@
 Starts a fresh local Swift (with s3api, so the S3 peers can reach it), builds the plan,
 seeds what the workloads need with extract-archive, runs every case's contenders interleaved
 (A B C A B C ..., ``reps`` times, each contender in its own long-lived process), then prints the
-table and the targets and writes ``benchmarks/results/latest.json`` (and a timestamped copy).
+table and the targets and writes its results file (``results_name``; a timestamped copy and the
+worker logs stay local).
+
+Which file: a complete, unfiltered full run (``make bench``) writes
+``benchmarks/results/full.json``, the only file the README's performance table may quote
+(``tests/test_benchmark_evidence.py`` checks that every ratio it quotes is in it); a quick run
+writes ``quick.json``, and a run of some workloads or contenders only writes
+``<mode>-<W...>.json``, so neither can replace the evidence of a full run. Every file records the commit, whether the tree was dirty, the date
+and the load average at start and end.
 """
 
 from __future__ import annotations
@@ -99,6 +107,25 @@ def git_commit() -> dict[str, Any]:
         "branch": git("rev-parse", "--abbrev-ref", "HEAD") or None,
         "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
     }
+
+
+def results_name(mode: str, only: str | None, contenders: str | None) -> str:
+    """The results file of a run: ``full.json`` only for a complete full run (see the module
+    docstring); a filtered run is named after its workloads (and ``-some`` when contenders were
+    left out), so that it never overwrites a complete run's file."""
+    if not only and not contenders:
+        return f"{mode}.json"
+    parts = sorted(only.split(",")) if only else ["all"]
+    return f"{mode}-{'-'.join(parts)}{'-some' if contenders else ''}.json"
+
+
+def load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages: client and server share the machine, so a reader of
+    the results must know how busy it was."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def run_w7(args: argparse.Namespace) -> None:
@@ -223,7 +250,9 @@ def write(
             "args": vars(args),
             "sizes": sizes.as_dict(),
             "started": started,
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
             "seconds": time.time() - started,
+            "load_average": {"start": args.load_at_start, "now": load_average()},
             "git": git_commit(),
             "python": sys.version.split()[0],
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
@@ -235,7 +264,11 @@ def write(
     }
     text = json.dumps(result, indent=1, default=str)
     (RESULTS / f"{stamp}-{sizes.mode}.json").write_text(text)
-    out = Path(args.out) if args.out else RESULTS / "latest.json"
+    out = (
+        Path(args.out)
+        if args.out
+        else RESULTS / results_name(sizes.mode, args.only, args.contenders)
+    )
     out.write_text(text)
     return out
 
@@ -299,8 +332,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, help="repetitions per contender (default 3)")
     p.add_argument("--data-dir", help="Swift data dir (default: a fresh temp dir, removed)")
     p.add_argument("--profile", help="write a pyinstrument profile per operation into DIR")
-    p.add_argument("--out", help="results file (default benchmarks/results/latest.json)")
+    p.add_argument(
+        "--out",
+        help="results file (default benchmarks/results/full.json for a complete full run, "
+        "quick.json for a complete quick run, <mode>-<workloads>.json otherwise)",
+    )
     args = p.parse_args(argv)
+    args.load_at_start = load_average()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     only = set(args.only.split(",")) if args.only else set()
     if "W8" in only:  # convert while copying: its own server and table (benchmarks/w8.py)
