@@ -10,8 +10,8 @@ Which file: a complete, unfiltered full run (``make bench``) writes
 ``benchmarks/results/full.json``, the only file the README's performance table may quote
 (``tests/test_benchmark_evidence.py`` checks that every ratio it quotes is in it); a quick run
 writes ``quick.json``, and a run of some workloads or contenders only writes
-``<mode>-<W...>.json``, so neither can replace the evidence of a full run. Every file records the commit, whether the tree was dirty, the date
-and the load average at start and end.
+``<mode>-<W...>.json``, so neither can replace the evidence of a full run. Every file records
+the commit, whether the tree was dirty, the date and the load average at start and end.
 """
 
 from __future__ import annotations
