@@ -298,3 +298,23 @@ def test_a_change_the_server_did_not_make_raises(
         err = capsys.readouterr().err
         assert "was not changed by the server" in err and "removed" not in err
     assert _read_acl(swift_conn, container_name) == ".r:*,.rlistings"  # still public: said so
+
+
+def test_a_new_temp_url_key_the_server_did_not_keep_raises(
+    swift_server, swift_conn, container_name
+):
+    """``create_key=True`` reads the new key back: a server that drops it is an error that
+    names the container and shows no key, not a link that can never work."""
+    from swiftzarr_batch import ChangeNotAppliedError
+    from swiftzarr_batch.testing.faultproxy import FaultProxy
+
+    _write(_owner(swift_server, container_name, "ds"), zarr_format=3)
+    with FaultProxy(
+        swift_server.proxy_url, drop_request_headers=("X-Container-Meta-Temp-URL-Key",)
+    ) as proxy:
+        url, token = swift_conn.get_auth()
+        store = SwiftStore(container_name, "ds", preauthurl=proxy.via(url), preauthtoken=token)
+        with pytest.raises(ChangeNotAppliedError, match=container_name) as caught:
+            temp_url(store, expires="1h", create_key=True)
+        assert (caught.value.wanted, caught.value.held) == ("a new key", "no key")
+    assert "x-container-meta-temp-url-key" not in swift_conn.head_container(container_name)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from swiftzarr_batch.errors import (
+    ChangeNotAppliedError,
     ConfigurationError,
     PermissionDeniedError,
     TokenExpiredError,
@@ -268,4 +269,11 @@ async def temp_url_key(session: SwiftSession, container: str, *, create: bool = 
         )
     key = secrets.token_urlsafe(32)
     await session.request("POST", path, headers={CONTAINER_KEYS[0]: key})
+    held = (await session.request("HEAD", path)).headers.get(CONTAINER_KEYS[0])
+    if held != key:  # read back, as ACL changes are; the values are secrets: never shown
+        raise ChangeNotAppliedError(
+            f"the Temp-URL key of container {container!r}",
+            wanted="a new key",
+            held="another key" if held else "no key",
+        )
     return key
