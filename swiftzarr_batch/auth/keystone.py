@@ -14,6 +14,7 @@ secret in a ``repr`` and refuse to be pickled unless built with ``travels=True``
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Mapping
@@ -149,23 +150,23 @@ class _KeystoneV3(SecretProvider):
             trust=self.trust,
             timeout=self.timeout,
             proxy=self.proxy,
-            json=body,
+            json_body=body,
             headers={"Accept": "application/json"},
         )
-        outcome = classify(resp.status_code)
+        outcome = classify(resp.status)
         if outcome is not Outcome.OK:
             raise AuthenticationError(
-                f"Keystone at {self.auth_url} refused {self._who()} ({resp.status_code} "
+                f"Keystone at {self.auth_url} refused {self._who()} ({resp.status} "
                 f"{resp.reason}); check the credentials, project and domains"
             )
         token = resp.headers.get("X-Subject-Token")
         try:
-            data = resp.json()["token"]
+            data = json.loads(resp.body)["token"]
         except (ValueError, KeyError, TypeError):
             data = None
         if not token or not isinstance(data, dict):
             raise AuthenticationError(
-                f"{url} answered {resp.status_code} without a token; is this Keystone v3?"
+                f"{url} answered {resp.status} without a token; is this Keystone v3?"
             )
         storage_url = self._endpoint(data.get("catalog") or [])
         expires_at = _expiry(data.get("expires_at"))

@@ -6,20 +6,34 @@ Why here, once: v1 auth and Keystone must count their requests, tell a TLS failu
 unreachable host, retry what the status map says is worth retrying, never put a secret in an
 error, a log line or a pickle, and key the token cache by a hash of the secret. Written once
 here, both get it the same way and neither can drift from the other.
+
+Auth requests go over the data path's own HTTP/1.1 client (``swift.http1``), not a second
+stack: the same strict framing and bounded reads, the same ``Trust`` (one ``ssl.SSLContext``)
+and the same forward-proxy decision (``swift.proxy.proxy_for``) as every data request, so
+"authenticates but cannot read" (or the reverse) from two clients disagreeing on CAs or
+proxies cannot happen. Redirects are not followed: credentials go only to the URL configured.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 import logging
-from collections.abc import Callable, Hashable
-from typing import Any, TypeVar, cast
+from collections.abc import Callable, Coroutine, Hashable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import requests
-
-from swiftzarr_batch.errors import AuthenticationError
-from swiftzarr_batch.swift.proxy import ProxyOption, proxy_for, requests_proxies
+from swiftzarr_batch.errors import AuthenticationError, ProxyError
+from swiftzarr_batch.swift.http1 import (
+    ConnectionFailed,
+    Endpoint,
+    HTTPResponse,
+    Pool,
+    TLSFailure,
+)
+from swiftzarr_batch.swift.proxy import ProxyOption, proxy_for
 from swiftzarr_batch.swift.retry import RetryableFailure, RetryPolicy
 from swiftzarr_batch.swift.status import Outcome, classify
 from swiftzarr_batch.swift.tls import Trust, warn_insecure
@@ -49,6 +63,40 @@ AUTH_RETRY = RetryPolicy(attempts=4, base_delay=0.2, max_delay=2.0, budget=30.0)
 _P = TypeVar("_P", bound="SecretProvider")
 
 
+_T = TypeVar("_T")
+
+
+def _run_blocking(make: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    """Run the coroutine ``make()`` to completion from synchronous code: on a private event
+    loop in this thread, or, when this thread already runs a loop (a provider called from
+    async code), in a short-lived thread of its own, so that loop is never blocked into a
+    deadlock."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    with ThreadPoolExecutor(1, thread_name_prefix="swiftzarr-auth") as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
+
+
+async def _one_request(
+    method: str,
+    url: str,
+    endpoint: Endpoint,
+    headers: Mapping[str, str],
+    body: bytes | None,
+    timeout: float,
+) -> HTTPResponse:
+    pool = Pool(endpoint, limit=1, connect_timeout=timeout, read_timeout=timeout)
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        async with asyncio.timeout(4 * timeout):  # a bound on the whole exchange too
+            return await pool.request(method, target, headers, body)
+    finally:
+        pool.close()
+
+
 def auth_request(
     method: str,
     url: str,
@@ -57,8 +105,9 @@ def auth_request(
     trust: Trust,
     timeout: float,
     proxy: ProxyOption = None,
-    **kwargs: Any,
-) -> requests.Response:
+    headers: Mapping[str, str] | None = None,
+    json_body: Any = None,
+) -> HTTPResponse:
     """Send one auth request; return a 2xx (or other final) response, raise for the rest.
 
     Connection and TLS trouble raise ``AuthenticationError`` naming ``what`` (the endpoint, as
@@ -68,42 +117,38 @@ def auth_request(
     data path's. Headers and bodies (which hold secrets) never reach a message. ``proxy`` is
     the explicit ``proxy=`` choice (None: the environment's), picked by ``swift.proxy`` for
     both, so auth goes through the proxy the data goes through, or neither does.
+    ``json_body`` is sent as ``application/json``.
     """
     count_auth_call()
     via = proxy_for(url, proxy)
+    sent = dict(headers or {})
+    body = None
+    if json_body is not None:
+        body = json.dumps(json_body).encode("utf-8")
+        sent["Content-Type"] = "application/json"
     try:
-        resp = requests.request(
-            method,
-            url,
-            timeout=timeout,
-            verify=trust.requests_verify(),
-            # None values turn the environment's proxy off (requests' stub omits them)
-            proxies=cast(dict[str, str], requests_proxies(url, proxy)),
-            **kwargs,
-        )
-    except requests.exceptions.ProxyError as exc:
-        refusal = " (407: it wants credentials)" if "407" in str(exc) else ""
+        endpoint = Endpoint(url, ssl_context=trust.ssl_context(), proxy=via)
+        resp = _run_blocking(lambda: _one_request(method, url, endpoint, sent, body, timeout))
+    except ValueError:
+        raise AuthenticationError(f"{what}: not an http(s) URL") from None
+    except ProxyError as exc:
+        refusal = " (407: it wants credentials)" if exc.status == 407 else ""
         raise AuthenticationError(
-            f"could not reach {what} through proxy {via}{refusal}: {type(exc).__name__}"
+            f"could not reach {what} through proxy {via}{refusal}: {exc}"
         ) from None
-    except requests.exceptions.SSLError:
+    except TLSFailure:
         raise AuthenticationError(
             f"TLS verification failed for {what} ({urlsplit(url).hostname}): {trust.hint()}"
         ) from None
-    except requests.exceptions.RequestException as exc:
+    except (ConnectionFailed, TimeoutError, OSError) as exc:
         through = f" through proxy {via}" if via else ""
         raise AuthenticationError(
             f"could not reach {what}{through}: {type(exc).__name__}"
         ) from None
-    if resp.status_code == 407 and via is not None:  # the proxy's answer, not the server's
-        raise AuthenticationError(
-            f"proxy {via} refused {what} with 407: give its credentials in its URL "
-            "(http://user:password@host:port)"
-        )
-    if classify(resp.status_code) is Outcome.RETRY:
+    if classify(resp.status) is Outcome.RETRY:
         raise RetryableFailure(
-            f"{what} answered {resp.status_code}",
-            status=resp.status_code,
+            f"{what} answered {resp.status}",
+            status=resp.status,
             retry_after=resp.headers.get("Retry-After"),
         )
     return resp

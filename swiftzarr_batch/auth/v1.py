@@ -82,16 +82,16 @@ class V1Password(SecretProvider):
             proxy=self.proxy,
             headers=headers,
         )
-        outcome = classify(resp.status_code)
+        outcome = classify(resp.status)
         if outcome is not Outcome.OK:
             raise AuthenticationError(
                 f"authentication of user {self.user!r} at {self.authurl} was refused "
-                f"({resp.status_code} {resp.reason}); check the user and key"
+                f"({resp.status} {resp.reason}); check the user and key"
             )
         url, token = resp.headers.get("X-Storage-Url"), resp.headers.get("X-Auth-Token")
         if not url or not token:
             raise AuthenticationError(
-                f"auth URL {self.authurl} answered {resp.status_code} without a storage URL and "
+                f"auth URL {self.authurl} answered {resp.status} without a storage URL and "
                 "token; is this a Swift v1 auth endpoint?"
             )
         expires = resp.headers.get("X-Auth-Token-Expires")  # seconds left, not a timestamp

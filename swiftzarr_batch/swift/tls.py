@@ -75,11 +75,6 @@ class Trust:
         one loads the whole bundle)."""
         return _context(self.cacert, self.verify, self.source)
 
-    def requests_verify(self) -> bool | str:
-        """``requests``' ``verify=``: the same bundle (a path is never overridden by
-        ``REQUESTS_CA_BUNDLE``, which was considered here already), or False."""
-        return self.cacert if self.verify and self.cacert else self.verify
-
     def swiftclient_options(self) -> dict[str, object]:
         """python-swiftclient ``Connection``'s ``cacert=``/``insecure=``."""
         return {"cacert": self.cacert if self.verify else None, "insecure": not self.verify}
