@@ -113,3 +113,25 @@ def test_package_ships_py_typed_and_no_top_level_workflows_package() -> None:
     assert not list((REPO / "workflows").rglob("*.py"))  # configs and templates only
     pyproject = (REPO / "pyproject.toml").read_text()
     assert '"workflows*"' not in pyproject
+
+
+def test_importing_the_package_and_the_swift_client_loads_no_scientific_stack() -> None:
+    """``import swiftzarr_batch`` (and its auth and Swift client rooms) imports neither zarr nor
+    dask, distributed or xarray: the public names load on first use (PEP 562). Run in a fresh
+    interpreter, since this one has them all loaded."""
+    code = (
+        "import sys, swiftzarr_batch, swiftzarr_batch.auth, swiftzarr_batch.swift.session\n"
+        "heavy = [m for m in ('dask', 'distributed', 'xarray', 'zarr', 'numpy') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "", f"loaded at import: {done.stdout.strip()}"
+
+
+def test_every_exported_name_resolves() -> None:
+    for name in swiftzarr_batch.__all__:
+        assert getattr(swiftzarr_batch, name) is not None, name
+    assert set(swiftzarr_batch.__all__) <= set(dir(swiftzarr_batch))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        swiftzarr_batch.nope
