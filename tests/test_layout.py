@@ -135,3 +135,23 @@ def test_every_exported_name_resolves() -> None:
     assert set(swiftzarr_batch.__all__) <= set(dir(swiftzarr_batch))
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         swiftzarr_batch.nope
+
+
+def test_every_room_is_placed_in_the_layers_contract() -> None:
+    """A new room (sub-package) or top-level module fails here until it has a place in the
+    import-linter layers of ``pyproject.toml`` (``_moved`` is the old-path shim, imported by the
+    package root only, and ``__init__`` is the package itself)."""
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
+    layered = {
+        name.removeprefix("swiftzarr_batch.")
+        for contract in config["contracts"]
+        if contract["type"] == "layers"
+        for layer in contract["layers"]
+        for name in layer.split("|")
+    }
+    package = REPO / "swiftzarr_batch"
+    rooms = {p.name for p in package.iterdir() if (p / "__init__.py").is_file()}
+    modules = {p.stem for p in package.glob("*.py")} - {"__init__", "_moved"}
+    assert rooms | modules <= {n.strip() for n in layered}, "place it in pyproject's layers"
