@@ -33,6 +33,8 @@ _OPTIONS: tuple[tuple[str, str, Any, str], ...] = (
 
 
 def add_cluster_options(p: argparse.ArgumentParser) -> None:
+    """Add ``--cluster`` and its per-kind options: one ``--slurm-*``/``--dask-*`` option per
+    ``ClusterConfig`` field, stored as ``cluster_<field>`` for ``cluster_given`` to read back."""
     g = p.add_argument_group("cluster (see README: Clusters)")
     g.add_argument(
         "--cluster",

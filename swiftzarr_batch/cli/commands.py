@@ -66,6 +66,10 @@ def _write_json(target: str | None, data: dict[str, Any]) -> None:
 
 # -- token ------------------------------------------------------------------------------------
 def token(args: argparse.Namespace) -> int:
+    """``swiftzarr token``: authenticate once and print shell ``export`` lines (storage URL, token,
+    expiry), so that many jobs can share one token instead of each authenticating. Needs renewable
+    credentials (a token alone cannot make another); ``--lifetime`` is v1 auth's
+    ``X-Auth-Lifetime``, and a shorter grant by the server is warned about."""
     resolved = swift_credentials(args.env_prefix, insecure=args.insecure)
     provider = resolved.provider
     if provider is None:
@@ -114,6 +118,9 @@ def open_existing(url: str, *, insecure: bool = False, env_prefix: str = "") -> 
 
 
 def ls(args: argparse.Namespace) -> int:
+    """``swiftzarr ls``: the account's containers (``swift://`` without a container), else the first
+    level under the location, one delimiter listing on Swift. A missing container is an error, not
+    an empty listing (``open_existing``)."""
     if urlsplit(args.url).scheme == "swift" and not parse_swift_url(args.url).container:
         for entry in sync(_containers(open_session(args.url, insecure=args.insecure))):
             counts = f"{_size(entry['bytes']):>10}  {entry['count']:>9}  " if args.long else ""
@@ -144,6 +151,8 @@ async def _first_level(store: Store) -> list[tuple[str, int | None]]:
 
 
 def du(args: argparse.Namespace) -> int:
+    """``swiftzarr du``: objects and bytes under a location, per first-level entry and in total,
+    from one streamed listing (memory grows with the first-level entries, not with the objects)."""
     store = open_existing(args.url, insecure=args.insecure)
     totals: dict[str, list[int]] = {}
     progress = Progress("du", 0, unit="keys listed", interval=5.0)
@@ -200,6 +209,9 @@ def _array_line(a: zarr.Array[Any]) -> str:
 
 # -- copy / verify / consolidate / rm ---------------------------------------------------------
 def copy(args: argparse.Namespace) -> int:
+    """``swiftzarr copy``: ``copy_store`` from the options, converting when a conversion option is
+    given. With ``--json`` the summary is written even when the copy fails (``CopyError``), with
+    ``ok: false`` and the error, so a scheduler can tell what was done before the command fails."""
     source = open_existing(args.src, env_prefix=args.src_env, insecure=args.insecure)
     dest = open_store(
         args.dst, read_only=args.dry_run, env_prefix=args.dst_env, insecure=args.insecure
@@ -233,6 +245,8 @@ def copy(args: argparse.Namespace) -> int:
 
 
 def verify(args: argparse.Namespace) -> int:
+    """``swiftzarr verify``: ``verify_store`` on the location; exits 1 when problems were found, so
+    a script or cron job fails on a broken dataset without parsing the report."""
     store = open_existing(args.url, insecure=args.insecure)
     with dask_context(cluster=cluster_from_args(args), stores=(store,)):
         report = verify_store(
@@ -249,6 +263,8 @@ def verify(args: argparse.Namespace) -> int:
 
 
 def consolidate(args: argparse.Namespace) -> int:
+    """``swiftzarr consolidate``: write consolidated metadata for the hierarchy (readers then open
+    it with one GET); prints how many nodes it lists. Rerun it after changing the hierarchy."""
     store = open_store(args.url, insecure=args.insecure)
     started = time.monotonic()
     group = zarr.consolidate_metadata(store)
@@ -324,6 +340,9 @@ async def _count(store: Store) -> tuple[int, int]:
 
 # -- workflows ----------------------------------------------------------------------------------
 def workflow(args: argparse.Namespace) -> int:
+    """``swiftzarr ingest`` and ``swiftzarr mirror``: run the workflow from its TOML config; cluster
+    options given on the command line replace the config's ``[dask]`` section. Returns the
+    workflow's exit code (75 when another run holds the dataset's lock)."""
     if args.command == "ingest":
         from swiftzarr_batch.workflows.ingest import run_from_config
     else:

@@ -20,6 +20,8 @@ _OPTIONS = ("zarr_format", "chunks", "shards", "shard_size", "compressor", "max_
 
 
 def add_convert_options(p: argparse.ArgumentParser) -> None:
+    """Add the conversion options of ``swiftzarr copy``; giving any of them turns the copy into a
+    converting one (``target_from_args``)."""
     g = p.add_argument_group("convert while copying (any of these re-encodes every array)")
     g.add_argument("--zarr-format", type=int, choices=(2, 3), help="destination zarr format")
     g.add_argument(

@@ -25,6 +25,8 @@ log = logging.getLogger("swiftzarr_batch.cli.share")
 
 
 def add_share_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of ``swiftzarr share`` (signed link, ``--public`` or ``--revoke``), added to
+    ``p`` by the main parser; returns ``p``."""
     p.add_argument("url", help="swift://CONTAINER[/PREFIX] of the dataset")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
@@ -59,6 +61,9 @@ def add_share_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def share(args: argparse.Namespace) -> int:
+    """``swiftzarr share``: print a signed link, or make the container publicly readable
+    (``--public``), or take public read away (``--revoke``, checked against what the server holds
+    afterwards). Only ``swift://`` locations can be shared."""
     store = open_store(args.url, read_only=True, insecure=args.insecure)
     if not isinstance(store, SwiftStore):
         raise ConfigurationError(f"only swift:// datasets can be shared, not {args.url!r}")
