@@ -86,6 +86,8 @@ class EnvironmentCredentials(WrappingProvider):
         return "EnvironmentCredentials()"
 
     def inner(self) -> CredentialProvider:
+        """The provider this process's environment names, looked up afresh at each call: on a dask
+        worker it is the worker's environment, so no secret travels in the pickle."""
         provider = _provider_from(os.environ, "the environment", self.verify_tls, self.cacert)
         return StorageURLOverride(provider, self.storage_url) if self.storage_url else provider
 
@@ -119,6 +121,9 @@ class CredentialsFile(WrappingProvider):
         return f"CredentialsFile({str(self.path)!r})"
 
     def read(self) -> dict[str, str]:
+        """The file's ``NAME=value`` entries, read now (so a rotated secret is picked up); warns
+        when others can read the file. A malformed line raises ``ConfigurationError`` naming the
+        line, never the value."""
         try:
             text = self.path.read_text()
             mode = self.path.stat().st_mode
@@ -149,6 +154,7 @@ class CredentialsFile(WrappingProvider):
         return values
 
     def inner(self) -> CredentialProvider:
+        """The provider the file's entries name, read at each call (see ``read``)."""
         provider = _provider_from(self.read(), str(self.path), self.verify_tls, self.cacert)
         return StorageURLOverride(provider, self.storage_url) if self.storage_url else provider
 
@@ -163,6 +169,7 @@ class StorageURLOverride:
 
     @property
     def travels(self) -> bool:
+        """The wrapped provider's choice: the override adds no secret of its own."""
         return travels(self.provider)
 
     @property
@@ -174,9 +181,13 @@ class StorageURLOverride:
         return f"StorageURLOverride({self.provider!r}, {self.storage_url!r})"
 
     def cache_key(self) -> tuple[Hashable, ...]:
+        """The wrapped provider's key, tagged with the storage URL: the same credentials used for
+        two accounts cache two tokens."""
         return ("override", self.storage_url, *provider_cache_key(self.provider))
 
     def authenticate(self) -> Token:
+        """Authenticate with the wrapped provider and keep its token, with the override's storage
+        URL."""
         token = self.provider.authenticate()
         return Token(self.storage_url, token.token, token.expires_at)
 
@@ -261,7 +272,8 @@ class HasSession(Protocol):
     """A store on Swift (``SwiftStore``): what the lifetime check needs of it."""
 
     @property
-    def session(self) -> SwiftSession: ...
+    def session(self) -> SwiftSession:
+        """The store's ``SwiftSession``, holding the token and the provider that may renew it."""
 
 
 def check_token_lifetime(

@@ -232,10 +232,14 @@ class WrappingProvider:
     kind = "wrapped"
 
     def inner(self) -> CredentialProvider:
+        """The provider to authenticate through, found anew at each call (subclasses say where)."""
         raise NotImplementedError
 
     def cache_key(self) -> tuple[Hashable, ...]:
+        """The inner provider's key tagged with ``kind``, so a wrapper never shares a token with a
+        different kind of wrapper around the same credentials."""
         return (self.kind, *provider_cache_key(self.inner()))
 
     def authenticate(self) -> Token:
+        """A fresh token from the inner provider."""
         return self.inner().authenticate()

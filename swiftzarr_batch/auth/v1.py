@@ -66,6 +66,8 @@ class V1Password(SecretProvider):
         return f"V1Password(authurl={self.authurl!r}, user={self.user!r}, key=***)"
 
     def cache_key(self) -> tuple[str, str, str]:
+        """Auth URL, user and a digest of the key (never the key): stores with the same credentials
+        share one token per process."""
         return (self.authurl, self.user, secret_digest(self._key))
 
     def authenticate_once(self) -> Token:

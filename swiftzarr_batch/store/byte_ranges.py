@@ -42,6 +42,9 @@ def range_header(byte_range: ByteRequest | None) -> str | None:
 
 
 def slice_body(body: bytes | bytearray, byte_range: ByteRequest | None) -> bytes | bytearray:
+    """The part of a whole object's ``body`` that ``byte_range`` asks for: a server (or a proxy in
+    front of it) may answer a Range request with the whole object (200), and zarr must still get
+    only the bytes it asked for."""
     if isinstance(byte_range, RangeByteRequest):
         return body[byte_range.start : byte_range.end]
     if isinstance(byte_range, OffsetByteRequest):

@@ -42,14 +42,18 @@ class ArraySpec:
 
     @property
     def grid_shape(self) -> tuple[int, ...]:
+        """Stored objects along each dimension (a partly filled one at the edge counts)."""
         pairs = zip(self.shape, self.grid, strict=True)
         return tuple(math.ceil(s / c) if c else 0 for s, c in pairs)
 
     @property
     def nchunks(self) -> int:
+        """How many objects the array's data takes when every chunk (or shard) is written."""
         return math.prod(self.grid_shape)
 
     def chunk_keys(self) -> Iterator[str]:
+        """The store key of every chunk (or shard) of the grid, in C order, generated one at a time
+        (a large grid is never held as a list)."""
         for coords in itertools.product(*(range(n) for n in self.grid_shape)):
             yield join(self.path, self.encode(coords))
 

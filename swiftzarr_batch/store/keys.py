@@ -25,10 +25,12 @@ LOCKS_DIR = f"{BOOKKEEPING_DIR}/locks"
 
 
 def basename(key: str) -> str:
+    """The last segment of ``key`` (the whole key when it has no ``/``)."""
     return key.rsplit("/", 1)[-1]
 
 
 def dirname(key: str) -> str:
+    """Everything before the last ``/`` of ``key`` ("" at the root)."""
     return key.rsplit("/", 1)[0] if "/" in key else ""
 
 
@@ -38,6 +40,8 @@ def join(*parts: str) -> str:
 
 
 def is_metadata_key(key: str) -> bool:
+    """Whether ``key`` is a zarr metadata document (v2 or v3, consolidated too): written after the
+    data, and read to find the hierarchy."""
     return basename(key) in METADATA_NAMES
 
 
@@ -47,10 +51,15 @@ def is_node_document(key: str) -> bool:
 
 
 def is_bookkeeping_key(key: str) -> bool:
+    """Whether ``key`` is our own bookkeeping (under a ``.swiftzarr/`` directory at any depth): not
+    a zarr node or chunk, so verify does not call it an orphan and a roll-back or a conversion
+    leaves it alone."""
     return BOOKKEEPING_DIR in key.split("/")[:-1]
 
 
 def is_lock_key(key: str) -> bool:
+    """Whether ``key`` is a workflow's lock (under ``.swiftzarr/locks/``): a copy must never carry
+    another run's lock to the destination."""
     return f"/{LOCKS_DIR}/" in f"/{key}"
 
 

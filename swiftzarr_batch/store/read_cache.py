@@ -123,6 +123,8 @@ class ReadCache:
         self._stats = {"hits": 0, "misses": 0, "evictions": 0, "stale": 0}
 
     def stats(self) -> dict[str, int]:
+        """A snapshot of the counters (hits, misses, evictions, stale) and of the current entries
+        and bytes: to check that the cache is used, and that its cap holds."""
         with self._lock:
             return {**self._stats, "entries": len(self._entries), "bytes": self._bytes}
 

@@ -45,6 +45,7 @@ def parse_acl(value: str | None) -> list[str]:
 
 
 def format_acl(entries: list[str]) -> str:
+    """The header value of ACL ``entries`` (``parse_acl``'s inverse)."""
     return ",".join(entries)
 
 

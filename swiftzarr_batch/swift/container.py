@@ -146,6 +146,8 @@ class SwiftContainer:
 
     # -- container --------------------------------------------------------------------------
     async def exists(self) -> bool:
+        """Whether the container exists (one HEAD). Only a 404 says no; any other failure raises, so
+        an auth or server error is never taken for a missing container."""
         resp = await self.session.request("HEAD", self._path)
         return resp.status != NOT_FOUND
 
@@ -417,6 +419,8 @@ class SwiftContainer:
         return limit
 
     async def list_names(self, prefix: str = "") -> AsyncIterator[str]:
+        """The object names under ``prefix``, streamed page by page (``list_pages``: memory stays
+        about two pages; a missing container lists as empty)."""
         async for page in self.list_pages(prefix):
             for entry in page:
                 yield entry["name"]

@@ -62,6 +62,8 @@ _PARALLEL_SEGMENTS = 4
 
 
 def segment_container(container: str) -> str:
+    """The container that holds the segments of ``container``'s large objects (``<name>_segments``,
+    python-swiftclient's convention, so its tools find them)."""
     return f"{container}{SEGMENT_SUFFIX}"
 
 
@@ -192,6 +194,8 @@ async def segments_of(container: SwiftContainer, name: str) -> list[str]:
 
 
 async def delete_paths(session: SwiftSession, paths: list[str]) -> None:
+    """Delete objects named by ``/container/object`` paths (an SLO manifest's segments), with one
+    bulk delete per container; a refused delete raises (``bulk_delete``)."""
     by_container: dict[str, list[str]] = {}
     for path in paths:
         cont, _, obj = path.lstrip("/").partition("/")

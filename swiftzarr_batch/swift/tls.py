@@ -80,6 +80,7 @@ class Trust:
         return {"cacert": self.cacert if self.verify else None, "insecure": not self.verify}
 
     def describe(self) -> str:
+        """What is trusted and where that choice came from, for messages (never a secret)."""
         if not self.verify:
             return f"certificates are not checked ({self.source})"
         return f"trusting {self.cacert or "OpenSSL's default CAs"} ({self.source})"

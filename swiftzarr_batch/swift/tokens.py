@@ -47,6 +47,8 @@ class Token:
     query: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     def seconds_left(self, now: float | None = None) -> float | None:
+        """Seconds until the token expires (negative once it has), or None when the auth server did
+        not say; ``now`` is a UNIX time, the current one by default."""
         if self.expires_at is None:
             return None
         return self.expires_at - (time.time() if now is None else now)
@@ -56,14 +58,18 @@ class Token:
 class CredentialProvider(Protocol):
     """Anything that can produce a fresh Token (picklable ones may travel to dask workers)."""
 
-    def authenticate(self) -> Token: ...
+    def authenticate(self) -> Token:
+        """A new token, from the auth server: a request each call (``cached_authenticate`` shares
+        tokens)."""
 
 
 @runtime_checkable
 class CachingProvider(CredentialProvider, Protocol):
     """A provider whose tokens may be shared in a process: same ``cache_key()``, same token."""
 
-    def cache_key(self) -> tuple[Hashable, ...]: ...
+    def cache_key(self) -> tuple[Hashable, ...]:
+        """What identifies the credentials (with a hash of the secret, never the secret): equal keys
+        share one cached token in a process."""
 
 
 def travels(provider: object) -> bool:
