@@ -137,6 +137,8 @@ class ClusterConfig:
             raise ConfigurationError(f"{where}: {exc}") from None
 
     def with_changes(self, **changes: Any) -> ClusterConfig:
+        """A copy with ``changes`` (field names) applied, the config being frozen; checked again
+        like any new config, but without ``from_mapping``'s inference of ``kind``."""
         return replace(self, **changes)
 
     @property

@@ -50,11 +50,20 @@ class Future(Protocol):
     """A ``distributed.Future``: the jobs wait for its result, then let go of it."""
 
     @property
-    def key(self) -> Any: ...
+    def key(self) -> Any:
+        """The task's key: how a result is matched to the part it was computed for."""
+
     @property
-    def status(self) -> str: ...
-    def result(self) -> Any: ...
-    def release(self) -> None: ...
+    def status(self) -> str:
+        """``"pending"``, ``"finished"``, ``"error"``...: a finished task whose value is not needed
+        is not fetched."""
+
+    def result(self) -> Any:
+        """The task's value, fetched from its worker (waits for it); raises the task's exception."""
+
+    def release(self) -> None:
+        """Let the cluster forget the task: once its value is recorded it is never re-run, even when
+        its worker leaves."""
 
 
 class DaskClient(Protocol):
@@ -64,9 +73,16 @@ class DaskClient(Protocol):
     def compute(self, collections: Delayed, *, retries: int = ...) -> Future: ...
     @overload
     def compute(self, collections: list[Delayed], *, retries: int = ...) -> list[Future]: ...
-    def run(self, function: Callable[[], T], *, on_error: OnError = ...) -> dict[str, T]: ...
-    def cancel(self, futures: list[Future]) -> Any: ...
-    def nthreads(self) -> dict[str, int]: ...
+
+    def run(self, function: Callable[[], T], *, on_error: OnError = ...) -> dict[str, T]:
+        """Call ``function`` once in every worker process (per-process counters); answers by worker
+        address."""
+
+    def cancel(self, futures: list[Future]) -> Any:
+        """Stop tasks not yet run: the rest of a job that already failed."""
+
+    def nthreads(self) -> dict[str, int]:
+        """Threads per worker address: how many tasks the cluster runs at once."""
 
 
 def current_client() -> DaskClient | None:
@@ -140,8 +156,11 @@ class TaskGraph:
         self._graph = HighLevelGraph({self.LAYER: cast(Any, self.tasks)}, {self.LAYER: set()})
 
     def dependencies(self, key: Hashable) -> set[Hashable]:
+        """The keys of the tasks whose values the task ``key`` reads."""
         return _get_dependencies(self.tasks, key)
 
     def parts(self, keys: Sequence[Hashable]) -> list[Delayed]:
+        """One ``Delayed`` per key, all sharing this graph as one layer: computing many of them
+        together costs one graph, not one per part."""
         part = cast(Callable[..., Delayed], Delayed)
         return [part(key, self._graph, layer=self.LAYER) for key in keys]

@@ -45,6 +45,8 @@ _display: list[Display] = ["log"]  # a one-element stack top: set by progress_di
 
 
 def current_display() -> Display:
+    """The display a ``Progress`` made now uses (the innermost ``progress_display``; ``"log"``
+    outside any)."""
     return _display[-1]
 
 
@@ -116,6 +118,8 @@ class Progress:
         )
 
     def advance(self, count: int, nbytes: int = 0) -> None:
+        """Count ``count`` more units and ``nbytes`` more bytes, and show them: the bar moves; a log
+        line is written only when ``interval`` seconds have passed since the last one."""
         self.done += count
         self.bytes += nbytes
         if self.callback is not None:
@@ -132,6 +136,8 @@ class Progress:
             self._log()
 
     def finish(self) -> None:
+        """Close the bar, or write the final log line (for a phase of known size), so the last
+        numbers shown are the final ones."""
         if self._bar is not None:
             self._bar.set_postfix_str(self._bytes_text(), refresh=False)
             self._bar.close()
@@ -162,6 +168,7 @@ class Progress:
 
 
 def format_bytes(n: float) -> str:
+    """``n`` bytes for people, in decimal units (``"1.5 MB"``, as the MB/s rates are)."""
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

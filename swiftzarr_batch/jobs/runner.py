@@ -76,6 +76,8 @@ still fails (or whose worker died) is run again this many times before the job f
 
 # -- batches of keys --------------------------------------------------------------------------
 def batched(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    """``items`` cut into consecutive slices of ``size`` (the last may be shorter): one dask task
+    per batch. A size below 1 is a ValueError."""
     if size < 1:
         raise ValueError(f"batch size must be >= 1, got {size}")
     return [items[i : i + size] for i in range(0, len(items), size)]
@@ -198,6 +200,8 @@ class JobResult:
 
     @property
     def chunks_per_second(self) -> float | None:
+        """Chunks written per wall-clock second, or None when the job did not count chunks (or took
+        no time)."""
         if self.chunks is None or self.seconds <= 0:
             return None
         return self.chunks / self.seconds
@@ -213,6 +217,8 @@ class JobClock:
 
     @classmethod
     def start_now(cls) -> JobClock:
+        """Start a job's clock: the current client (None: dask's local scheduler), a snapshot of the
+        request counters to subtract at the end, and the time."""
         client = current_client()
         return cls(client, snapshot(client), time.perf_counter())
 
@@ -360,6 +366,8 @@ class WriteJob:
         progress: bool,
         needs_seconds: float | None = None,
     ) -> WriteJob:
+        """Check the store's token against ``needs_seconds`` (warns if it expires first) and, when
+        the job is to be computed, start its clock; call it before any metadata is written."""
         warn_if_token_expires_first(store, needs_seconds)
         return cls(retries, compute, progress, JobClock.start_now() if compute else None)
 
