@@ -21,6 +21,8 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
 
 
 def main() -> None:
+    """Run gunicorn with Keystone's app from the arguments (see the module docstring); returns when
+    gunicorn stops."""
     conf_dir, bind, workers, access_log, error_log = sys.argv[1:6]
     sys.argv = [sys.argv[0]]  # what oslo.config will see
     os.environ["OS_KEYSTONE_CONFIG_DIR"] = conf_dir

@@ -89,16 +89,20 @@ class LocalKeystone:
     # -- properties -----------------------------------------------------------------------------
     @property
     def url(self) -> str:
+        """The Keystone base URL on 127.0.0.1; ``ServerError`` before ``start``."""
         if self.port is None:
             raise ServerError("Keystone is not started")
         return f"http://127.0.0.1:{self.port}"
 
     @property
     def auth_url(self) -> str:
+        """The v3 identity endpoint, what ``OS_AUTH_URL`` should hold."""
         return f"{self.url}/v3"
 
     @property
     def data_dir(self) -> Path:
+        """The server's temporary directory (``keystone.conf``, its sqlite database, keys and logs);
+        ``ServerError`` before ``start``."""
         if self._dir is None:
             raise ServerError("Keystone is not started")
         return self._dir

@@ -89,6 +89,8 @@ def reap(groups: dict[int, int | None], dirs: set[str], grace: float) -> None:
 
 
 def main(argv: list[str]) -> int:
+    """Read the owner's JSON lines until its pipe closes, then reap what is still listed;
+    ``argv[1]`` is the grace time in seconds before SIGKILL (default 5)."""
     grace = float(argv[1]) if len(argv) > 1 else 5.0
     for sig in (signal.SIGINT, signal.SIGHUP):  # outlive a Ctrl-C or a closed terminal
         signal.signal(sig, signal.SIG_IGN)

@@ -109,6 +109,7 @@ class LocalSlurm:
     # -- what clients need ----------------------------------------------------------------
     @property
     def conf_path(self) -> Path:
+        """The cluster's ``slurm.conf`` (what ``SLURM_CONF`` points Slurm's commands at)."""
         return self.dir / "slurm.conf"
 
     @property
@@ -118,10 +119,12 @@ class LocalSlurm:
 
     @property
     def partition(self) -> str:
+        """The partition jobs should ask for (the only one)."""
         return PARTITION
 
     @property
     def pids(self) -> dict[str, int]:
+        """The daemons still running, by name: to stop them by pid and to show in messages."""
         return {name: p.pid for name, p in self._procs.items() if p.poll() is None}
 
     def run(self, *argv: str, check: bool = True, timeout: float = 60) -> str:
@@ -144,6 +147,8 @@ class LocalSlurm:
         return [tuple(line.split("|", 2)) for line in out.splitlines() if line]  # type: ignore[misc]
 
     def job_state(self, job_id: str) -> str:
+        """The job's state as ``scontrol`` shows it (``RUNNING``, ``COMPLETED``...), or
+        ``"UNKNOWN"`` once the controller no longer knows the job."""
         out = self.run("scontrol", "show", "job", job_id, check=False)
         for field in out.split():
             if field.startswith("JobState="):
@@ -162,6 +167,8 @@ class LocalSlurm:
             time.sleep(0.5)
 
     def log_tail(self, name: str, lines: int = 20) -> str:
+        """The last ``lines`` lines of a daemon's log (``"slurmctld"``, ``"slurmd"``, ``"munged"``),
+        "" if it has none: for error messages."""
         path = self.dir / f"{name}.log"
         if not path.exists():
             return ""
@@ -178,6 +185,8 @@ class LocalSlurm:
         self.stop()
 
     def start(self) -> LocalSlurm:
+        """Start munged, slurmctld and slurmd in a fresh directory and wait for the node to be idle;
+        raises ``SlurmError`` (with why) when Slurm cannot run here, stopping what it started."""
         reason = unavailable_reason(install=False)
         if reason:
             raise SlurmError(reason)

@@ -74,6 +74,7 @@ class ChunkPresence:
                 )
 
     def ravel(self, coords: tuple[int, ...]) -> int:
+        """The grid index of chunk ``coords`` in C order: its bit in the presence bitmap."""
         idx = 0
         for c, n in zip(coords, self.grid_shape, strict=True):
             idx = idx * n + c
@@ -114,6 +115,7 @@ class ChunkPresence:
 
     @property
     def missing(self) -> int:
+        """How many of the grid's chunks have not been recorded (yet)."""
         return self.expected - self.present
 
     def missing_keys(self, limit: int) -> list[str]:

@@ -81,6 +81,9 @@ class ConvertSummary(CopySummary):
     plan: list[str] = field(default_factory=list)
 
     def line(self) -> str:
+        """The one line ``swiftzarr copy`` prints for a conversion: blocks converted of the total,
+        objects and bytes written, what was skipped as done, the memory per task, failures, retries,
+        time and whether it verified."""
         what = "would convert" if self.dry_run else "converted"
         text = (
             f"{what} {self.blocks_written}/{self.blocks_total} blocks of {self.arrays} arrays "
@@ -352,6 +355,7 @@ class ConversionCheck:
 
     @property
     def ok(self) -> bool:
+        """True when no block differed: the destination holds the source's values."""
         return not self.bad
 
 

@@ -150,22 +150,29 @@ class ArrayPlan:
 
     @property
     def grid(self) -> Shape:
+        """Blocks along each dimension (a partial one at the edge counts): the array's tasks."""
         return tuple(-(-s // b) for s, b in zip(self.shape, self.block, strict=True))
 
     @property
     def blocks(self) -> int:
+        """How many tasks the array takes (one per block)."""
         return math.prod(self.grid)
 
     def indices(self) -> Iterator[Shape]:
+        """Every block's index, in C order, generated one at a time."""
         return itertools.product(*(range(n) for n in self.grid))
 
     def region(self, index: Shape) -> tuple[slice, ...]:
+        """The array region the block at ``index`` covers (cut at the array's edge): what its task
+        reads and writes."""
         return tuple(
             slice(i * b, min((i + 1) * b, s))
             for i, b, s in zip(index, self.block, self.shape, strict=True)
         )
 
     def block_id(self, index: Shape) -> str:
+        """The block's name in the manifest of done blocks (``"1.0.2"``; ``"0"`` for a 0-d array),
+        so a resumed conversion skips what is done."""
         return ".".join(map(str, index)) or "0"
 
 
@@ -180,13 +187,18 @@ class ConvertPlan:
 
     @property
     def blocks(self) -> int:
+        """Tasks in the whole conversion."""
         return sum(a.blocks for a in self.arrays)
 
     @property
     def task_bytes(self) -> int:
+        """The largest estimated peak memory of one task over all arrays: what ``max_memory`` is
+        checked against."""
         return max((a.task_bytes for a in self.arrays), default=0)
 
     def lines(self) -> list[str]:
+        """One line per array for a dry run: shapes, chunks before and after, and its tasks with the
+        memory each needs, to judge a conversion before starting it."""
         out = []
         for a in self.arrays:
             unit = f"shards {a.shards}" if a.shards else f"blocks {a.block} of chunks {a.chunks}"

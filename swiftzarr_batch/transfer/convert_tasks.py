@@ -77,6 +77,8 @@ class BlockResult:
 
     @property
     def ok(self) -> bool:
+        """True when the block had no ``problem``: converted and written (``convert_blocks``), or
+        equal on both sides (``check_blocks``)."""
         return self.problem is None
 
 

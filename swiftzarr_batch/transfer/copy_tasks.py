@@ -58,6 +58,8 @@ class BatchResult:
     failed: int = 0
 
     def fail(self, key: str, exc: BaseException) -> None:
+        """Count a failed key and keep its error (up to ``MAX_FAILURES_KEPT``, so a failing batch's
+        result stays small); the batch goes on with the other keys."""
         self.failed += 1
         if len(self.failures) < MAX_FAILURES_KEPT:
             self.failures.append((key, f"{type(exc).__name__}: {exc}"))

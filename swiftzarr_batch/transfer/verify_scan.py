@@ -56,11 +56,15 @@ class Docs:
 
     @property
     def known(self) -> set[str]:
+        """Every metadata key the hierarchy step saw, read or not: the listing's other metadata keys
+        are read later."""
         return set(self.docs) | {k for k, _ in self.unreadable}
 
 
 # -- step 1: the hierarchy -----------------------------------------------------------------
 def discover_metadata(store: Store, path: str, concurrency: int) -> Docs:
+    """Step 1: the metadata documents of the hierarchy under ``path``, walked directory by directory
+    on Swift (no array's chunks are listed), else from one listing of the store."""
     swift = swift_objects(store)
     if swift is None:
         return sync(_from_listing(store, path, concurrency))
@@ -202,6 +206,8 @@ class Scan:
         self._last: ChunkPresence | None = None
 
     def add(self, page: list[ObjectInfo]) -> None:
+        """Step 2, per listing page: count every key, record chunks in their arrays' bitmaps, and
+        count the rest as orphans (keeping a bounded sample) or as metadata to read later."""
         # The hot loop of a verify (once per listed key): locals, cheapest tests first.
         known, orphans, owner_of = self.known_meta, self.orphans, self._owner
         self.keys += len(page)

@@ -202,6 +202,9 @@ def run_workflow(
 
 
 def main_for(prog: str, run_from_config: Callable[..., int], argv: Sequence[str] | None) -> int:
+    """The ``python -m swiftzarr_batch.workflows.<name>`` entry point: parse a config path and the
+    common options, set up logging and return ``run_from_config``'s exit code (the
+    ``swiftzarr ingest``/``mirror`` commands also take cluster options)."""
     parser = argparse.ArgumentParser(prog=prog, description=run_from_config.__doc__)
     parser.add_argument("config", help="TOML configuration file")
     parser.add_argument("--summary", help="write the JSON summary here (overrides the config)")

@@ -42,19 +42,26 @@ def quiet_about_bookkeeping() -> Iterator[None]:
 
 
 def read_record(store: Store) -> dict[str, Any] | None:
+    """The dataset's ingest record (the committed state), or None before the first commit."""
     buf = sync(store.get(RECORD_KEY, PROTO))
     return None if buf is None else json.loads(buf.to_bytes())
 
 
 def write_record(store: Store, record: dict[str, Any]) -> None:
+    """Write the ingest record, the commit point: only once an append has completely finished (or,
+    empty, before the dataset is created, so that an interrupted creation is recognised)."""
     sync(store.set(RECORD_KEY, PROTO.buffer.from_bytes(json.dumps(record, indent=1).encode())))
 
 
 def new_record(append_dim: str) -> dict[str, Any]:
+    """The record of a dataset with nothing ingested yet along ``append_dim``."""
     return {"version": 1, "append_dim": append_dim, "length": 0, "files": []}
 
 
 def dataset_exists(store: Store) -> bool:
+    """Whether a zarr node (v3 ``zarr.json`` or v2 ``.zgroup``) is at the store's root: with the
+    ingest record, it tells a first run from an interrupted creation or a dataset ingest did not
+    make."""
     return bool(sync(store.exists(ZARR_JSON)) or sync(store.exists(ZGROUP)))
 
 

@@ -127,6 +127,8 @@ class DatasetLock:
 
     # -- acquire / renew / release ----------------------------------------------------------
     def acquire(self) -> None:
+        """Take the lock or raise ``LockHeldError`` (an expired lock is taken over by one run only);
+        then renew it in the background unless ``renew=False``."""
         sync(self._acquire())
         log.info("took lock %s (expires in %.0f s unless renewed)", self.key, self.ttl)
         if self.renew_in_background:
@@ -165,6 +167,8 @@ class DatasetLock:
             raise LockLostError(self._lost)
 
     def renew(self) -> None:
+        """Extend the lock by ``ttl`` from now; raises ``LockLostError`` if it is no longer ours
+        (taken over, or gone)."""
         sync(self._renew())
 
     async def _renew(self) -> None:
@@ -188,6 +192,8 @@ class DatasetLock:
                 log.warning("could not renew lock %s: %s", self.key, exc)
 
     def release(self) -> None:
+        """Stop renewing and delete the lock if it is still ours. Never raises: a lock that cannot
+        be deleted expires by itself."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
