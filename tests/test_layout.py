@@ -1,6 +1,6 @@
 """The package's layout rules that import-linter does not cover: old paths still import (and
-warn), no module reaches into another module's private names, modules stay small, and the wheel
-installs no generic top-level package."""
+warn), no module reaches into another module's private names, modules stay small, every public
+function has a docstring, and the wheel installs no generic top-level package."""
 
 from __future__ import annotations
 
@@ -155,3 +155,78 @@ def test_every_room_is_placed_in_the_layers_contract() -> None:
     rooms = {p.name for p in package.iterdir() if (p / "__init__.py").is_file()}
     modules = {p.stem for p in package.glob("*.py")} - {"__init__", "_moved"}
     assert rooms | modules <= {n.strip() for n in layered}, "place it in pyproject's layers"
+
+
+# Files other branches are editing while issue 27 is under way: their public functions are
+# documented by the lead after the merge (issue 27, item 8). Empty this set then; until it is
+# empty, these files are the only ones allowed a public function without a docstring.
+NOT_YET_DOCUMENTED = frozenset(
+    {
+        "__init__.py",
+        "cli/main.py",
+        "jobs/counters.py",
+        "store/filesystem.py",
+        "store/swift_store.py",
+        "swift/checksums.py",
+        "swift/http1.py",
+        "swift/http_connection.py",
+        "swift/http_messages.py",
+        "swift/retry.py",
+        "swift/session.py",
+        "swift/tempurl.py",
+        "testing/__init__.py",
+        "testing/faultproxy.py",
+        "testing/serve.py",
+        "testing/swift_configs.py",
+        "testing/swift_launcher.py",
+        "testing/swift_server.py",
+        "transfer/copy.py",
+        "transfer/copy_run.py",
+        "transfer/copy_summary.py",
+        "transfer/verify.py",
+        "workflows/ingest.py",
+        "workflows/mirror.py",
+    }
+)
+
+
+def _undocumented(tree: ast.Module) -> list[str]:
+    """Public functions and methods (of public classes, at any depth, also under a module-level
+    ``if``/``try``) without a docstring; ``@overload`` stubs are left out (the implementation
+    carries the docstring). Functions nested in functions are private to them."""
+    found: list[str] = []
+
+    def visit(body: list[ast.stmt], prefix: str) -> None:
+        for node in body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                overload = any(ast.unparse(d).endswith("overload") for d in node.decorator_list)
+                if not node.name.startswith("_") and not overload and not ast.get_docstring(node):
+                    found.append(f"{node.lineno} {prefix}{node.name}")
+            elif isinstance(node, ast.ClassDef):
+                if not node.name.startswith("_"):
+                    visit(node.body, f"{prefix}{node.name}.")
+            else:  # if/try/with blocks: their definitions are the module's (or class's)
+                for field in ("body", "orelse", "finalbody"):
+                    visit(getattr(node, field, []), prefix)
+                for handler in getattr(node, "handlers", []):
+                    visit(handler.body, prefix)
+
+    visit(tree.body, "")
+    return found
+
+
+def test_every_public_function_has_a_docstring() -> None:
+    """Docstrings say why (what a caller needs to know); a new public function or method
+    without one fails here, in any file but those of ``NOT_YET_DOCUMENTED``."""
+    missing = [
+        f"{path.relative_to(PACKAGE).as_posix()}:{where}"
+        for path in _modules()
+        if path.relative_to(PACKAGE).as_posix() not in NOT_YET_DOCUMENTED
+        for where in _undocumented(ast.parse(path.read_text()))
+    ]
+    assert not missing, f"public functions without a docstring (say why, briefly): {missing}"
+
+
+def test_not_yet_documented_lists_only_existing_files() -> None:
+    gone = {p for p in NOT_YET_DOCUMENTED if not (PACKAGE / p).is_file()}
+    assert not gone, f"moved or removed: take them out of NOT_YET_DOCUMENTED: {sorted(gone)}"
