@@ -11,7 +11,12 @@ is there holds it. A run that dies must not block the dataset forever, so the lo
   expiry did not apply) is taken over through a one-time "steal" marker named after the expired
   lock's id, so of several runs finding the same dead lock only one replaces it.
 While held, a background thread renews the lock every ``ttl/3`` seconds; if it finds the lock
-taken over, ``check()`` raises, and the holder stops before committing anything.
+taken over, ``check()`` raises, and the holder stops before committing anything. ``check()``
+also raises when no renewal has succeeded for so long that the lock may have expired (renewals
+failing on network errors): another run could have taken it without any renewal seeing it.
+``release()`` deletes the lock only while it is ours and well inside its life: Swift has no
+conditional delete, so a delete racing an expiry and another run's take-over is avoided by not
+deleting a lock close to its end (it expires by itself).
 
 The Swift parts (newest-replica reads, ``X-Delete-After``) are the store's object-level extras
 (``store.objects.swift_objects``); any other store gets the same protocol through zarr's ABC.
@@ -72,6 +77,8 @@ class DatasetLock:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lost: str | None = None
+        #: until when our last successful write keeps the lock ours (0: not held)
+        self._held_until = 0.0
 
     def __repr__(self) -> str:
         return f"DatasetLock({self.key!r}, owner={self.owner!r})"
@@ -82,6 +89,12 @@ class DatasetLock:
         return json.dumps(
             {"id": self.id, "owner": self.owner, "acquired_at": now, "expires_at": now + self.ttl}
         ).encode()
+
+    @property
+    def _margin(self) -> float:
+        """How long before the lock's end it is treated as possibly gone: a write in flight,
+        clocks and the settle pause must fit in it."""
+        return min(self.ttl / 6, 60.0) + self.settle
 
     async def _read(self, key: str | None = None) -> dict[str, Any] | None:
         key = key or self.key
@@ -119,11 +132,13 @@ class DatasetLock:
         return current is not None and json.loads(body)["id"] == current.get("id")
 
     async def _write(self) -> None:
+        started = time.time()
         body = self._doc()
         if self._swift is not None:
             await self._swift.put_expiring(self.key, body, delete_after=self._delete_after)
         else:
             await self.store.set(self.key, PROTO.buffer.from_bytes(body))
+        self._held_until = started + self.ttl
 
     # -- acquire / renew / release ----------------------------------------------------------
     def acquire(self) -> None:
@@ -139,7 +154,9 @@ class DatasetLock:
 
     async def _acquire(self) -> None:
         for _ in range(3):
+            started = time.time()
             if await self._create(self.key, self._doc()):
+                self._held_until = started + self.ttl
                 return
             held = await self._read()
             if held is None:
@@ -162,9 +179,16 @@ class DatasetLock:
         raise LockHeldError(f"could not take {self.key}: other runs keep taking it")
 
     def check(self) -> None:
-        """Raise LockLostError if the background renewal found the lock taken over."""
+        """Raise LockLostError if the background renewal found the lock taken over, or if no
+        renewal has succeeded for so long that the lock may have expired (and been taken)."""
         if self._lost:
             raise LockLostError(self._lost)
+        if self._held_until and time.time() >= self._held_until - self._margin:
+            raise LockLostError(
+                f"lock {self.key} could not be renewed in time (it expires "
+                f"{time.strftime('%H:%M:%S', time.localtime(self._held_until))}); another run "
+                "may hold it now: stopped before committing anything"
+            )
 
     def renew(self) -> None:
         """Extend the lock by ``ttl`` from now; raises ``LockLostError`` if it is no longer ours
@@ -199,9 +223,13 @@ class DatasetLock:
             self._thread.join(timeout=5)
         try:
             held = sync(self._read())
-            if held is not None and held.get("id") == self.id:
-                sync(self.store.delete(self.key))
-                log.info("released lock %s", self.key)
+            if held is None or held.get("id") != self.id:
+                return
+            if time.time() >= self._held_until - self._margin:  # too close to its end: a
+                log.info("lock %s ends by itself (too close to expiry to delete)", self.key)
+                return  # delete now could remove the lock of a run that took it over
+            sync(self.store.delete(self.key))
+            log.info("released lock %s", self.key)
         except Exception as exc:
             log.warning("could not release lock %s (it expires by itself): %s", self.key, exc)
 
