@@ -33,6 +33,7 @@ from zarr.core.sync import sync
 from swiftzarr_batch.errors import SwiftZarrError
 from swiftzarr_batch.jobs.counters import cluster_counters
 from swiftzarr_batch.jobs.runner import Progress, ProgressCallback, format_bytes, run_batches
+from swiftzarr_batch.jobs.stream import BatchStream
 from swiftzarr_batch.store.keys import BOOKKEEPING_DIR, is_bookkeeping_key, join, metadata_tiers
 from swiftzarr_batch.store.objects import swift_objects
 from swiftzarr_batch.transfer.convert_plan import ConvertPlan, Target, make_plan
@@ -368,14 +369,28 @@ def verify_conversion(
     dest_path: str = "",
     concurrency: int = 16,
 ) -> ConversionCheck:
-    """Re-read every block on both sides and compare the digests of the decoded values."""
+    """Re-read every block on both sides and compare the digests of the decoded values.
+
+    Blocks are streamed to the tasks as the plan's indices are generated (``BatchStream``, a
+    window of tasks at a time): memory holds the blocks in flight and the problems found, never
+    one reference or task per block of the dataset."""
     plan = make_plan(source, source_path.strip("/"), target)
     spec = TaskSpec(
         source_path.strip("/"), dest_path.strip("/"), {a.path: a for a in plan.arrays}, concurrency
     )
-    refs = [[(a.path, i)] for a in plan.arrays for i in a.indices()]
-    results = run_batches(check_blocks, refs, source, dest, spec)
-    bad = sorted(r.problem or "" for rs in results for r in rs if not r.ok)
+    checked = 0
+    bad: list[str] = []
+
+    def handle(results: list[BlockResult]) -> None:
+        nonlocal checked
+        checked += len(results)
+        bad.extend(r.problem or "" for r in results if not r.ok)
+
+    with BatchStream(source, dest, spec) as stream:
+        for a in plan.arrays:
+            for index in a.indices():
+                stream.submit(check_blocks, [(a.path, index)], handle)
+    bad.sort()
     for line in bad:
         log.warning("verify: %s", line)
-    return ConversionCheck(len(refs), bad)
+    return ConversionCheck(checked, bad)
