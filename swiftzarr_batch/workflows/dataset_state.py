@@ -23,6 +23,7 @@ from zarr.abc.store import Store
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
+from swiftzarr_batch.errors import ConfigurationError
 from swiftzarr_batch.store.keys import BOOKKEEPING_DIR, ZARR_JSON, ZGROUP, is_bookkeeping_key
 from swiftzarr_batch.transfer.objects import delete_keys, list_objects
 
@@ -42,9 +43,23 @@ def quiet_about_bookkeeping() -> Iterator[None]:
 
 
 def read_record(store: Store) -> dict[str, Any] | None:
-    """The dataset's ingest record (the committed state), or None before the first commit."""
+    """The dataset's ingest record (the committed state), or None before the first commit.
+
+    The record comes from the network: one that is not a JSON object with the fields ingest
+    relies on is a ``ConfigurationError`` naming the key, never a stray decoding error."""
     buf = sync(store.get(RECORD_KEY, PROTO))
-    return None if buf is None else json.loads(buf.to_bytes())
+    if buf is None:
+        return None
+    try:
+        record = json.loads(buf.to_bytes())
+    except ValueError as exc:
+        raise ConfigurationError(f"the ingest record {RECORD_KEY} is not JSON: {exc}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("files", []), list):
+        raise ConfigurationError(
+            f"the ingest record {RECORD_KEY} is not an object with a 'files' list; remove or "
+            "repair it by hand if no ingest is running"
+        )
+    return record
 
 
 def write_record(store: Store, record: dict[str, Any]) -> None:
