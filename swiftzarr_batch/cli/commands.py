@@ -167,6 +167,7 @@ def du(args: argparse.Namespace) -> int:
             progress.advance(1, size)
 
     sync(walk(list_objects(store)))
+    progress.finish()
     count = sum(v[0] for v in totals.values())
     size = sum(v[1] for v in totals.values())
     if not args.summarize:

@@ -25,7 +25,7 @@ import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from swiftzarr_batch.auth.chain import HasSession, check_token_lifetime
@@ -135,11 +135,6 @@ class ClusterConfig:
             return cls(**given)
         except TypeError as exc:
             raise ConfigurationError(f"{where}: {exc}") from None
-
-    def with_changes(self, **changes: Any) -> ClusterConfig:
-        """A copy with ``changes`` (field names) applied, the config being frozen; checked again
-        like any new config, but without ``from_mapping``'s inference of ``kind``."""
-        return replace(self, **changes)
 
     @property
     def needs_seconds(self) -> float | None:

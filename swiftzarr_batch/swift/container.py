@@ -418,13 +418,6 @@ class SwiftContainer:
         log.info("%s lists at most %d names per page", self.session.storage_url, limit)
         return limit
 
-    async def list_names(self, prefix: str = "") -> AsyncIterator[str]:
-        """The object names under ``prefix``, streamed page by page (``list_pages``: memory stays
-        about two pages; a missing container lists as empty)."""
-        async for page in self.list_pages(prefix):
-            for entry in page:
-                yield entry["name"]
-
     # -- bulk delete ------------------------------------------------------------------------
     async def bulk_delete(self, names: Iterable[str]) -> int:
         """Delete many objects with the bulk middleware (parallel requests of <= 1 000 names).
