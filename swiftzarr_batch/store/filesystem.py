@@ -412,8 +412,8 @@ class SwiftFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec has no t
         found = found_entries(
             root, [item async for item in files], maxdepth=maxdepth, withdirs=withdirs
         )
-        if withdirs and (found or not key) and await self._isdir(root):
-            found[root] = directory_info(root)
+        if withdirs and (found if key else await self._isdir(root)):
+            found[root] = directory_info(root)  # listed under: a directory (no request)
         if not found and key:
             try:
                 info = await self._info(path)
