@@ -21,7 +21,8 @@ from swiftzarr_batch.store.filesystem import SwiftFileSystem
 
 class SwiftFixtures(AbstractFixtures):  # type: ignore[misc]
     @pytest.fixture(scope="class")
-    def fs(self, small_swift):
+    @classmethod
+    def fs(cls, small_swift):
         return SwiftFileSystem(
             authurl=small_swift.auth_url, user=small_swift.user, key=small_swift.key
         )

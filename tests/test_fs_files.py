@@ -361,3 +361,28 @@ def test_directory_markers_are_neither_files_nor_directories(
     assert fs.ls(f"{container_name}/up", detail=False) == [f"{container_name}/up/full"]
     assert fs.find(container_name) == [f"{container_name}/up/full/f.txt"]
     assert fs.isdir(f"{container_name}/up/full")
+
+
+def test_the_parallel_readahead_serves_every_read_right_in_one_window_of_memory():
+    from swiftzarr_batch.store.fs_readahead import ParallelReadahead
+
+    data = os.urandom(100_000)
+    asked: list[list[tuple[int, int]]] = []
+
+    def many(ranges):
+        asked.append(ranges)
+        return [data[a:b] for a, b in ranges]
+
+    cache = ParallelReadahead(4096, lambda a, b: data[a:b], len(data), fetch_many=many)
+    position = 0
+    while position < len(data):  # sequential: a window of 4 ranges per miss
+        step = 3000 + position % 7000
+        assert cache._fetch(position, position + step) == data[position : position + step]
+        position += step
+        assert len(cache.cache) <= 4096 * 4 + 10_000
+    assert all(len(r) <= 4 for r in asked) and max(len(r) for r in asked) == 4
+    rng = __import__("random").Random(1)
+    for _ in range(200):  # and random reads, anywhere, past the end too
+        a = rng.randrange(0, len(data) + 10)
+        b = a + rng.randrange(0, 20_000)
+        assert cache._fetch(a, b) == data[a:b]

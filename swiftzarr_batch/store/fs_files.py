@@ -1,7 +1,8 @@
 """File objects of the ``swift://`` file system: ``fs.open(path, "rb" | "wb" | "xb")``.
 
-Reading: random access by ranged GETs through fsspec's caches (``cache_type``, default
-``readahead``; ``block_size`` is the size of each GET).
+Reading: random access by ranged GETs through fsspec's caches (``cache_type``; the default,
+``swift-readahead`` of ``fs_readahead``, fetches a window of 4 blocks of ``block_size`` as 4
+ranged GETs at once).
 
 Writing is all or nothing. The bytes are buffered a block at a time (``block_size``, default
 ``WRITE_BLOCK``); a file that never fills a block (and fits the cluster's ``max_file_size``)
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from fsspec.spec import AbstractBufferedFile
 
 from swiftzarr_batch.store.fs_paths import content_type_for
+from swiftzarr_batch.store.fs_readahead import ParallelReadahead
 from swiftzarr_batch.swift.capabilities import large_object_limits, limits
 from swiftzarr_batch.swift.segmented_upload import SegmentedUpload
 
@@ -56,6 +58,13 @@ class SwiftFile(AbstractBufferedFile):  # type: ignore[misc]  # fsspec has no ty
     ) -> None:
         if block_size in ("default", None):
             block_size = READ_BLOCK if mode == "rb" else WRITE_BLOCK
+        if mode == "rb" and kwargs.get("cache_type", ParallelReadahead.name) == (
+            ParallelReadahead.name
+        ):
+            kwargs["cache_type"] = ParallelReadahead.name
+            options = dict(kwargs.get("cache_options") or {})
+            options.setdefault("fetch_many", self._fetch_ranges)
+            kwargs["cache_options"] = options
         super().__init__(fs, path, mode, block_size, **kwargs)
         self._upload: SegmentedUpload | None = None
         self._in_flight: deque[Future[None]] = deque()
@@ -68,6 +77,13 @@ class SwiftFile(AbstractBufferedFile):  # type: ignore[misc]  # fsspec has no ty
     def _fetch_range(self, start: int, end: int) -> bytes:
         data: bytes = self.fs.cat_file(self.path, start=start, end=end)
         return data
+
+    def _fetch_ranges(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+        """Several ranges at once (``fs_readahead``), each a ranged GET, all in flight."""
+        paths = [self.path] * len(ranges)
+        starts, ends = [a for a, _ in ranges], [b for _, b in ranges]
+        parts: list[bytes] = self.fs.cat_ranges(paths, starts, ends, on_error="raise")
+        return parts
 
     # -- writing ----------------------------------------------------------------------------
     def _run(self, coro: Any) -> Any:
