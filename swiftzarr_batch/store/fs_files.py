@@ -146,17 +146,18 @@ class SwiftFile(AbstractBufferedFile):  # type: ignore[misc]  # fsspec has no ty
         return upload
 
     def _send_segments(self, data: memoryview, final: bool) -> None:
-        """Hand the buffer over as segments of ``_segment_size`` (the last may be short)."""
+        """Hand the buffer over as segments of ``_segment_size`` (the last may be short):
+        views of the buffer, not copies (each view keeps its buffer alive while in flight),
+        and the whole file's MD5 is updated while they are on their way."""
         assert self._upload is not None
-        self._md5.update(data)
         size = self._segment_size
         for start in range(0, len(data), size):
-            part = bytes(data[start : start + size])
             while len(self._in_flight) >= PARALLEL_SEGMENTS:
                 self._in_flight.popleft().result()  # bounded memory; raises a failure
-            coro = self._upload.add(self._next_segment, part)
+            coro = self._upload.add(self._next_segment, data[start : start + size])
             self._in_flight.append(asyncio.run_coroutine_threadsafe(coro, self.fs.loop))
             self._next_segment += 1
+        self._md5.update(data)
 
     def _drain(self) -> None:
         while self._in_flight:
