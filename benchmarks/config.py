@@ -58,6 +58,7 @@ class Sizes:
     upload_threads: tuple[int, ...]  # `swift upload --object-threads` values tried in W4
     op_timeout: float
     seed_parallel: int = 6  # concurrent extract-archive requests when seeding
+    file_mib: int = 256  # W9: the size of the file read and written through fsspec
     extra: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
@@ -94,4 +95,5 @@ QUICK = Sizes(
     delete_objects=1_000,
     upload_threads=(10, 20),
     op_timeout=300.0,
+    file_mib=64,
 )

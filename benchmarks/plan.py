@@ -38,7 +38,8 @@ C_ARRAYS, C_LIST, C_COPY_SRC, C_COPY_DST, C_DELETE = (
     "bench-w4dst",
     "bench-w5",
 )
-CONTAINERS = (C_ARRAYS, C_LIST, C_COPY_SRC, C_COPY_DST, C_DELETE)
+C_FILES = "bench-w9"
+CONTAINERS = (C_ARRAYS, C_LIST, C_COPY_SRC, C_COPY_DST, C_DELETE, C_FILES)
 
 
 @dataclass
@@ -68,6 +69,7 @@ class Hooks:
     def seed_copy_source(self) -> tuple[str, str, int]: ...
     def seed_delete(self, container: str, prefix: str) -> None: ...
     def count(self, container: str, prefix: str) -> int: ...
+    def seed_file(self, container: str, name: str, size: int) -> None: ...
 
 
 def build(
@@ -260,6 +262,10 @@ def build(
                 )
             )
         cases.append(case_)
+    if keep("W9"):
+        from benchmarks.plan_w9 import w9_cases
+
+        cases += w9_cases(sizes, hooks)
     if contenders:
         for case_ in cases:
             case_.entries = [e for e in case_.entries if e.worker in contenders]

@@ -279,4 +279,9 @@ def targets(rows: list[dict[str, Any]], arrays: list[str]) -> list[Target]:
                                 "dask+zarr floor",
                             )
                         )
+    if any(r["case"].startswith("W9") for r in rows):  # files through fsspec (plan_w9)
+        for case, what in (("W9 sequential read", "read"), ("W9 write", "write")):
+            ratio(f"W9 sequential {what}: ours vs raw", case, "ours", "raw", 0.9)
+            ratio(f"W9 sequential {what}: ours vs s3fs", case, "ours", "s3fs", 1.0)
+        ratio("W9 random 1 MiB reads: ours vs s3fs", "W9 100 random", "ours", "s3fs", 1.0)
     return out

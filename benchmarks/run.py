@@ -90,9 +90,23 @@ class Runner(plan.Hooks):
         self._seed(plan.C_COPY_SRC, names, body=lambda i: files[i].read_bytes())
         return str(local), "src/", len(names)
 
+    def seed_file(self, container: str, name: str, size: int) -> None:
+        """One object of ``size`` bytes (W9's file), written once by python-swiftclient."""
+        started = time.monotonic()
+        self.conn.put_object(container, name, _pattern(size))
+        log.info(
+            "seeded %s/%s (%d bytes) in %.1f s", container, name, size, time.monotonic() - started
+        )
+
     def count(self, container: str, prefix: str) -> int:
         _, listing = self.conn.get_container(container, prefix=prefix, full_listing=True)
         return len(listing)
+
+
+def _pattern(size: int) -> bytes:
+    """Bytes that are not all alike (so a misplaced range reads differently), made fast."""
+    block = bytes(range(256)) * 4096  # 1 MiB
+    return (block * (size // len(block) + 1))[:size]
 
 
 def git_commit() -> dict[str, Any]:
@@ -320,8 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
     p.add_argument(
         "--only",
-        help="comma-separated workloads, e.g. W1,W2; W7 (scale, simulated Swift) runs only when "
-        "named here",
+        help="comma-separated workloads, e.g. W1,W2 (W9: files through fsspec); W7 (scale, "
+        "simulated Swift) runs only when named here",
     )
     p.add_argument(
         "--contenders",

@@ -39,6 +39,17 @@ def swift_server():
         yield server
 
 
+@pytest.fixture(scope="session")
+def small_swift():
+    """A second real Swift whose ``max_file_size`` is 1 MiB: anything larger is a Static Large
+    Object, so the large-object paths run on small files (started only by tests that ask)."""
+    with LocalSwift(max_file_size=SMALL_MAX_FILE_SIZE) as server:
+        yield server
+
+
+SMALL_MAX_FILE_SIZE = 2**20
+
+
 @pytest.fixture
 def creds(swift_server) -> dict[str, str]:
     return {"authurl": swift_server.auth_url, "user": swift_server.user, "key": swift_server.key}

@@ -6,10 +6,20 @@ import importlib
 from typing import Any
 
 from benchmarks.contenders.base import Unavailable, ZarrContender, array_case, source_array
+from benchmarks.contenders.files import FileOps
 
 
-class Ours(ZarrContender):
+class Ours(FileOps, ZarrContender):
     name = "ours"
+
+    def files(self) -> Any:
+        """The ``swift://`` file system (W9), made once per worker."""
+        if getattr(self, "_files", None) is None:
+            from swiftzarr_batch.store.filesystem import SwiftFileSystem
+
+            s = self.server
+            self._files = SwiftFileSystem(authurl=s.auth_url, user=s.user, key=s.key)
+        return self._files
 
     def setup(self) -> dict[str, Any]:
         super().setup()

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from benchmarks.contenders.base import ZarrContender
+from benchmarks.contenders.files import FileOps
 
 S3_REGION = "us-east-1"
 #: zarr-swiftstore's top-level package is called ``zarrswift``, like this project's compatibility
@@ -56,10 +57,25 @@ class ZarrSwiftStore(ZarrContender):
         )
 
 
-class S3fs(ZarrContender):
+class S3fs(FileOps, ZarrContender):
     """zarr ``FsspecStore`` on s3fs, through Swift's s3api middleware."""
 
     name = "s3fs"
+
+    def files(self) -> Any:
+        """A synchronous s3fs for its file objects (W9), made once per worker."""
+        if getattr(self, "_files", None) is None:
+            import s3fs
+
+            self._files = s3fs.S3FileSystem(
+                key=self.server.user,
+                secret=self.server.key,
+                endpoint_url=self.server.proxy_url,
+                client_kwargs={"region_name": S3_REGION},
+                skip_instance_cache=True,
+                use_listings_cache=False,
+            )
+        return self._files
 
     def setup(self) -> dict[str, Any]:
         super().setup()

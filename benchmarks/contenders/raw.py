@@ -114,6 +114,38 @@ class RawHTTP(Contender):
             "check": "ok" if not bad else f"FAIL: {bad} bodies of the wrong size",
         }
 
+    # -- W9: a whole file, and ranges of it --------------------------------------------------
+    def w9_read(self, container: str, name: str, size: int, rep: int) -> dict[str, Any]:
+        from benchmarks.plan_w9 import result
+
+        body = self.loop.run_until_complete(self._get(self._obj(container, name)))
+        return result(len(body), size)
+
+    def w9_ranges(
+        self, container: str, name: str, size: int, offsets: list[int], rep: int
+    ) -> dict[str, Any]:
+        from benchmarks.plan_w9 import result
+
+        async def ranges() -> int:
+            done = 0
+            for offset in offsets:
+                headers = {"Range": f"bytes={offset}-{offset + 2**20 - 1}"}
+                status, body = await self._request(
+                    "GET", self._obj(container, name), headers=headers
+                )
+                if status != 206:
+                    raise RuntimeError(f"ranged GET answered {status}")
+                done += len(body)
+            return done
+
+        return result(self.loop.run_until_complete(ranges()), len(offsets) * 2**20, len(offsets))
+
+    def w9_write(self, container: str, name: str, size: int, rep: int) -> dict[str, Any]:
+        from benchmarks.plan_w9 import payload, result
+
+        self.loop.run_until_complete(self._put(self._obj(container, name), payload(size)))
+        return result(size, size)
+
     def w4_swift2swift(
         self, src_container: str, src_prefix: str, dst_container: str, dst_prefix: str, expect: int
     ) -> dict[str, Any]:

@@ -28,16 +28,26 @@ user key, exactly like ``SwiftStore``'s; ``repr`` and ``to_dict`` show neither k
 Why a file system under zarr's ``FsspecStore`` rather than our ``SwiftStore`` for URLs: with no
 hook in ``make_store``, returning a ``SwiftStore`` would mean patching zarr. ``FsspecStore`` over
 this file system passes zarr's own Store conformance suite (``tests/test_swift_url.py``), and the
-file system keeps every request on ``SwiftStore``. What ``FsspecStore`` never calls is not here:
-file-like ``open()`` (reads and writes go through ``cat_file``/``pipe_file``), ``put``/``get``
-of local files, server-side ``cp_file`` (``swiftzarr copy`` does that).
+file system keeps every request on ``SwiftStore``.
+
+It is also a whole file system for everything else users keep on Swift (fsspec's abstract
+suites pass, ``tests/test_fs_abstract.py``), split by concept: path rules and ``find``
+(``fs_paths``: names are literal, only ``?account=`` is an option), file objects
+(``fs_files``: ranged reads; all-or-nothing buffered writes, large files as segments sent while
+writing), whole-file transfers (``fs_transfers``: ``put``/``get`` in bounded memory,
+server-side ``cp``). Swift has no directories: a directory is what a listing shows under a
+name; ``mkdir`` makes containers only, and directory markers are neither files nor
+directories.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
 from fsspec.asyn import AsyncFileSystem
@@ -53,17 +63,27 @@ from swiftzarr_batch.auth import (
 )
 from swiftzarr_batch.auth.providers import route_through
 from swiftzarr_batch.errors import ConfigurationError
-from swiftzarr_batch.store.locations import for_account, parse_swift_url
-from swiftzarr_batch.store.objects import swift_objects
+from swiftzarr_batch.store.fs_files import SwiftFile
+from swiftzarr_batch.store.fs_paths import (
+    PROTOCOL,
+    account_option,
+    directory_info,
+    file_info,
+    found_entries,
+    strip_protocol,
+)
+from swiftzarr_batch.store.fs_writes import FileSystemWrites
+from swiftzarr_batch.store.locations import for_account
 from swiftzarr_batch.store.swift_store import SwiftStore
-from swiftzarr_batch.swift.names import validate_key
+from swiftzarr_batch.swift.capabilities import cluster_info
+from swiftzarr_batch.swift.container import SwiftContainer, is_marker
 from swiftzarr_batch.swift.proxy import proxy_choice
+from swiftzarr_batch.swift.tempurl import choose_digest, sign_object, temp_url_key
 
 log = logging.getLogger(__name__)
 
 __all__ = ["PROTOCOL", "SwiftFileSystem", "register"]
 
-PROTOCOL = "swift"
 CREDENTIAL_OPTIONS = frozenset(
     {"authurl", "user", "key", "preauthurl", "preauthtoken", "credential_provider", "anonymous"}
 )
@@ -78,6 +98,9 @@ DATA_OPTIONS = frozenset(
         "read_timeout",
         "cacert",
         "proxy",
+        "read_only",
+        "storage_policy",
+        "delete_after",
     }
 )
 SECRET_OPTIONS = frozenset({"key", "preauthtoken", "credential_provider", "state"})
@@ -104,7 +127,7 @@ def _rebuild(state: _Travelling, asynchronous: bool) -> SwiftFileSystem:
     return SwiftFileSystem(state=state, asynchronous=asynchronous)
 
 
-class SwiftFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec has no type information
+class SwiftFileSystem(FileSystemWrites, AsyncFileSystem):  # type: ignore[misc]  # fsspec: no types
     """An fsspec ``AsyncFileSystem`` over one Swift account (see the module docstring)."""
 
     protocol: ClassVar[tuple[str, ...]] = (PROTOCOL,)
@@ -207,21 +230,17 @@ class SwiftFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec has no t
     def _strip_protocol(cls, path: Any) -> Any:
         if isinstance(path, list):
             return [cls._strip_protocol(p) for p in path]
-        text = str(path)
-        if text.startswith(f"{PROTOCOL}://"):
-            text = text[len(PROTOCOL) + 3 :]
-        return text.split("?", 1)[0].strip("/")
+        return strip_protocol(path)
 
     @staticmethod
     def _get_kwargs_from_urls(path: str) -> dict[str, Any]:
-        if not str(path).startswith(f"{PROTOCOL}://"):
-            return {}
-        account = parse_swift_url(str(path)).account  # unknown ?options: a clear error
+        account = account_option(str(path))
         return {"account": account} if account else {}
 
     def store(self, container: str) -> SwiftStore:
         """The ``SwiftStore`` at the root of ``container`` (one per container, sharing the
-        process's session): what every path operation of this file system goes through."""
+        process's session): what every path operation of this file system goes through. A
+        name Swift would refuse is an ``InvalidNameError`` here, before any request."""
         found = self._stores.get(container)
         if found is None:
             if self._anonymous:
@@ -242,19 +261,57 @@ class SwiftFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec has no t
             self._stores[container] = found
         return found
 
-    def _split(self, path: str) -> tuple[SwiftStore, str]:
+    def split_path(self, path: str) -> tuple[SwiftStore, str]:
         """``container/key`` -> (the container's store, the key; "" for the container)."""
         stripped = self._strip_protocol(path)
         if not stripped:
             raise ConfigurationError("a swift:// path needs a container: swift://CONTAINER/KEY")
         container, _, key = stripped.partition("/")
-        return self.store(container), key
+        store = self.store(container)
+        if key:
+            store.object_name(key)  # InvalidNameError now for '..', '//', NUL, too long
+        return store, key
+
+    _split = split_path
+
+    async def _object(self, path: str) -> tuple[SwiftContainer, str]:
+        """The container and object name of ``path`` for reading."""
+        store, key = self.split_path(path)
+        return await store.swift_container(), store.object_name(key)
+
+    # -- file objects -----------------------------------------------------------------------
+    def _open(
+        self,
+        path: str,
+        mode: str = "rb",
+        block_size: int | str | None = "default",
+        autocommit: bool = True,
+        cache_options: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> SwiftFile:
+        """A file object (``store.fs_files``): "rb", "wb" or "xb". Writing is refused here,
+        at ``open()``, when this file system cannot write (read-only, anonymous, signed link);
+        "xb" raises ``FileExistsError`` here when the file exists."""
+        if mode not in ("rb", "wb", "xb"):
+            raise NotImplementedError(
+                f"{path}: mode {mode!r}: Swift objects are written whole ('wb', 'xb') or read "
+                "('rb'); appending ('ab') would rewrite the object"
+            )
+        if not autocommit:
+            raise NotImplementedError("swift:// files are committed at close (autocommit=True)")
+        if mode != "rb":
+            self._writable(path)
+            if mode == "xb" and self.exists(path):
+                raise FileExistsError(path)
+        return SwiftFile(self, path, mode, block_size, cache_options=cache_options, **kwargs)
 
     # -- reads ------------------------------------------------------------------------------
     async def _cat_file(
         self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
     ) -> bytes:
-        store, key = self._split(path)
+        store, key = self.split_path(path)
+        if not key:
+            raise IsADirectoryError(path)
         wanted = await self._byte_request(path, start, end)
         value = await store.get(key, default_buffer_prototype(), wanted)
         if value is None:
@@ -279,42 +336,47 @@ class SwiftFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec has no t
         return RangeByteRequest(start, max(end, start))
 
     async def _info(self, path: str, **kwargs: Any) -> dict[str, Any]:
-        store, key = self._split(path)
+        """A file (from a HEAD), a directory (something is listed under it) or a container;
+        ``FileNotFoundError`` otherwise. A directory marker (an empty ``name/`` object, or an
+        empty object typed ``application/directory``) is neither: only listings decide what
+        a directory is, and they leave markers out."""
+        store, key = self.split_path(path)
         name = self._strip_protocol(path)
+        container = await store.swift_container()
         if not key:
-            if await (await store.swift_container()).exists():
-                return {"name": name, "size": 0, "type": "directory"}
+            if await container.exists():
+                return directory_info(name)
             raise FileNotFoundError(path)
-        found = await swift_objects(store).head(key)  # type: ignore[union-attr]
-        if found is not None:
-            return {"name": name, "size": found.size, "type": "file", "ETag": found.md5}
+        head = await container.head(store.object_name(key))
+        if head is not None:
+            entry = _head_entry(head.headers)
+            if not is_marker({"name": key, **entry}):
+                return file_info(name, entry)
         async for _ in self._entries(store, key.rstrip("/") + "/", limit=1):
-            return {"name": name, "size": 0, "type": "directory"}
+            return directory_info(name)
         raise FileNotFoundError(path)
 
     async def _entries(
-        self, store: SwiftStore, prefix: str, *, delimiter: str | None = None, limit: int = 10_000
+        self, store: SwiftStore, prefix: str, *, limit: int | None = None
     ) -> AsyncIterator[dict[str, Any]]:
-        """Listing entries under ``prefix``, without directory markers (``name/`` objects)."""
-        if prefix.strip("/"):
-            validate_key(prefix.strip("/"))
+        """Every object under ``prefix``, without directory markers."""
         container = await store.swift_container()
-        async for page in container.list_pages(prefix, delimiter=delimiter, limit=limit):
+        async for page in container.list_pages(prefix, limit=limit):
             for entry in page:
-                if "subdir" in entry or not entry["name"].endswith("/"):
-                    yield entry
+                yield entry
 
     async def _ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
-        store, key = self._split(path)
+        """One level: files and directories (a "folder" holding only markers is none)."""
+        store, key = self.split_path(path)
         base = f"{key.rstrip('/')}/" if key else ""
         top = f"{store.container}/"
+        container = await store.swift_container()
         out: list[dict[str, Any]] = []
-        async for entry in self._entries(store, base, delimiter="/"):
+        async for entry in container.list_level(base):
             if "subdir" in entry:
-                name = top + entry["subdir"].rstrip("/")
-                out.append({"name": name, "size": 0, "type": "directory"})
+                out.append(directory_info(top + entry["subdir"].rstrip("/")))
             else:
-                out.append(_file_info(top + entry["name"], entry))
+                out.append(file_info(top + entry["name"], entry))
         if not out:
             info = await self._info(path)  # a file lists as itself; FileNotFoundError if none
             out = [info] if info["type"] == "file" else []
@@ -327,30 +389,31 @@ class SwiftFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec has no t
         withdirs: bool = False,
         **kwargs: Any,
     ) -> Any:
-        """Every object under ``path`` from one streamed listing (not a walk of ``_ls``)."""
+        """fsspec's ``find`` (``store.fs_paths.found_entries``) from one streamed listing,
+        not a walk of ``_ls``."""
+        if maxdepth is not None and maxdepth < 1:
+            raise ValueError("maxdepth must be at least 1")
         detail = kwargs.pop("detail", False)
-        store, key = self._split(path)
+        store, key = self.split_path(path)
         root = self._strip_protocol(path)
         base = f"{key.rstrip('/')}/" if key else ""
         top = f"{store.container}/"
-        found: dict[str, dict[str, Any]] = {}
-        if key:
-            head = await swift_objects(store).head(key)  # type: ignore[union-attr]
-            if head is not None:
-                found[root] = {"name": root, "size": head.size, "type": "file"}
-        async for entry in self._entries(store, base):
-            name = top + entry["name"]
-            depth = name[len(root) :].strip("/").count("/") + 1
-            if maxdepth is not None and depth > maxdepth:
-                continue
-            found[name] = _file_info(name, entry)
-            if withdirs:
-                parent = name.rsplit("/", 1)[0]
-                while len(parent) > len(root) and parent not in found:
-                    found[parent] = {"name": parent, "size": 0, "type": "directory"}
-                    parent = parent.rsplit("/", 1)[0]
-        if withdirs and key and found and root not in found:
-            found[root] = {"name": root, "size": 0, "type": "directory"}
+        files = (
+            (top + e["name"], file_info(top + e["name"], e))
+            async for e in self._entries(store, base)
+        )
+        found = found_entries(
+            root, [item async for item in files], maxdepth=maxdepth, withdirs=withdirs
+        )
+        if withdirs and (found if key else await self._isdir(root)):
+            found[root] = directory_info(root)  # listed under: a directory (no request)
+        if not found and key:
+            try:
+                info = await self._info(path)
+            except FileNotFoundError:
+                info = None
+            if info is not None and info["type"] == "file":
+                found[root] = info
         names = sorted(found)
         return {n: found[n] for n in names} if detail else names
 
@@ -361,52 +424,74 @@ class SwiftFileSystem(AsyncFileSystem):  # type: ignore[misc]  # fsspec has no t
             return False
         return True
 
-    # -- writes -----------------------------------------------------------------------------
-    async def _pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kw: Any) -> None:
-        store, key = self._split(path)
-        if not key:
+    def ukey(self, path: str) -> str:
+        """What changes whenever the content does: the object's ETag (a large object's is
+        the MD5 of its segments' ETags, which changes with any segment)."""
+        info = self.info(path)
+        if info["type"] != "file":
             raise IsADirectoryError(path)
-        objects = swift_objects(store)
-        assert objects is not None
-        await objects.ensure_container()  # once per process: a new container's first write
-        buffer = default_buffer_prototype().buffer.from_bytes(value)
-        if mode == "create":
-            await store.set_if_not_exists(key, buffer)
-        else:
-            await store.set(key, buffer)
+        return str(info["ETag"])
 
-    async def _rm_file(self, path: str, **kwargs: Any) -> None:
-        store, key = self._split(path)
-        if key:
-            await store.delete(key)  # a missing object is not an error (nothing to do)
+    def checksum(self, path: str) -> int:
+        return int(self.ukey(path)[:16], 16)
 
-    async def _rm(
-        self,
-        path: str | list[str],
-        recursive: bool = False,
-        batch_size: int | None = None,
-        maxdepth: int | None = None,
-        **kwargs: Any,
-    ) -> None:
-        """Delete objects; ``recursive``: everything under the path too, in bulk (large
-        objects with their segments). Missing paths are no error: zarr's ``clear`` deletes a
-        directory and then, again, the keys it held."""
-        for one in [path] if isinstance(path, str) else path:
-            store, key = self._split(one)
-            if key:
-                await store.delete(key)
-            if recursive:
-                await store.delete_dir(key.rstrip("/"))
+    def modified(self, path: str) -> datetime:
+        """Last-Modified of the object (UTC)."""
+        info = self.info(path)
+        if info["type"] != "file" or not info.get("last_modified"):
+            raise IsADirectoryError(path)
+        return _parse_time(str(info["last_modified"]))
 
-    async def _mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
-        """Swift has no directories: a key's "directory" exists once an object is under it."""
+    def sign(self, path: str, expiration: int = 100, **kwargs: Any) -> str:
+        """A temp URL of the file, for GET (``method="PUT"``/``"HEAD"`` also), valid for
+        ``expiration`` seconds, signed with the account's (else the container's) Temp-URL
+        key; ``create_key=True`` sets a container key when there is none."""
+        return str(self._loop_run(self._sign(path, expiration, **kwargs)))
 
-    async def _makedirs(self, path: str, exist_ok: bool = False) -> None:
-        """As ``_mkdir``: nothing to create."""
+    def _loop_run(self, coro: Any) -> Any:
+        from fsspec.asyn import sync
+
+        return sync(self.loop, lambda: coro)
+
+    async def _sign(
+        self, path: str, expiration: int, method: str = "GET", create_key: bool = False
+    ) -> str:
+        store, key = self.split_path(path)
+        if not key:
+            raise IsADirectoryError(f"{path}: sign() signs one file")
+        session = await store.asession()
+        secret = await temp_url_key(session, store.container, create=create_key)
+        digest = choose_digest(await cluster_info(session))
+        return sign_object(
+            secret,
+            storage_url=session.storage_url,
+            container=store.container,
+            name=store.object_name(key),
+            method=method,
+            expires_at=int(time.time() + expiration),
+            digest=digest,
+        )
 
 
-def _file_info(name: str, entry: dict[str, Any]) -> dict[str, Any]:
-    return {"name": name, "size": int(entry.get("bytes", 0)), "type": "file"}
+def _head_entry(headers: Any) -> dict[str, Any]:
+    """A HEAD's headers as a listing entry (``fs_paths.file_info`` reads either)."""
+    entry: dict[str, Any] = {
+        "bytes": int(headers.get("Content-Length", 0)),
+        "hash": headers.get("Etag", "").strip('"'),
+        "content_type": headers.get("Content-Type"),
+        "last_modified": headers.get("Last-Modified"),
+    }
+    if "X-Static-Large-Object" in headers:
+        entry["slo_etag"] = entry.pop("hash")
+    return entry
+
+
+def _parse_time(text: str) -> datetime:
+    """A listing's ``2026-12-08T01:02:03.456789`` or a HEAD's RFC 1123 date, in UTC."""
+    try:
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+    except ValueError:
+        return parsedate_to_datetime(text).astimezone(UTC)
 
 
 def register() -> None:

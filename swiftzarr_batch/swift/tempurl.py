@@ -44,6 +44,7 @@ __all__ = [
     "link_refused",
     "parse_duration",
     "parse_link",
+    "sign_object",
     "sign_prefix",
     "temp_url_key",
 ]
@@ -171,6 +172,27 @@ def sign_prefix(
         ("temp_url_prefix", scope),
     )
     return SignedLink(storage_url.rstrip("/"), container, prefix, query, float(expires_at))
+
+
+def sign_object(
+    key: str,
+    *,
+    storage_url: str,
+    container: str,
+    name: str,
+    method: str,
+    expires_at: int,
+    digest: str,
+) -> str:
+    """A temp URL of the one object ``container/name`` (the file system's ``sign()``): the
+    full URL with its signature and expiry, for ``method`` only."""
+    method = method.upper()
+    if method not in SIGNABLE_METHODS:
+        raise ConfigurationError(f"cannot sign a link for {method}; use one of {SIGNABLE_METHODS}")
+    path = f"/v1/{_account(storage_url)}/{container}/{name}"
+    sig = hmac.new(key.encode("utf-8"), f"{method}\n{expires_at}\n{path}".encode(), digest)
+    query = urlencode({"temp_url_sig": sig.hexdigest(), "temp_url_expires": str(expires_at)})
+    return f"{storage_url.rstrip('/')}/{quote_path(container, name)}?{query}"
 
 
 def parse_link(url: str) -> SignedLink:
