@@ -69,6 +69,8 @@ def content_type_for(name: str) -> str:
 
 
 def directory_info(name: str) -> dict[str, Any]:
+    """fsspec's info of a directory: a name prefix that has objects below it (Swift has no
+    directory objects; markers are not directories)."""
     return {"name": name, "size": 0, "type": "directory"}
 
 
