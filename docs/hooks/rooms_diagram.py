@@ -38,12 +38,21 @@ def render() -> bytes:
     style = {"svg.hashsalt": "swiftzarr_batch", "svg.fonttype": "none", "font.size": 10}
     with plt.rc_context(style):
         fig, ax = plt.subplots(figsize=(9, 2.4))
-        ax.set_xlim(-0.6, len(rooms) - 0.4)
+        # x in characters of the monospace labels: a box is its label plus padding, then a gap
+        gap, pad = 5.0, 1.0
+        centres, edges, x = [], [], 0.0
+        for room in rooms:
+            width = len(room) + 2 * pad
+            centres.append(x + width / 2)
+            edges.append((x, x + width))
+            x += width + gap
+        total = x - gap
+        ax.set_xlim(-1, total + 1)
         ax.set_ylim(-1.5, 1.0)
         ax.axis("off")
         for i, room in enumerate(rooms):
             ax.text(
-                i,
+                centres[i],
                 0.3,
                 room,
                 ha="center",
@@ -51,23 +60,23 @@ def render() -> bytes:
                 family="monospace",
                 bbox={"boxstyle": "round,pad=0.4", "facecolor": "#e8eaf6", "edgecolor": "#3f51b5"},
             )
-            if i:
+            if i:  # the room on the left imports the room on the right
                 ax.annotate(
                     "",
-                    xy=(i - 0.38, 0.3),
-                    xytext=(i - 0.62, 0.3),
-                    arrowprops={"arrowstyle": "<-", "color": "#3f51b5"},
+                    xy=(edges[i][0] - 0.2, 0.3),
+                    xytext=(edges[i - 1][1] + 0.2, 0.3),
+                    arrowprops={"arrowstyle": "->", "color": "#3f51b5"},
                 )
         ax.text(
-            (len(rooms) - 1) / 2,
+            total / 2,
             -0.55,
-            "each room imports only the rooms to its right (import-linter, make check); "
-            "errors: every room",
+            "an arrow: imports; each room imports only the rooms to its right (import-linter, "
+            "make check); errors: every room",
             ha="center",
             fontsize=8,
         )
         ax.text(
-            (len(rooms) - 1) / 2,
+            total / 2,
             -1.05,
             "swift and auth never import zarr, dask or xarray; the library never imports testing "
             "(LocalSwift, FaultProxy: tests, benchmarks, serve)",
