@@ -190,7 +190,7 @@ def test_cli_reference_is_the_parser() -> None:
 
     page = cli_reference.render()
     parser = build_parser()
-    subs = cli_reference._subparsers(parser)
+    subs = cli_reference.subparsers(parser)
     assert {"copy", "verify", "ls", "share", "ingest", "mirror", "serve"} <= set(subs)
     for name, sub in subs.items():
         assert f"## `swiftzarr {name}`" in page

@@ -17,7 +17,7 @@ PAGE = "reference/cli.md"
 WIDTH = "100"  # argparse wraps usage lines to $COLUMNS: fixed, so every build is the same
 
 
-def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     for action in parser._actions:  # argparse keeps its sub-commands here (stdlib, no API)
         if isinstance(action, argparse._SubParsersAction):
             return dict(action.choices)
@@ -77,7 +77,7 @@ def render() -> str:
             "```",
             "",
         ]
-        for name, sub in _subparsers(parser).items():
+        for name, sub in subparsers(parser).items():
             lines += [
                 f"## `swiftzarr {name}`",
                 "",

@@ -37,7 +37,6 @@ def render() -> bytes:
     rooms = layers()
     style = {"svg.hashsalt": "swiftzarr_batch", "svg.fonttype": "none", "font.size": 10}
     with plt.rc_context(style):
-        fig, ax = plt.subplots(figsize=(9, 2.4))
         # x in characters of the monospace labels: a box is its label plus padding, then a gap
         gap, pad = 5.0, 1.0
         centres, edges, x = [], [], 0.0
@@ -47,6 +46,8 @@ def render() -> bytes:
             edges.append((x, x + width))
             x += width + gap
         total = x - gap
+        # wide enough for every room at 10 pt monospace (~6 pt a character), at least 9 inches
+        fig, ax = plt.subplots(figsize=(max(9.0, (total + 2) * 6.5 / 72), 2.4))
         ax.set_xlim(-1, total + 1)
         ax.set_ylim(-1.5, 1.0)
         ax.axis("off")
