@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup keystone check demo test bench bench-quick serve clean
+.PHONY: setup keystone check demo test test-min docs charts bench bench-quick serve clean
 
 $(STAMP): pyproject.toml scripts/find_python.sh scripts/setup_system.sh
 	@bash scripts/setup_system.sh
@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml scripts/find_python.sh scripts/setup_system.sh
 	  echo "using $$python"; \
 	  [ -x $(PY) ] || $$python -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[xarray,test]'
+	$(PY) -m pip install -q -e '.[xarray,test,docs]'
 	$(PY) -m swiftzarr_batch.testing.swift_server install
 	@touch $(STAMP)
 
@@ -32,8 +32,21 @@ check: setup
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
 
-test: setup keystone check
+test: setup keystone check docs test-min
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS)  # -rs: every skip says why in the log
+
+# The declared lower bounds (pyproject.toml's >= versions, pinned) installed together in
+# .venv-min, running the seed walkthrough and a dask write against a local Swift.
+test-min: setup
+	@bash scripts/test_min.sh
+
+# The documentation site into site/ (strict: a warning is an error); the charts first, from the
+# committed results files. tests/test_docs*.py check the pages, the code in them and the charts.
+charts: setup
+	$(PY) -m benchmarks.charts
+
+docs: charts
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -q
 
 # Benchmarks: their own venv (benchmarks/.venv: the project plus the peers, never project
 # dependencies), a fresh local Swift per run; results in benchmarks/results/full.json
@@ -41,13 +54,15 @@ test: setup keystone check
 bench: setup
 	@bash benchmarks/setup_venv.sh
 	benchmarks/.venv/bin/python -m benchmarks.run $(BENCH_ARGS)
+	$(PY) -m benchmarks.charts  # the performance page's charts, from the new results
 
 bench-quick: setup
 	@bash benchmarks/setup_venv.sh
 	benchmarks/.venv/bin/python -m benchmarks.run --quick $(BENCH_ARGS)
+	$(PY) -m benchmarks.charts
 
 serve: setup
 	$(PY) -m swiftzarr_batch.cli serve
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-min site build *.egg-info .pytest_cache

@@ -6,7 +6,9 @@
 # - tinyproxy is the real forward proxy tests/test_proxy.py runs its own copy of;
 # - slurm-wlm + munge: tests/test_slurm.py runs a real single-node Slurm
 #   (swiftzarr_batch.testing.slurm.LocalSlurm: its own munged/slurmctld/slurmd on 127.0.0.1,
-#   config in a temp dir).
+#   config in a temp dir);
+# - chromium: tests/test_docs_browser.py looks at the built documentation site in a real
+#   headless browser (driven by playwright from the docs extra; no browser download).
 # The tests that need a missing one skip, saying so. Debian may start the packaged services; we
 # only need the binaries (the tests run their own daemons), so those are stopped.
 set -u
@@ -29,4 +31,5 @@ install memcached "a faster local Swift server" memcached
 install tinyproxy "the forward-proxy tests" tinyproxy
 install slurmctld "the Slurm tests" slurm-wlm
 install munged "the Slurm tests" munge
+install chromium "the documentation site's browser test" chromium
 exit 0

@@ -96,6 +96,8 @@ class SwiftStore(Store):
         is one GET, not two (``store.read_cache``: why it is never stale). None: on (16 MiB)
         if read-only, else off; True/False; or a cap in bytes. Never pickled, unlike the option.
 
+    Notes
+    -----
     Credentials are taken from the arguments first, then ``ST_AUTH/ST_USER/ST_KEY``, then
     Keystone v3 (``OS_CLOUD``, ``OS_AUTH_URL`` ...), then ``OS_STORAGE_URL/OS_AUTH_TOKEN``.
     Values larger than the cluster's ``max_file_size`` are written as Static Large Objects.
