@@ -40,12 +40,14 @@ test: setup keystone check docs test-min
 test-min: setup
 	@bash scripts/test_min.sh
 
-# The documentation site into site/ (strict: a warning is an error); the charts first, from the
-# committed results files. tests/test_docs*.py check the pages, the code in them and the charts.
+# The documentation site into site/ (strict: a warning is an error), with the committed charts:
+# `make charts` (run by `make bench`) redraws them from the results files, and
+# tests/test_docs_charts.py fails if the committed ones differ from what those files give.
+# tests/test_docs*.py also check the pages and run the code in them.
 charts: setup
 	$(PY) -m benchmarks.charts
 
-docs: charts
+docs: setup
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -q
 
 # Benchmarks: their own venv (benchmarks/.venv: the project plus the peers, never project
