@@ -299,6 +299,34 @@ def test_a_killed_writer_leaves_no_visible_file(small_swift, container_name):
         _fs(small_swift).info(f"{container_name}/partial.bin")
 
 
+def test_clean_segments_deletes_what_a_killed_writer_left_and_nothing_else(
+    small_swift, container_name, cli, capsys, monkeypatch
+):
+    """The documented cleanup after a kill -9: ``swiftzarr clean-segments`` deletes the
+    segments no manifest points at, once old enough, and keeps every live large object's."""
+    test_a_killed_writer_leaves_no_visible_file(small_swift, container_name)
+    conn = _conn(small_swift)
+    orphans = set(_names(conn, f"{container_name}_segments"))
+    kept = os.urandom(3 * MiB + 5)
+    _fs(small_swift).pipe_file(f"{container_name}/kept.bin", kept)  # a live large object
+    live = set(_names(conn, f"{container_name}_segments")) - orphans
+    assert live and orphans
+    for name, value in small_swift.env.items():
+        monkeypatch.setenv(name, value)
+    url = f"swift://{container_name}"
+    assert cli("clean-segments", url) == 0  # default --older-than 1d: a fresh upload may run
+    assert "deleted 0 orphaned segments" in capsys.readouterr().out
+    time.sleep(1.2)
+    assert cli("clean-segments", url, "--older-than", "1s", "--dry-run") == 0
+    said = capsys.readouterr().out
+    assert f"would delete {len(orphans)} orphaned segments" in said and "partial.bin/slo/" in said
+    assert set(_names(conn, f"{container_name}_segments")) == orphans | live  # dry run
+    assert cli("clean-segments", url, "--older-than", "1s") == 0
+    assert f"deleted {len(orphans)} orphaned segments" in capsys.readouterr().out
+    assert set(_names(conn, f"{container_name}_segments")) == live  # read by swiftclient
+    assert conn.get_object(container_name, "kept.bin")[1] == kept
+
+
 def test_put_get_of_a_directory_and_sign(fs, swift_server, container_name, tmp_path):
     src = tmp_path / "src"
     (src / "sub").mkdir(parents=True)

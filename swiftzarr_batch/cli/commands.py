@@ -36,6 +36,7 @@ from swiftzarr_batch.store.locations import (
 from swiftzarr_batch.store.objects import swift_objects, with_write_options
 from swiftzarr_batch.swift.account import list_containers
 from swiftzarr_batch.swift.session import SwiftSession
+from swiftzarr_batch.swift.tempurl import parse_duration
 from swiftzarr_batch.transfer.copy import CopyError, copy_store
 from swiftzarr_batch.transfer.objects import (
     ObjectInfo,
@@ -274,6 +275,28 @@ def consolidate(args: argparse.Namespace) -> int:
         f"consolidated the metadata of {nodes} nodes at {describe(store)} "
         f"({time.monotonic() - started:.1f} s)"
     )
+    return 0
+
+
+def clean_segments(args: argparse.Namespace) -> int:
+    """Find and delete the segments of large-object uploads that never got their manifest (a
+    writer killed mid-upload): nothing else can reclaim that space."""
+    store = open_existing(args.url, insecure=args.insecure)
+    swift = swift_objects(store)
+    if swift is None:
+        raise ConfigurationError(f"only swift:// locations have large-object segments: {args.url}")
+    report = sync(
+        swift.delete_orphan_segments(
+            older_than=parse_duration(args.older_than), dry_run=args.dry_run
+        )
+    )
+    verb = "would delete" if args.dry_run else "deleted"
+    print(
+        f"{verb} {report.segments} orphaned segments ({format_bytes(report.bytes)}) of "
+        f"{report.uploads} uploads under {describe(store)}"
+    )
+    for upload in report.examples:
+        print(f"  {upload}")
     return 0
 
 

@@ -186,6 +186,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("url")
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
 
+    p = add(
+        "clean-segments",
+        "delete large-object segments no manifest points at (left by killed writers)",
+        commands.clean_segments,
+    )
+    p.add_argument("url", help="swift://CONTAINER[/PREFIX]: the objects whose segments to check")
+    p.add_argument(
+        "--older-than",
+        default="1d",
+        metavar="DURATION",
+        help="leave uploads younger than this alone, they may still run (default 1d; 12h, 30m)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="only count what would be deleted")
+
     p = add("share", "share a dataset: signed link, or public read on/off", share.share)
     share.add_share_arguments(p)
 

@@ -33,6 +33,7 @@ from swiftzarr_batch.swift.checksums import BODY_MD5_HEADER
 from swiftzarr_batch.swift.large_copy import LargeCopy, copy_large
 from swiftzarr_batch.swift.large_objects import delete_large
 from swiftzarr_batch.swift.names import object_name
+from swiftzarr_batch.swift.orphan_segments import OrphanReport, delete_orphan_segments
 from swiftzarr_batch.swift.write_options import WriteOptions
 
 __all__ = ["CopySource", "ObjectInfo", "SwiftObjects", "swift_objects", "with_write_options"]
@@ -275,6 +276,17 @@ class SwiftObjects:
         container = await self.store.swift_container()
         markers = listed_for_delete(container, self.store.listing_base + prefix, only_markers=True)
         return await delete_streamed(container, markers)  # markers: never cached
+
+    async def delete_orphan_segments(
+        self, prefix: str = "", *, older_than: float = 86400.0, dry_run: bool = False
+    ) -> OrphanReport:
+        """Delete the large-object segments under ``prefix`` that no manifest points at, left
+        by writers killed before their manifest (``swift.orphan_segments``); uploads younger
+        than ``older_than`` seconds are left alone (they may still be running)."""
+        container = await self.store.swift_container()
+        return await delete_orphan_segments(
+            container, self.store.listing_base + prefix, older_than=older_than, dry_run=dry_run
+        )
 
     async def copy_large_from(
         self, source: SwiftObjects, src_key: str, key: str, route: CopySource | None
