@@ -38,6 +38,8 @@ class CopySummary:
     keys_deleted: int = 0
     keys_vanished: int = 0
     keys_failed: int = 0
+    keys_unlisted: int = 0  # at the source, found by HEAD of the zarr grid, not by its listing
+    unlisted_probes: int = 0  # HEADs sent for grid keys the source listing lacked (the cost)
     bytes_copied: int = 0
     bytes_through_client: int = 0
     requests: int = 0
@@ -63,6 +65,8 @@ class CopySummary:
             text += f", {'would delete' if self.dry_run else 'deleted'} {self.keys_deleted}"
         if self.keys_vanished:
             text += f", {self.keys_vanished} vanished at the source"
+        if self.keys_unlisted:
+            text += f", {self.keys_unlisted} present at the source but not yet listed"
         if self.keys_failed:
             text += f", {self.keys_failed} FAILED"
         verified = {None: "", True: "; verified", False: "; NOT verified"}[self.verified]
