@@ -222,7 +222,10 @@ def proxy_server_conf(s: ClusterSettings) -> str:
         "account_autocreate = true\nexpose_info = true\n"
         # Swift's ratelimit leaves a container it believes empty unlimited; its object count
         # comes from container info cached this long (default 60 s).
-        + ("recheck_container_existence = 2\n" if s.ratelimit_writes is not None else ""),
+        + ("recheck_container_existence = 2\n" if s.ratelimit_writes is not None else "")
+        # The gate in front of the container server is one more hop: on a loaded machine its
+        # connects can take longer than the default 0.5 s, which the proxy answers with 503.
+        + ("conn_timeout = 5\n" if s.deferred_listings is not None else ""),
     ]
     for name in dict.fromkeys(pipeline):
         if name == "proxy-server":

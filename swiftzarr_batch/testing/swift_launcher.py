@@ -205,6 +205,7 @@ def run_gate(args: argparse.Namespace) -> int:
     with _append(args.log) as log_file:
         log_file.write(f"gate on {args.listen_port} -> container server {args.backend_port}\n")
         _GateHandler.backend_port = args.backend_port
+        http.server.ThreadingHTTPServer.request_queue_size = 256  # bursts of updates (default 5)
         server = http.server.ThreadingHTTPServer(("127.0.0.1", args.listen_port), _GateHandler)
         server.daemon_threads = True
         server.serve_forever()
