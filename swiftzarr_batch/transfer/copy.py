@@ -89,7 +89,8 @@ def copy_store(
         chunk grids are checked: every grid key its listing lacked gets a HEAD, and chunks
         that exist are copied too (``keys_unlisted``; the cost, one HEAD per absent grid key,
         is ``unlisted_probes``; see ``transfer.unlisted``). Keys outside zarr arrays cannot be
-        found that way: a copy of a plain prefix copies what the source listed.
+        found that way: a copy of a plain prefix copies what the source listed. Only a Swift
+        source is probed (other stores' listings do not lag).
 
     Raises CopyError (with ``.summary``) if any key failed or the copy did not verify.
     """
@@ -128,7 +129,7 @@ def copy_store(
     run = CopyRun(source, dest, opts, summary, exclude, batch_size, progress, progress_interval)
     try:
         run.run(if_exists, delete_extra=delete_extra)  # data copied as the listings are merged
-        if not dry_run and probe_unlisted:
+        if not dry_run and probe_unlisted and swift_objects(source) is not None:
             probe = probe_unlisted_chunks(source, opts.source_path, concurrency=concurrency)
             summary.unlisted_probes = probe.probed
             run.copy_unlisted(probe.present)
