@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from swiftzarr_batch.cli import commands, share
 from swiftzarr_batch.cli.cluster_options import add_cluster_options
 from swiftzarr_batch.cli.convert_options import add_convert_options
 from swiftzarr_batch.jobs.progress import display_for, progress_display
+from swiftzarr_batch.swift.concurrency import RATE_ENV
 from swiftzarr_batch.testing import serve as server
 
 EXIT_INTERRUPTED = 130
@@ -61,6 +63,13 @@ def _cluster_choice(p: argparse.ArgumentParser) -> None:
         "--scheduler", metavar="ADDRESS", help="run tasks on this dask.distributed scheduler"
     )
     add_cluster_options(p)
+    p.add_argument(
+        "--rate",
+        type=float,
+        metavar="R",
+        help="at most R requests/s to Swift in all, divided across the dask workers (for sites "
+        "that publish a limit; without it requests back off adaptively on 498/429/503)",
+    )
 
 
 def _dask_options(p: argparse.ArgumentParser) -> None:
@@ -248,6 +257,11 @@ def one_line(exc: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     _setup_logging(args.debug, args.quiet)
+    if getattr(args, "rate", None) is not None:
+        if not args.rate > 0:
+            build_parser().error("--rate must be > 0 requests/s")
+        # the stores' cap when they give none; local worker processes inherit it
+        os.environ[RATE_ENV] = repr(float(args.rate))
     # users who ask for consolidated metadata know; zarr's warning would only add noise
     warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
     try:

@@ -20,11 +20,13 @@ Every parallel operation uses this one collector: ``jobs.runner.run_job`` for
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Iterable
 
 from swiftzarr_batch.jobs.dask_api import DaskClient, current_client
+from swiftzarr_batch.swift.concurrency import set_rate_divisor
 from swiftzarr_batch.swift.session import process_counters
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,11 @@ def snapshot(client: DaskClient | None) -> Snapshot:
         return found
     for worker_pid, worker_counters in answers.values():
         found[worker_pid] = worker_counters
+    # A cluster-wide rate cap (``max_requests_per_second``) is shared by the workers that answer.
+    try:
+        client.run(functools.partial(set_rate_divisor, max(1, len(answers))), on_error="ignore")
+    except Exception as exc:
+        log.debug("could not tell workers how many share the rate cap: %s", type(exc).__name__)
     return found
 
 

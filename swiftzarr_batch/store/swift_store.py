@@ -75,6 +75,10 @@ class SwiftStore(Store):
     max_connections, retry, verify_tls, verify_reads, verify_writes, connect_timeout, read_timeout
         Data path tuning, see ``TransportOptions``. The MD5 checks (``verify_reads``,
         ``verify_writes``) are on by default; they cost ~10 ms of CPU per 8 MiB chunk.
+    max_requests_per_second
+        A cluster-wide cap on requests, for sites that publish one: divided across the dask
+        workers of a job (``swift.concurrency``). Without it (and without ``swiftzarr --rate``)
+        only the adaptive limit applies, which backs off on 498/429/503 whatever this says.
     cacert
         The site's CA bundle (a PEM file), for auth, data and ``conn`` alike. Without it (and
         with ``verify_tls``): ``OS_CACERT``, the cloud's ``cacert``/``verify`` in clouds.yaml,
@@ -132,6 +136,7 @@ class SwiftStore(Store):
         storage_policy: str | None = None,
         delete_after: int | None = None,
         read_cache: ReadCacheOption = None,
+        max_requests_per_second: float | None = None,
     ) -> None:
         super().__init__(read_only=read_only or anonymous)
         self.container = validate_container(container)
@@ -175,6 +180,7 @@ class SwiftStore(Store):
             verify_reads=verify_reads,
             verify_writes=verify_writes,
             retry=retry or RetryPolicy(),
+            max_requests_per_second=max_requests_per_second,
         )
         self._swift_session: SwiftSession | None = None
         self._swift_container: SwiftContainer | None = None

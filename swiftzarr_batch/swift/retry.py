@@ -19,6 +19,7 @@ import tenacity
 from swiftzarr_batch.swift.status import retry_after_seconds
 
 T = TypeVar("T")
+RATE_LIMITED = frozenset({429, 498})
 
 
 class RetryableFailure(Exception):
@@ -97,19 +98,23 @@ async def call_with_retries(
     The first try runs outside tenacity, so the common case (success) costs one timer, not a
     retry machinery, on a path that handles thousands of requests per second; after a
     RetryableFailure the remaining tries are driven by tenacity with this policy. Any other
-    exception propagates at once. ``on_retry(failure)`` runs before each retry (counters,
-    logging). The final RetryableFailure is raised with ``attempts`` set to the number of tries
-    and ``budget_spent`` set when the budget, not ``attempts``, ended the call. A failed try's
+    exception propagates at once. Tries refused by a rate limit (429/498) do not count against
+    ``policy.attempts``, only against the budget: the cluster said "not yet", not "broken",
+    and the adaptive limit (``concurrency``) slows the process meanwhile.
+    ``on_retry(failure)`` runs before each retry (counters, logging). The final
+    RetryableFailure is raised with ``attempts`` set to the number of tries and
+    ``budget_spent`` set when the budget, not ``attempts``, ended the call. A failed try's
     traceback is dropped before the next one starts: it would keep that try's frames, and so
     its body buffers, alive through the retries.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + policy.budget
     tries = 0
+    refused = 0  # tries answered 429/498: "not yet", bounded by the budget, not by attempts
     last: list[RetryableFailure] = []  # the latest failure only
 
     async def bounded() -> T:
-        nonlocal tries
+        nonlocal tries, refused
         tries += 1
         timeout = asyncio.timeout_at(deadline)
         try:
@@ -127,13 +132,15 @@ async def call_with_retries(
             )
             failure.budget_spent = True
         failure.attempts = tries
+        if failure.status in RATE_LIMITED:
+            refused += 1
         failure.__traceback__ = failure.__context__ = failure.__cause__ = None
         last[:] = [failure]
         raise failure
 
     def give_up(sleep: float) -> bool:
         failure = last[0]
-        if failure.budget_spent or tries >= policy.attempts:
+        if failure.budget_spent or tries - refused >= policy.attempts:
             return True
         if loop.time() + sleep >= deadline:
             failure.budget_spent = True

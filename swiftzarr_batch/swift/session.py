@@ -32,6 +32,7 @@ from swiftzarr_batch.errors import (
     SwiftHTTPError,
 )
 from swiftzarr_batch.swift.checksums import check_body_md5, md5_hex
+from swiftzarr_batch.swift.concurrency import request_slot
 from swiftzarr_batch.swift.http1 import (
     ConnectionFailed,
     Endpoint,
@@ -74,10 +75,14 @@ class TransportOptions:
     verify_reads: bool = True
     verify_writes: bool = True
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_requests_per_second: float | None = None  # cluster-wide cap (``swift.concurrency``)
 
     def __post_init__(self) -> None:
         if self.max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {self.max_connections}")
+        rate = self.max_requests_per_second
+        if rate is not None and not rate > 0:
+            raise ValueError(f"max_requests_per_second must be > 0, got {rate!r}")
         object.__setattr__(self, "proxy", proxy_choice(self.proxy))  # a URL's password: hidden
 
 
@@ -92,6 +97,8 @@ class Counters:
     retries: int = 0
     reauths: int = 0
     errors: int = 0
+    refused: int = 0  # 498/429 answers: rate limited (each also a retry or an error)
+    unavailable: int = 0  # 503 answers: overloaded or failing over
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -234,6 +241,7 @@ class SwiftSession:
         ):
             send_headers["ETag"] = await md5_hex(body)
         reauthed = False
+        container = path.split("/", 1)[0] if path else None  # its own limit (``concurrency``)
 
         async def attempt() -> Response:
             nonlocal reauthed
@@ -242,7 +250,13 @@ class SwiftSession:
                 send_headers["X-Auth-Token"] = token.token
             self.counters.requests += 1
             try:
-                resp = await self._pool().request(method, target, send_headers, body, expect=expect)
+                async with request_slot(
+                    self.token.storage_url, container, self.options.max_requests_per_second
+                ) as slot:
+                    resp = await self._pool().request(
+                        method, target, send_headers, body, expect=expect
+                    )
+                    slot.done(resp.status)
             except TLSFailure as exc:
                 self.counters.errors += 1  # a certificate does not get better by retrying
                 raise SwiftHTTPError(
@@ -253,6 +267,10 @@ class SwiftSession:
             except ConnectionFailed as exc:
                 raise RetryableFailure(exc.reason) from None
             status, resp_headers, data = resp.status, resp.headers, resp.body
+            if status in (429, 498):
+                self.counters.refused += 1
+            elif status == 503:
+                self.counters.unavailable += 1
             if body is not None:
                 self.counters.bytes_sent += len(body)
             self.counters.bytes_received += len(data)

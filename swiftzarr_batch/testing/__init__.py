@@ -7,3 +7,7 @@ readiness, logs); ``serve`` is the command line (``swiftzarr serve``); ``swift_c
 Swift's config files; the ``*_launcher.py`` scripts run inside the servers' venvs. Imported by
 tests, benchmarks and the CLI's ``serve`` only, never by the library.
 """
+
+from swiftzarr_batch.testing.swift_server import LocalSwift
+
+__all__ = ["LocalSwift"]

@@ -5,8 +5,9 @@ tests and benchmarks; this one is what people type. ``swiftzarr serve`` (``cli.m
 ``add_serve_arguments`` and ``serve``; ``python -m swiftzarr_batch.testing.swift_server`` (and the
 old ``python -m swiftzarr_batch.server``) runs ``main``:
 
-* ``[serve] [--data-dir D] [--token-life S] [--max-file-size B] [--s3api] [--no-memcached]``
-  runs a server until Ctrl-C or SIGTERM and prints its ``export ST_AUTH=...`` lines on stdout;
+* ``[serve] [--data-dir D] [--token-life S] [--max-file-size B] [--s3api] [--no-memcached]
+  [--replicas 3] [--ratelimit-writes N] [--deferred-listings S]`` runs a server until Ctrl-C
+  or SIGTERM and prints its ``export ST_AUTH=...`` lines on stdout;
 * ``install`` only installs Swift (once) and prints the python of its venv;
 * ``run [options] -- CMD ...`` runs CMD with ST_AUTH/ST_USER/ST_KEY of a fresh server, then
   stops it, and exits with CMD's status.
@@ -42,6 +43,28 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--max-file-size", type=int, default=None, help="largest object in bytes")
     p.add_argument("--s3api", action="store_true", help="also serve the S3 API")
     p.add_argument("--no-memcached", action="store_true", help="do not start memcached")
+    p.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="object replicas: 3 runs three object servers (own ports and devices) "
+        "and their replicators",
+    )
+    p.add_argument(
+        "--ratelimit-writes",
+        type=float,
+        default=None,
+        metavar="N",
+        help="Swift's ratelimit filter: N object writes/s per container (498 beyond a 0.5 s sleep)",
+    )
+    p.add_argument(
+        "--deferred-listings",
+        type=float,
+        default=None,
+        metavar="S",
+        help="listings lag: container updates wait in async_pending; object-updaters replay "
+        "them every S seconds",
+    )
     return p
 
 
@@ -70,6 +93,9 @@ def _local_swift(args: argparse.Namespace) -> LocalSwift:
         s3api=args.s3api,
         max_file_size=args.max_file_size,
         memcached=False if args.no_memcached else None,
+        replicas=args.replicas,
+        ratelimit_writes=args.ratelimit_writes,
+        deferred_listings=args.deferred_listings,
     )
 
 

@@ -21,18 +21,31 @@ Why a launcher instead of ``bin/swift-proxy-server``:
 Usage::
 
     python -I swift_launcher.py server SWIFT_CONF SERVER_CONF SECTION --log F [--access-log F]
-    python -I swift_launcher.py rings SWIFT_DIR DEVICE account=PORT container=PORT object=PORT
+    python -I swift_launcher.py rings SWIFT_DIR DEVICE account=PORT container=PORT object=P1,P2,P3
+    python -I swift_launcher.py daemon SWIFT_CONF CONF SECTION --log F
+    python -I swift_launcher.py gate LISTEN_PORT BACKEND_PORT --log F
+
+``rings``: a ring whose spec lists several ports gets one device per port (``d1``, ``d2``...,
+each in its own zone) and as many replicas. ``daemon`` runs ``object-replicator`` or
+``object-updater`` like ``swift-object-replicator CONF`` does. ``gate`` is the container
+server's doorman for "listings that lag": it forwards everything to the container server except
+the object servers' container updates (``PUT``/``DELETE`` of ``/dev/part/acct/cont/obj``), which
+it answers 503, so they go to ``async_pending`` until an object-updater (whose rings name the
+container server itself) replays them.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
+import http.server
 import importlib
 import logging
 import os
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -105,24 +118,120 @@ def run_server(args: argparse.Namespace) -> int:
         return int(run_wsgi(args.server_conf, args.section, verbose=False))
 
 
+def run_daemon(args: argparse.Namespace) -> int:
+    """Run the object-replicator or object-updater of one node until it is stopped."""
+    with contextlib.ExitStack() as files:
+        log_file = files.enter_context(_append(args.log))
+        _install_file_logging(log_file, None)
+        _use_private_swift_conf(args.swift_conf)
+        from swift.common.daemon import run_daemon as swift_run_daemon
+
+        if args.section == "object-replicator":
+            from swift.obj.replicator import ObjectReplicator as klass
+        elif args.section == "object-updater":
+            from swift.obj.updater import ObjectUpdater as klass
+        else:
+            raise SystemExit(f"unknown daemon section {args.section!r}")
+        swift_run_daemon(klass, args.conf, args.section, once=False)
+        return 0
+
+
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"}
+
+
+class _GateHandler(http.server.BaseHTTPRequestHandler):
+    """Forward to the container server; answer object-row updates 503 (see the docstring)."""
+
+    protocol_version = "HTTP/1.1"
+    backend_port = 0
+    refused = 0
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            return self.rfile.read(length)
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                data = self.rfile.read(size + 2)[:size]
+                if not size:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                chunks.append(data)
+            return b"".join(chunks)
+        return b""
+
+    def _handle(self) -> None:
+        body = self._body()
+        segments = urllib.parse.urlsplit(self.path).path.split("/")
+        if self.command in ("PUT", "DELETE") and len(segments) >= 6 and any(segments[5:]):
+            type(self).refused += 1
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            return
+        conn = http.client.HTTPConnection("127.0.0.1", self.backend_port, timeout=60)
+        try:
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+            headers["Content-Length"] = str(len(body))
+            conn.request(self.command, self.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            self.send_response(resp.status, resp.reason)
+            for k, v in resp.getheaders():
+                if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length":
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+        finally:
+            conn.close()
+            self.close_connection = True
+
+    do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = do_REPLICATE = do_UPDATE = _handle
+
+
+def run_gate(args: argparse.Namespace) -> int:
+    """Serve the gate on 127.0.0.1:LISTEN_PORT in front of 127.0.0.1:BACKEND_PORT."""
+    with _append(args.log) as log_file:
+        log_file.write(f"gate on {args.listen_port} -> container server {args.backend_port}\n")
+        _GateHandler.backend_port = args.backend_port
+        http.server.ThreadingHTTPServer.request_queue_size = 256  # bursts of updates (default 5)
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", args.listen_port), _GateHandler)
+        server.daemon_threads = True
+        server.serve_forever()
+    return 0
+
+
 def build_rings(args: argparse.Namespace) -> int:
-    """What ``swift-ring-builder X.builder create 10 1 1; add ...; rebalance`` does, 3x faster."""
+    """What ``swift-ring-builder X.builder create P R 1; add ...; rebalance`` does, 3x faster."""
     from swift.common.ring import RingBuilder
 
     for spec in args.rings:
-        kind, port = spec.split("=", 1)
-        builder = RingBuilder(args.part_power, 1, 1)
-        builder.add_dev(
-            {
-                "region": 1,
-                "zone": 1,
-                "ip": "127.0.0.1",
-                "port": int(port),
-                "device": args.device,
-                "weight": 100.0,
-                "meta": "",
-            }
-        )
+        kind, ports = spec.split("=", 1)
+        port_list = [int(p) for p in ports.split(",")]
+        builder = RingBuilder(args.part_power, len(port_list), 1)
+        for index, port in enumerate(port_list):
+            builder.add_dev(
+                {
+                    "region": 1,
+                    "zone": index + 1,
+                    "ip": "127.0.0.1",
+                    "port": port,
+                    "device": args.device if len(port_list) == 1 else f"d{index + 1}",
+                    "weight": 100.0,
+                    "meta": "",
+                }
+            )
         builder.rebalance(seed=1)
         base = os.path.join(args.swift_dir, kind)
         builder.save(base + ".builder")
@@ -140,6 +249,17 @@ def main(argv: list[str] | None = None) -> int:
     srv.add_argument("--log", required=True)
     srv.add_argument("--access-log", default=None)
     srv.set_defaults(func=run_server)
+    daemon = sub.add_parser("daemon")
+    daemon.add_argument("swift_conf")
+    daemon.add_argument("conf")
+    daemon.add_argument("section")
+    daemon.add_argument("--log", required=True)
+    daemon.set_defaults(func=run_daemon)
+    gate = sub.add_parser("gate")
+    gate.add_argument("listen_port", type=int)
+    gate.add_argument("backend_port", type=int)
+    gate.add_argument("--log", required=True)
+    gate.set_defaults(func=run_gate)
     rings = sub.add_parser("rings")
     rings.add_argument("swift_dir")
     rings.add_argument("device")

@@ -15,7 +15,12 @@ needs neither root nor anything under ``/etc``. This module owns the cluster's l
   ``<data_dir>/logs/proxy.log``;
 * it starts a private ``memcached`` when one is installed (it roughly doubles throughput:
   account and container info is cached) and runs without the cache filter otherwise;
-* TempAuth serves ``/auth/v1.0`` with stateless fernet tokens whose life is configurable.
+* TempAuth serves ``/auth/v1.0`` with stateless fernet tokens whose life is configurable;
+* as operators run it, on request: ``replicas=3`` (three object servers on their own ports and
+  devices, a real object-replicator each; ``stop_object_server(i)`` takes node ``i`` down),
+  ``ratelimit_writes=N`` (Swift's ratelimit filter: N object writes/s per container, 498 beyond
+  a short sleep) and ``deferred_listings=S`` (container updates refused at write time by a gate
+  in front of the container server, replayed by real object-updaters every S seconds).
 
 Everything listens on 127.0.0.1 only. The command line lives in ``serve``;
 ``python -m swiftzarr_batch.testing.swift_server [serve|install|run -- CMD]`` runs it.
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import hashlib
 import http.client
 import logging
 import os
@@ -33,10 +39,12 @@ import secrets
 import shlex
 import shutil
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Collection, Mapping, Sequence
 from configparser import ConfigParser
 from pathlib import Path
@@ -143,6 +151,15 @@ class LocalSwift:
     accounts ``KEY_<project_id>``; TempAuth keeps serving ``AUTH_*``. ``without``: proxy
     filters to leave out (``{"bulk", "slo"}``: a site without bulk deletes and large objects);
     ``second_policy``: the name of a second storage policy (one replica, same device).
+
+    Operators' clusters: ``replicas`` (1 or 3; with 3, object servers ``0..2`` each serve one
+    device and run a replicator over ssync; ``stop_object_server(i)`` / ``start_object_server(i)``
+    take node ``i`` down and back, ``direct_object_urls`` names each replica for direct reads);
+    ``ratelimit_writes`` (object PUT/DELETE/POST per container per second, the account's
+    container writes at ``4x``; requests that would sleep over ``ratelimit_max_sleep`` s get
+    498; needs memcached; a container Swift believes empty is not limited, and its object count
+    is re-read every 2 s); ``deferred_listings`` (seconds between object-updater passes: objects
+    answer 201 at once but reach listings only when replayed from async_pending).
     """
 
     def __init__(
@@ -161,7 +178,27 @@ class LocalSwift:
         keystone: Mapping[str, str] | None = None,
         without: Collection[str] = (),
         second_policy: str | None = None,
+        replicas: int = 1,
+        ratelimit_writes: float | None = None,
+        ratelimit_max_sleep: float = 0.5,
+        deferred_listings: float | None = None,
+        replicator_interval: float = 2.0,
     ) -> None:
+        if replicas not in (1, 2, 3, 4):
+            raise ValueError(f"replicas must be between 1 and 4: {replicas!r}")
+        if ratelimit_writes is not None and not ratelimit_writes > 0:
+            raise ValueError(f"ratelimit_writes must be > 0: {ratelimit_writes!r}")
+        if ratelimit_writes is not None and memcached is False:
+            raise ValueError(
+                "ratelimit_writes needs memcached (Swift's ratelimit keeps counts there)"
+            )
+        if deferred_listings is not None and not deferred_listings > 0:
+            raise ValueError(f"deferred_listings must be > 0 seconds: {deferred_listings!r}")
+        self.replicas = replicas
+        self.ratelimit_writes = ratelimit_writes
+        self.ratelimit_max_sleep = ratelimit_max_sleep
+        self.deferred_listings = deferred_listings
+        self.replicator_interval = replicator_interval
         self._users = dict(DEFAULT_USERS if users is None else users)
         if not self._users:
             raise ValueError("at least one user is needed")
@@ -207,6 +244,45 @@ class LocalSwift:
     def pids(self) -> dict[str, int]:
         """Process ids of the running servers ("account", ..., "proxy", maybe "memcached")."""
         return self._procs.pids
+
+    @property
+    def object_server_names(self) -> list[str]:
+        """Process names of the object servers, node 0 first (``object``, ``object2``...)."""
+        return cfg.object_port_names(self.replicas)
+
+    def object_server_url(self, node: int) -> str:
+        """``http://127.0.0.1:PORT`` of object server ``node`` (0-based), running or not."""
+        return f"http://127.0.0.1:{self._ports[self.object_server_names[node]]}"
+
+    @property
+    def part_power(self) -> int:
+        """The object ring's partition power (fewer partitions when replicated: faster passes)."""
+        return 10 if self.replicas == 1 else 8
+
+    def direct_object_urls(self, container: str, obj: str, account: str = "test") -> list[str]:
+        """Object-server URLs of each replica of ``container/obj`` (policy 0), node 0 first.
+
+        With as many devices as replicas every partition lives on every node, so replica ``i``
+        is on node ``i``'s device ``d<i+1>``. A plain GET there reads that replica alone
+        (no proxy, no failover): how tests check what each node holds.
+        """
+        s = self._settings
+        if s is None:
+            raise ServerError("the server was never started: call start() first")
+        path = f"/AUTH_{account}/{container}/{obj}"
+        digest = hashlib.md5(
+            (s.hash_prefix + path + s.hash_suffix).encode(), usedforsecurity=False
+        ).digest()
+        part = struct.unpack_from(">I", digest)[0] >> (32 - self.part_power)
+        quoted = urllib.parse.quote(f"/{part}{path}")
+        return [f"{self.object_server_url(i)}/d{i + 1}{quoted}" for i in range(self.replicas)]
+
+    def async_pending_count(self) -> int:
+        """Container updates waiting in the object nodes' async_pending dirs (not yet listed)."""
+        root = self.data_dir / "srv"
+        return sum(
+            1 for d in root.glob("node*/d*/async_pending*") for f in d.rglob("*") if f.is_file()
+        )
 
     @property
     def proxy_url(self) -> str:
@@ -289,9 +365,11 @@ class LocalSwift:
                 atexit.register(self.stop)
                 if self._settings and self._settings.memcache_server:
                     self._start_memcached()
-                for name in _SERVERS:
+                for name in self._server_names():
                     self._spawn_server(name)
                 self._wait_ready(started)
+                for node in range(self.replicas):
+                    self._spawn_daemons(node)
             except BaseException:
                 self.stop()
                 raise
@@ -308,7 +386,7 @@ class LocalSwift:
         """Stop exactly the processes started here; remove the data dir if it was a temp dir."""
         with self._lock:
             atexit.unregister(self.stop)
-            self._procs.stop_all(first=("proxy", "object", "container", "account"))
+            self._procs.stop_all(first=("proxy", *self.object_server_names, "container", "account"))
             if self._made_dir and self._data_dir is not None:
                 shutil.rmtree(self._data_dir, ignore_errors=True)
                 self._data_dir, self._made_dir = None, False
@@ -327,6 +405,27 @@ class LocalSwift:
                 raise ServerError("the server was never started: call start() first")
             self._spawn_server("proxy")
             self._wait_ready(time.monotonic())
+
+    def stop_object_server(self, node: int) -> None:
+        """Take object node ``node`` (0-based) down: its server and its daemons stop.
+
+        The proxy then writes at quorum to the others and reads from them; when the node is
+        started again, the other nodes' replicators push it what it missed.
+        """
+        with self._lock:
+            name = self.object_server_names[node]  # IndexError names a node that is not there
+            for proc in (name, f"replicator{node + 1}", f"updater{node + 1}"):
+                self._procs.stop(proc)
+
+    def start_object_server(self, node: int) -> None:
+        """Start object node ``node`` (0-based) again, on its port, with its daemons."""
+        with self._lock:
+            name = self.object_server_names[node]
+            if name in self._procs:
+                raise ServerError(f"object server {node} is running")
+            self._spawn_server(name)
+            self._wait_ready(time.monotonic())
+            self._spawn_daemons(node)
 
     def restart_proxy(self, downtime: float = 0.0) -> None:
         """Stop and start just the proxy on the same port; data and tokens stay valid."""
@@ -350,7 +449,8 @@ class LocalSwift:
             self._procs.own_dir(self._data_dir)  # removed even if we die without stop()
         else:
             self._data_dir = self._requested_dir
-        for sub in ("etc", "logs", "srv/node/d1"):
+        nodes = [f"srv/node{i}/d{i}" for i in range(2, self.replicas + 1)]
+        for sub in ("etc", "etc/direct", "logs", "recon", "srv/node/d1", *nodes):
             (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
         _check_xattrs(self.data_dir / "srv" / "node" / "d1")
 
@@ -366,7 +466,14 @@ class LocalSwift:
             raise ServerError("memcached=True but no memcached binary (apt-get install memcached)")
         if use_memcached is None:
             use_memcached = binary is not None
-        names = [*_SERVERS, *(["memcached"] if use_memcached else [])]
+        if self.ratelimit_writes is not None and not use_memcached:
+            raise ServerError("ratelimit_writes needs memcached (apt-get install memcached)")
+        names = [
+            *_SERVERS,
+            *self.object_server_names[1:],
+            *(["container-gate"] if self.deferred_listings is not None else []),
+            *(["memcached"] if use_memcached else []),
+        ]
         self._ports = dict(zip(names, free_ports(len(names)), strict=True))
         try:
             run_user = pwd.getpwuid(os.geteuid()).pw_name
@@ -393,35 +500,65 @@ class LocalSwift:
             without=self.without,
             second_policy=self.second_policy,
             memcache_server=f"127.0.0.1:{self._ports['memcached']}" if use_memcached else None,
+            object_servers=self.replicas,
+            replicator_interval=self.replicator_interval,
+            ratelimit_writes=self.ratelimit_writes,
+            ratelimit_max_sleep=self.ratelimit_max_sleep,
+            deferred_listings=self.deferred_listings,
+            recon_dir=str(self.data_dir / "recon"),
         )
         files = {"swift.conf": cfg.swift_conf(s), "proxy-server.conf": cfg.proxy_server_conf(s)}
-        for name in ("account", "container", "object"):
+        for name in ("account", "container"):
             files[f"{name}-server.conf"] = cfg.backend_server_conf(s, name)
+        for node in range(1, self.replicas + 1):
+            files[self._conf_name(cfg.object_port_names(self.replicas)[node - 1])] = (
+                cfg.object_server_conf(s, node)
+            )
+            if self.deferred_listings is not None:
+                files[f"object-updater-{node}.conf"] = cfg.object_updater_conf(
+                    s, node, str(etc / "direct")
+                )
         for fname, text in files.items():
             path = etc / fname
             path.write_text(text)
             path.chmod(0o600)  # holds keys
         # Rings carry the backend ports, which change on every start: always rebuild them.
-        # (One device and one replica: partitions map to the same device, data stays valid.)
-        argv = [
-            str(self._python),
-            "-I",
-            str(_LAUNCHER),
-            "rings",
-            str(etc),
-            "d1",
-            *(f"{k}={self._ports[k]}" for k in ("account", "container", "object")),
-            *([f"object-1={self._ports['object']}"] if self.second_policy else []),
-        ]
-        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, check=False)
-        if done.returncode != 0:
-            raise ServerError(f"building rings failed: {done.stderr.decode(errors='replace')}")
+        # (The same seed and devices: partitions map to the same devices, data stays valid.)
+        objects = ",".join(str(self._ports[n]) for n in self.object_server_names)
+        container = self._ports["container"]
+        # The proxy's ring names the gate when listings lag (it refuses the object servers'
+        # updates); the object-updaters' ring in etc/direct names the container server itself.
+        dirs = {etc: self._ports.get("container-gate", container)}
+        if self.deferred_listings is not None:
+            dirs[etc / "direct"] = container
+        for swift_dir, container_port in dirs.items():
+            argv = [
+                str(self._python),
+                "-I",
+                str(_LAUNCHER),
+                "rings",
+                str(swift_dir),
+                "d1",
+                f"account={self._ports['account']}",
+                f"container={container_port}",
+                f"object={objects}",
+                *([f"object-1={self._ports['object']}"] if self.second_policy else []),
+                "--part-power",
+                str(self.part_power),
+            ]
+            done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+            if done.returncode != 0:
+                raise ServerError(f"building rings failed: {done.stderr.decode(errors='replace')}")
 
     def _log_path(self, name: str) -> Path:
         return (
             self.data_dir
             / "logs"
-            / (f"{name}.log" if name == "memcached" else f"{name}-server.log")
+            / (
+                f"{name}.log"
+                if name in ("memcached", "container-gate") or name[-1].isdigit()
+                else f"{name}-server.log"
+            )
         )
 
     def _spawn(self, name: str, argv: Sequence[str]) -> None:
@@ -444,16 +581,49 @@ class LocalSwift:
             argv += ["-u", "root"]
         self._spawn("memcached", argv)
 
+    def _server_names(self) -> list[str]:
+        """Servers in start order: those the proxy needs first, the proxy last."""
+        gate = ["container-gate"] if self.deferred_listings is not None else []
+        return ["account", "container", *gate, *self.object_server_names, "proxy"]
+
+    @staticmethod
+    def _conf_name(name: str) -> str:
+        """object2 -> object-server-2.conf; proxy -> proxy-server.conf."""
+        if name.startswith("object") and name != "object":
+            return f"object-server-{name[len('object') :]}.conf"
+        return f"{name}-server.conf"
+
+    def _spawn_daemons(self, node: int) -> None:
+        """Object node ``node``'s replicator (if replicated) and updater (if listings lag)."""
+        etc = self.data_dir / "etc"
+        conf = etc / self._conf_name(self.object_server_names[node])
+        daemons = []
+        if self.replicas > 1:
+            daemons.append((f"replicator{node + 1}", conf, "object-replicator"))
+        if self.deferred_listings is not None:
+            daemons.append(
+                (f"updater{node + 1}", etc / f"object-updater-{node + 1}.conf", "object-updater")
+            )
+        for name, path, section in daemons:
+            argv = [str(self._python), "-I", str(_LAUNCHER), "daemon", str(etc / "swift.conf")]
+            argv += [str(path), section, "--log", str(self._log_path(name))]
+            self._spawn(name, argv)
+
     def _spawn_server(self, name: str) -> None:
         etc = self.data_dir / "etc"
+        if name == "container-gate":
+            argv = [str(self._python), "-I", str(_LAUNCHER), "gate"]
+            argv += [str(self._ports[name]), str(self._ports["container"])]
+            self._spawn(name, [*argv, "--log", str(self._log_path(name))])
+            return
         argv = [
             str(self._python),
             "-I",
             str(_LAUNCHER),
             "server",
             str(etc / "swift.conf"),
-            str(etc / f"{name}-server.conf"),
-            f"{name}-server",
+            str(etc / self._conf_name(name)),
+            "object-server" if name.startswith("object") else f"{name}-server",
             "--log",
             str(self._log_path(name)),
         ]

@@ -31,6 +31,7 @@ from swiftzarr_batch.transfer.copy_run import CopyRun
 from swiftzarr_batch.transfer.copy_summary import CopyConflictError, CopyError, CopySummary
 from swiftzarr_batch.transfer.copy_tasks import TaskOptions
 from swiftzarr_batch.transfer.objects import describe
+from swiftzarr_batch.transfer.unlisted import probe_unlisted as probe_unlisted_chunks
 
 if TYPE_CHECKING:
     from swiftzarr_batch.transfer.convert_plan import Target
@@ -60,6 +61,7 @@ def copy_store(
     progress: ProgressCallback | None = None,
     progress_interval: float = 5.0,
     convert: Target | None = None,
+    probe_unlisted: bool = True,
 ) -> CopySummary:
     """Copy every key under ``source_path`` of ``source`` to ``dest_path`` of ``dest``.
 
@@ -82,6 +84,13 @@ def copy_store(
         ``transfer.convert``): returns a ConvertSummary (a CopySummary); ``if_exists``,
         ``delete_extra``, ``server_side``, ``batch_size`` and ``exclude`` do not apply (the
         destination must be empty or hold this same conversion, which is then resumed).
+
+    probe_unlisted: listings lag behind writes, so after the listed keys the source's zarr
+        chunk grids are checked: every grid key its listing lacked gets a HEAD, and chunks
+        that exist are copied too (``keys_unlisted``; the cost, one HEAD per absent grid key,
+        is ``unlisted_probes``; see ``transfer.unlisted``). Keys outside zarr arrays cannot be
+        found that way: a copy of a plain prefix copies what the source listed. Only a Swift
+        source is probed (other stores' listings do not lag).
 
     Raises CopyError (with ``.summary``) if any key failed or the copy did not verify.
     """
@@ -120,6 +129,10 @@ def copy_store(
     run = CopyRun(source, dest, opts, summary, exclude, batch_size, progress, progress_interval)
     try:
         run.run(if_exists, delete_extra=delete_extra)  # data copied as the listings are merged
+        if not dry_run and probe_unlisted and swift_objects(source) is not None:
+            probe = probe_unlisted_chunks(source, opts.source_path, concurrency=concurrency)
+            summary.unlisted_probes = probe.probed
+            run.copy_unlisted(probe.present)
         if not dry_run:
             run.copy_metadata()
             if delete_extra:

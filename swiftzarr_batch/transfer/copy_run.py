@@ -53,6 +53,7 @@ from swiftzarr_batch.transfer.copy_tasks import (
 )
 from swiftzarr_batch.transfer.objects import delete_stream
 from swiftzarr_batch.transfer.sorted_listing import sorted_objects
+from swiftzarr_batch.transfer.unlisted import head_keys
 
 __all__ = ["CopyRun", "Pair", "merged_pairs"]
 
@@ -128,6 +129,7 @@ class CopyRun:
         self.extra_large: set[str] = set()
         self.extra_data: IO[str] | None = None
         self.extra_count = 0
+        self.unlisted: dict[str, ObjectInfo] = {}  # source keys found by HEAD, not by listing
 
     def _progress(self, label: str, total: int = 0) -> Progress:
         return Progress(label, total, interval=self.interval, callback=self.callback)
@@ -304,6 +306,45 @@ class CopyRun:
                 r.vanished[0],
             )
 
+    # -- what the source listing lacked ---------------------------------------------------------
+    def copy_unlisted(self, present: list[ObjectInfo]) -> None:
+        """Copy source chunks that exist but were not listed (``transfer.unlisted``).
+
+        Keys are the source store's; each is compared with the destination by a HEAD first, so
+        ``if_exists`` holds for them as for listed keys. They are never deleted as "extra", and
+        ``verify`` checks them by HEAD at the destination.
+        """
+        prefix = f"{self.opts.source_path}/" if self.opts.source_path else ""
+        infos = [
+            ObjectInfo(i.key[len(prefix) :], i.size, i.md5)
+            for i in present
+            if i.key.startswith(prefix) and not self.exclude(i.key[len(prefix) :])
+        ]
+        if not infos:
+            return
+        self.unlisted = {i.key: i for i in infos}
+        self.summary.keys_unlisted = len(infos)
+        dest_path = self.opts.dest_path
+        at_dest = {
+            i.key[len(dest_path) + 1 :] if dest_path else i.key: i
+            for i in head_keys(self.dest, [join(dest_path, i.key) for i in infos], 16)
+        }
+        self.if_exists, self.execute = self.if_exists, True
+        self.chunks = self._progress("copy unlisted chunks")
+        with BatchStream(self.source, self.dest, self.opts) as stream:
+            for info in infos:
+                dst = at_dest.get(info.key)
+                if dst is None:
+                    self._want(info)
+                else:
+                    self._decide(info, dst, info.same_content(dst) is not False)
+                self._flush(stream, final=False)
+            while self.data or stream.pending:
+                self._flush(stream, final=True)
+                stream.drain()
+        self.chunks.finish()
+        self.summary.keys_conflicting = len(self.conflicts)
+
     # -- metadata -----------------------------------------------------------------------------
     def copy_metadata(self) -> None:
         s = self.summary
@@ -348,6 +389,9 @@ class CopyRun:
             self.extra_data.seek(0)
             for line in self.extra_data:
                 key, large = json.loads(line)
+                if key in self.unlisted:  # at the source after all, only not listed yet
+                    self.extra_count -= 1
+                    continue
                 yield ObjectInfo(join(dest_path, key), large=large)
 
         try:
@@ -379,13 +423,21 @@ class CopyRun:
 
         for src, dst in self.pairs():
             if src is None:
-                if deleted_extra and dst is not None:
+                assert dst is not None
+                if dst.key in self.unlisted:
+                    continue  # checked below
+                if deleted_extra:
                     note(f"{dst.key}: extra key still at the destination")
                 continue
             if src.key in self.vanished or src.key in self.conflicts:
                 continue
             if dst is None or src.same_content(dst) is False:
                 suspects.append(src)
+                if len(suspects) >= _RECHECK:
+                    recheck()
+        for info in self.unlisted.values():  # listed nowhere yet, perhaps: HEAD each
+            if info.key not in self.conflicts:
+                suspects.append(info)
                 if len(suspects) >= _RECHECK:
                     recheck()
         recheck()

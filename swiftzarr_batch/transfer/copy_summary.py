@@ -38,10 +38,13 @@ class CopySummary:
     keys_deleted: int = 0
     keys_vanished: int = 0
     keys_failed: int = 0
+    keys_unlisted: int = 0  # at the source, found by HEAD of the zarr grid, not by its listing
+    unlisted_probes: int = 0  # HEADs sent for grid keys the source listing lacked (the cost)
     bytes_copied: int = 0
     bytes_through_client: int = 0
     requests: int = 0
     retried: int = 0
+    refused: int = 0  # 498/429 answers (rate limited) among the requests
     seconds: float = 0.0
     verified: bool | None = None
     problems: list[str] = field(default_factory=list)
@@ -62,10 +65,13 @@ class CopySummary:
             text += f", {'would delete' if self.dry_run else 'deleted'} {self.keys_deleted}"
         if self.keys_vanished:
             text += f", {self.keys_vanished} vanished at the source"
+        if self.keys_unlisted:
+            text += f", {self.keys_unlisted} present at the source but not yet listed"
         if self.keys_failed:
             text += f", {self.keys_failed} FAILED"
         verified = {None: "", True: "; verified", False: "; NOT verified"}[self.verified]
-        return f"{text}; {self.retried} retries; {self.seconds:.1f} s{verified}"
+        refused = f" ({self.refused} rate-limited)" if self.refused else ""
+        return f"{text}; {self.retried} retries{refused}; {self.seconds:.1f} s{verified}"
 
     def record_run(self, counters_before: dict[int, dict[str, int]], started: float) -> None:
         """Fill in the request, retry and time figures of a finished (or failed) run.
@@ -73,6 +79,7 @@ class CopySummary:
         Copies and conversions both end this way, so their summaries read alike."""
         delta = counters_delta(counters_before, cluster_counters())
         self.requests, self.retried = delta.get("requests", 0), delta.get("retries", 0)
+        self.refused = delta.get("refused", 0)
         self.seconds = round(time.monotonic() - started, 3)
 
     def raise_if_unverified(self, what: str, error: type[CopyError]) -> None:

@@ -38,6 +38,7 @@ from swiftzarr_batch.store.keys import ZARR_JSON, ZARRAY, ZGROUP, dirname, is_no
 from swiftzarr_batch.store.objects import SwiftObjects, is_md5, swift_objects
 from swiftzarr_batch.transfer.chunk_presence import ChunkPresence
 from swiftzarr_batch.transfer.objects import ObjectInfo, describe
+from swiftzarr_batch.transfer.unlisted import head_keys
 from swiftzarr_batch.transfer.verify_scan import (
     Docs,
     Scan,
@@ -68,6 +69,9 @@ class ArrayCheck:
     missing: list[str] = field(default_factory=list)
     """The first missing chunk keys in grid order (at most ``sample`` of them)."""
     missing_count: int = 0
+    unlisted: list[str] = field(default_factory=list)
+    """Chunk keys the listing lacked that exist (a HEAD found them): not yet listed, not lost."""
+    unlisted_count: int = 0
 
 
 @dataclass
@@ -92,6 +96,11 @@ class VerifyReport:
     requests: int = 0
     retried: int = 0
     seconds: float = 0.0
+    unlisted_probes: int = 0  # HEADs of grid keys the listing lacked (the cost of telling)
+
+    @property
+    def unlisted_chunks(self) -> int:
+        return sum(a.unlisted_count for a in self.arrays)
 
     @property
     def missing_chunks(self) -> int:
@@ -108,7 +117,12 @@ class VerifyReport:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "missing_chunks": self.missing_chunks, "ok": self.ok}
+        return {
+            **asdict(self),
+            "missing_chunks": self.missing_chunks,
+            "unlisted_chunks": self.unlisted_chunks,
+            "ok": self.ok,
+        }
 
     def format(self, max_items: int = 10) -> str:
         """A human-readable report (the CLI prints this)."""
@@ -141,6 +155,13 @@ class VerifyReport:
                     a.missing,
                     a.missing_count,
                 )
+        for a in self.arrays:
+            section(
+                f"{a.path or '/'}: chunks present but NOT YET LISTED (the listing lags behind "
+                f"writes; found by {self.unlisted_probes} HEADs in all)",
+                a.unlisted,
+                a.unlisted_count,
+            )
         section("orphan keys (belong to no array or group)", self.orphans, self.orphan_count)
         section("stale consolidated metadata", self.stale_consolidated)
         lines.append("OK" if self.ok else "PROBLEMS FOUND")
@@ -158,6 +179,7 @@ def verify_store(
     progress: ProgressCallback | None = None,
     progress_interval: float = 5.0,
     sample: int = 1000,
+    probe_unlisted: bool = True,
 ) -> VerifyReport:
     """Check the hierarchy under ``path``; see the module docstring for what is checked.
 
@@ -166,6 +188,10 @@ def verify_store(
     allow_missing: absent chunks (which read as fill_value) do not make the report fail.
     sample: at most this many names are kept per list of missing chunks and of orphans (the
         counts are always complete); memory stays flat however many keys there are.
+    probe_unlisted: a HEAD for each chunk grid key the listing lacked, so chunks that exist
+        but are not listed yet (Swift's listings lag behind writes) are reported apart
+        (``unlisted``) from missing ones; the cost is one request per such key
+        (``unlisted_probes``). False: absent from the listing counts as missing.
     """
     started = time.monotonic()
     before = cluster_counters()
@@ -180,6 +206,7 @@ def verify_store(
             batch_size,
             concurrency,
             sample,
+            probe_unlisted,
             Progress("verify content", 0, interval=progress_interval, callback=progress),
         )
     finally:
@@ -200,6 +227,7 @@ def _verify(
     batch_size: int,
     concurrency: int,
     sample: int,
+    probe_unlisted: bool,
     progress: Progress,
 ) -> None:
     meta = discover_metadata(store, path, concurrency)
@@ -240,19 +268,26 @@ def _verify(
     report.groups = len(found.groups)
     for node, presence in arrays.items():
         spec = presence.spec
-        report.arrays.append(
-            ArrayCheck(
-                node,
-                spec.zarr_format,
-                list(spec.shape),
-                list(spec.grid),
-                spec.fill_value,
-                expected=presence.expected,
-                present=presence.present,
-                missing=presence.missing_keys(sample),
-                missing_count=presence.missing,
-            )
+        check = ArrayCheck(
+            node,
+            spec.zarr_format,
+            list(spec.shape),
+            list(spec.grid),
+            spec.fill_value,
+            expected=presence.expected,
+            present=presence.present,
+            missing=presence.missing_keys(sample),
+            missing_count=presence.missing,
         )
+        if probe_unlisted and presence.missing:
+            lacking = presence.missing_keys(presence.missing)
+            report.unlisted_probes += len(lacking)
+            present_keys = {info.key for info in head_keys(store, lacking, concurrency)}
+            absent = [key for key in lacking if key not in present_keys]
+            check.unlisted = sorted(present_keys)[:sample]
+            check.unlisted_count = len(present_keys)
+            check.missing, check.missing_count = absent[:sample], len(absent)
+        report.arrays.append(check)
     report.orphans = sorted(scan.orphans)
     report.orphan_count = scan.orphan_count
     report.stale_consolidated = stale_consolidated(path, meta.docs, found)

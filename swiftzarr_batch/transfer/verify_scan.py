@@ -104,6 +104,9 @@ async def _walk(store: Store, swift: SwiftObjects, root: str, concurrency: int) 
         if any(k.endswith((ZARR_JSON, ZARRAY)) for k in others):
             # listed, but read as 404 above: quarantined or lost. Not descended (as unusable).
             children = []
+        else:  # members a consolidated group names, listed or not (listings lag behind writes)
+            named = _consolidated_children(got.docs.get(join(node, ZARR_JSON)))
+            children += sorted({join(node, c) for c in named} - set(children))
         _merge(found, await read_docs(store, others, concurrency, listed=True))
         return children
 
@@ -112,6 +115,18 @@ async def _walk(store: Store, swift: SwiftObjects, root: str, concurrency: int) 
         results = await asyncio.gather(*(visit(d) for d in level))
         level = [child for r in results for child in r]
     return found
+
+
+def _consolidated_children(doc: bytes | None) -> set[str]:
+    """First-level member names of a zarr 3 group's consolidated metadata (none if absent or
+    unreadable: the listing still finds the members it shows)."""
+    if doc is None:
+        return set()
+    try:
+        members = json.loads(doc).get("consolidated_metadata", {}).get("metadata", {})
+        return {str(name).split("/", 1)[0] for name in members if str(name).strip("/")}
+    except (ValueError, AttributeError):
+        return set()
 
 
 def _merge(into: Docs, got: Docs) -> None:
