@@ -93,6 +93,8 @@ class AdaptiveLimit:
         return f"<AdaptiveLimit {self.name} limit={self.limit:.1f} in_flight={self.in_flight}>"
 
     async def acquire(self) -> None:
+        """Wait for a place under the current limit (first come, first served), from any
+        thread's event loop: one limit is shared by every session of the process."""
         with self._lock:
             if not self._waiters and self.in_flight < int(self.limit):
                 self.in_flight += 1
@@ -160,6 +162,8 @@ class RateCap:
         self._lock = threading.Lock()
 
     async def wait(self) -> None:
+        """Sleep until this request's turn under the cap: requests are spaced ``1/rate``
+        apart, so a burst never goes out faster than the site allows."""
         with self._lock:
             now = time.monotonic()
             start = max(now, self._next)
@@ -217,6 +221,8 @@ class Slot:
         self._started = time.monotonic()
 
     def done(self, status: int | None) -> None:
+        """Record the answer's status (None: no answer), which decides on release whether the
+        limits grow, hold or are cut."""
         self._status = status
 
     def _release(self) -> None:
