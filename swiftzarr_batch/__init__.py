@@ -43,6 +43,13 @@ from swiftzarr_batch.swift.retry import RetryPolicy
 from swiftzarr_batch.transfer.copy import CopyError, CopySummary, copy_store
 from swiftzarr_batch.transfer.share import share_public, temp_url, unshare_public
 from swiftzarr_batch.transfer.verify import VerifyReport, verify_store
+from swiftzarr_batch.versioned import (
+    LeaseHeldError,
+    ReadonlySession,
+    Repository,
+    VersionedError,
+    WritableSession,
+)
 
 _moved.install()
 
@@ -64,9 +71,12 @@ __all__ = [
     "JobResult",
     "KeystoneApplicationCredential",
     "KeystonePassword",
+    "LeaseHeldError",
     "ListingNotAllowedError",
     "PermissionDeniedError",
     "ReadOnlyError",
+    "ReadonlySession",
+    "Repository",
     "RetryPolicy",
     "ServerError",
     "StorageURLOverride",
@@ -78,6 +88,8 @@ __all__ = [
     "TokenLifetimeWarning",
     "V1Password",
     "VerifyReport",
+    "VersionedError",
+    "WritableSession",
     "acquire_token",
     "check_token_lifetime",
     "consolidate",
