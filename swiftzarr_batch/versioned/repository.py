@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Self, TypeVar
 
+from zarr.abc.store import Store
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
@@ -36,6 +37,12 @@ from swiftzarr_batch.versioned.errors import (
     VersionedError,
 )
 from swiftzarr_batch.versioned.lease import BranchLease, owner_name
+from swiftzarr_batch.versioned.maintenance import (
+    ExportReport,
+    GCReport,
+    collect_garbage,
+    export_snapshot,
+)
 from swiftzarr_batch.versioned.manifests import (
     DEFAULT_PIECE_ENTRIES,
     Change,
@@ -460,12 +467,12 @@ class Repository:
 
     def branches(self) -> dict[str, str]:
         """Every branch with the snapshot it points to."""
-        return run(self._refs("branch"))
+        return run(self.refs("branch"))
 
     def tags(self) -> dict[str, str]:
-        return run(self._refs("tag"))
+        return run(self.refs("tag"))
 
-    async def _refs(self, kind: str) -> dict[str, str]:
+    async def refs(self, kind: str) -> dict[str, str]:
         container = await self.base.swift_container()
         base = self.base.listing_base + f"{REFS_DIR}/{kind}."
         names = [
@@ -535,6 +542,22 @@ class Repository:
                         modified.append(x[0])
                     x, y = await anext(left, None), await anext(right, None)
             return Diff(added, removed, modified)
+
+        return run(go())
+
+    # -- upkeep -----------------------------------------------------------------------------
+    def gc(self, older_than: float = 7 * 86400, *, dry_run: bool = False) -> GCReport:
+        """Delete every object no branch or tag reaches (their ancestry included) that is older
+        than ``older_than`` seconds; returns what was deleted. The grace period must exceed
+        the longest writable session: until it commits, its objects are unreferenced."""
+        return run(collect_garbage(self, older_than, dry_run))
+
+    def export(self, snapshot_id: str, dest: Store) -> ExportReport:
+        """Copy one snapshot (id, tag or branch) to ``dest`` as a plain zarr hierarchy (Swift
+        server-side copies where the same token can write ``dest``)."""
+
+        async def go() -> ExportReport:
+            return await export_snapshot(self, await self.ref_id(snapshot_id), dest)
 
         return run(go())
 

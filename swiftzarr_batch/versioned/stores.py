@@ -200,10 +200,18 @@ class SessionStore(Store):
             state["base"], state["session"], state["parent"], state["deleted_prefixes"]
         )
 
+    def with_read_only(self, read_only: bool = False) -> SessionStore:
+        """The same session's view; read-only if asked (zarr opens ``mode="r"`` this way)."""
+        clone = SessionStore(self.base, self.session, self.parent, self.deleted_prefixes)
+        clone._read_only = read_only
+        clone.closed = self.closed
+        return clone
+
     def _own(self, key: str) -> str:
         return chunk_key(self.session, key)
 
     def _check_open(self) -> None:
+        self._check_writable()
         if self.closed:
             raise SessionClosedError(
                 f"session {self.session} already committed or closed: open a new writable session"
