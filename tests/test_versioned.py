@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import zarr
 
-from swiftzarr_batch import LeaseHeldError, Repository
+from swiftzarr_batch import LeaseHeldError, Repository, SwiftStore
 from swiftzarr_batch.versioned import (
     BranchMovedError,
     CommitLostError,
@@ -383,3 +383,195 @@ def test_racing_head_moves_lose_one_commit_detectably(creds, container_name, mon
             lost = repo.readonly_session(snapshot_id=lost_id)
             assert len(set(_read(lost).tolist())) == 1
             assert lost.snapshot.parent == parent
+
+
+def _reachable_at_server(conn, container, prefix="ds") -> set[str]:
+    """What the refs reach, walked with python-swiftclient and plain JSON (not our code)."""
+    _, objs = conn.get_container(container, prefix=f"{prefix}/refs/", full_listing=True)
+    todo = [
+        json.loads(conn.get_object(container, o["name"])[1])["snapshot"]
+        for o in objs
+        if "/lease." not in o["name"]
+    ]
+    keep: set[str] = set()
+    while todo:
+        sid = todo.pop()
+        if f"{prefix}/snapshots/{sid}" in keep:
+            continue
+        keep.add(f"{prefix}/snapshots/{sid}")
+        snap = json.loads(conn.get_object(container, f"{prefix}/snapshots/{sid}")[1])
+        for piece_id, *_ in snap["pieces"]:
+            keep.add(f"{prefix}/manifests/{piece_id}")
+            piece = json.loads(conn.get_object(container, f"{prefix}/manifests/{piece_id}")[1])
+            for key, session, _size in piece["entries"]:
+                keep.add(f"{prefix}/chunks/{piece['sessions'][session]}/{key}")
+        if snap["parent"]:
+            todo.append(snap["parent"])
+    return keep
+
+
+def test_gc_keeps_what_is_reachable_and_deletes_the_rest(creds, container_name, swift_conn):
+    repo = _repo(creds, container_name, piece_entries=4)
+    with repo.writable_session() as s:
+        _write(s, 1)
+        c1 = s.commit("1")
+    with repo.writable_session() as s:
+        zarr.open_array(s.store, path="a")[0:4] = 5
+        c2 = s.commit("2")
+    with repo.writable_session() as s:
+        _write(s, 3)
+        c3 = s.commit("3")
+    repo.rollback("main", c2)  # c3 is now unreachable
+    with repo.writable_session() as s:  # a session that never commits
+        zarr.open_array(s.store, path="a")[:] = 9
+    all_before = set(_server_names(swift_conn, container_name, "ds/"))
+
+    assert repo.gc(older_than=3600).deleted == []  # everything is younger than the grace
+    assert set(_server_names(swift_conn, container_name, "ds/")) == all_before
+
+    report = repo.gc(older_than=0)
+    after = set(_server_names(swift_conn, container_name, "ds/"))
+    keep = _reachable_at_server(swift_conn, container_name)
+    refs = {n for n in after if n.startswith("ds/refs/")} | {"ds/repo.json"}
+    assert after == keep | refs
+    assert {f"ds/{k}" for k in report.deleted} == all_before - after
+    assert f"snapshots/{c3}" in report.deleted and report.deleted_snapshots == [c3]
+    # counted at the server: c1's 10 keys + c2's one rewritten chunk, nothing of c3 or the
+    # abandoned session, no session records
+    assert len([n for n in after if n.startswith("ds/chunks/")]) == 11
+    assert not [n for n in after if n.startswith("ds/sessions/")]
+    assert (_read(repo.readonly_session(snapshot_id=c1)) == 1).all()
+    assert _read(repo.readonly_session())[:5].tolist() == [5, 5, 5, 5, 1]
+    with pytest.raises(RefNotFoundError):
+        repo.readonly_session(snapshot_id=c3)
+
+
+def test_export_is_plain_zarr_listed_by_the_swift_cli(creds, container_name, swift_conn):
+    repo = _repo(creds, container_name, piece_entries=4)
+    with repo.writable_session() as s:
+        _write(s, 4)
+        snap = s.commit("4")
+    dest = SwiftStore(container_name, "plain", **creds)
+    report = repo.export(snap, dest)
+    assert report.server_side and report.keys == 10
+    arr = zarr.open_array(SwiftStore(container_name, "plain", read_only=True, **creds), path="a")
+    assert (arr[:] == 4).all() and arr.attrs["commit"] == 4
+    other = f"{container_name}-x"
+    repo.export("main", SwiftStore(other, "copy", **creds))
+    if not Path(SWIFT_CLI).exists():
+        pytest.skip(f"no swift CLI next to {sys.executable}")
+    out = subprocess.run(
+        [
+            SWIFT_CLI,
+            "-A",
+            creds["authurl"],
+            "-U",
+            creds["user"],
+            "-K",
+            creds["key"],
+            "list",
+            other,
+            "--prefix",
+            "copy/",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split()
+    expected = sorted(zarr.core.sync.sync(_collect(repo.readonly_session().store.list())))
+    assert out == [f"copy/{k}" for k in expected]
+    assert (
+        swift_conn.get_object(other, "copy/a/c/0")[1]
+        == swift_conn.get_object(container_name, "plain/a/c/0")[1]
+    )
+
+
+def test_cli_log_tag_diff_rollback_gc_export(creds, container_name, swift_env, cli, capsys):
+    repo = _repo(creds, container_name)
+    with repo.writable_session() as s:
+        _write(s, 1)
+        c1 = s.commit("first")
+    with repo.writable_session() as s:
+        zarr.open_array(s.store, path="a")[0:4] = 2
+        c2 = s.commit("second")
+    url = f"swift://{container_name}/ds"
+    capsys.readouterr()
+    assert cli("log", url, "--json") == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["id"] for r in rows[:2]] == [c2, c1] and rows[0]["message"] == "second"
+    assert cli("tag", url, "good", c1) == 0
+    assert capsys.readouterr().out == f"tagged {c1} as good\n"
+    assert cli("diff", url, "good", "main", "--json") == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "added": [],
+        "removed": [],
+        "modified": ["a/c/0"],
+    }
+    assert cli("diff", url, "good", "main") == 0
+    assert capsys.readouterr().out.split("\n")[0] == "M a/c/0"
+    assert cli("rollback", url, "main", "good") == 0
+    assert repo.readonly_session().snapshot_id == c1
+    assert cli("gc", url, "--older-than", "0") == 0
+    assert "snapshots" in capsys.readouterr().out  # c2 went
+    assert cli("export", url, "main", f"swift://{container_name}/exported") == 0
+    assert (
+        zarr.open_array(SwiftStore(container_name, "exported", **creds), path="a")[:] == 1
+    ).all()
+    assert cli("log", f"swift://{container_name}/nothing-here") == 1
+    assert "no versioned repository" in capsys.readouterr().err
+
+
+def test_xarray_to_zarr_and_open_zarr_through_sessions(creds, container_name):
+    xr = pytest.importorskip("xarray")
+    repo = _repo(creds, container_name)
+    ds = xr.Dataset(
+        {"t": (("time", "x"), np.arange(24.0).reshape(6, 4))},
+        coords={"time": np.arange(6), "x": np.arange(4)},
+    )
+    with repo.writable_session() as s:
+        ds.to_zarr(s.store, mode="w", encoding={"t": {"chunks": (2, 4)}})
+        first = s.commit("six steps")
+    more = ds.assign_coords(time=np.arange(6, 12))
+    with repo.writable_session() as s:
+        more.to_zarr(s.store, append_dim="time")
+        s.commit("twelve steps")
+    now = xr.open_zarr(repo.readonly_session().store)
+    assert now.sizes["time"] == 12
+    xr.testing.assert_identical(now.isel(time=slice(6, 12)).load(), more.load())
+    then = xr.open_zarr(repo.readonly_session(snapshot_id=first).store)
+    assert then.sizes["time"] == 6
+    xr.testing.assert_identical(then.load(), ds)
+
+
+def test_dask_cluster_writes_through_a_writable_session(creds, container_name):
+    da = pytest.importorskip("dask.array")
+    distributed = pytest.importorskip("distributed")
+    repo = _repo(creds, container_name)
+    with repo.writable_session() as s:
+        arr = zarr.create_array(
+            s.store, name="x", shape=(40, 40), chunks=(10, 10), dtype="f8", fill_value=0.0
+        )
+        arr[:] = 1.0
+        first = s.commit("ones")
+    values = np.arange(1600.0).reshape(40, 40) + 1
+    values[:10, :10] = 0.0  # a block of fill values: the worker deletes that chunk
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+        ) as cluster,
+        distributed.Client(cluster),
+        repo.writable_session() as s,
+    ):
+        target = zarr.open_array(s.store, path="x")
+        da.from_array(values, chunks=(10, 10)).store(target, lock=False)
+        assert repo.readonly_session().snapshot_id == first  # nothing visible before commit
+        second = s.commit("from the workers")
+    out = zarr.open_array(repo.readonly_session().store, path="x", mode="r")[:]
+    assert np.array_equal(out, values)
+    assert repo.diff(first, second).removed == ["x/c/0/0"]
+    assert len(repo.diff(first, second).modified) == 15
