@@ -8,6 +8,7 @@ protocol does not depend on them being long on a single local proxy.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import signal
@@ -160,6 +161,13 @@ def test_session_semantics_and_listing(creds, container_name):
     assert sorted(zarr.core.sync.sync(_collect(repo.readonly_session().store.list()))) == listed
     diff = repo.diff(first, second)
     assert diff.removed == ["x/c/2", "y/c/0", "y/c/1", "y/zarr.json"] and not diff.added
+    # another branch from the first commit: main does not move
+    repo.create_branch("dev", first)
+    with repo.writable_session("dev") as s:
+        zarr.open_array(s.store, path="x")[:] = 3
+        dev = s.commit("dev work")
+    assert repo.branches() == {"main": second, "dev": dev}
+    assert repo.log("dev")[1].id == first
     # a closed session without commit leaves the branch where it was and frees the lease
     with repo.writable_session() as s:
         zarr.open_array(s.store, path="x")[:] = 1
@@ -575,3 +583,63 @@ def test_dask_cluster_writes_through_a_writable_session(creds, container_name):
     assert np.array_equal(out, values)
     assert repo.diff(first, second).removed == ["x/c/0/0"]
     assert len(repo.diff(first, second).modified) == 15
+
+
+@pytest.mark.parametrize("seed", range(30))
+async def test_manifest_merge_matches_a_dict_model(seed):
+    """The split-manifest merge against a plain dict, on random keys, changes and deleted
+    prefixes (no server: pieces saved in memory). Pieces stay sorted, disjoint and capped,
+    and pieces no change touches are kept unread."""
+    import random
+
+    from swiftzarr_batch.versioned.manifests import ManifestReader, merge_pieces
+
+    rng = random.Random(seed)
+    cap = rng.choice([2, 3, 5, 8])
+    saved: dict[str, bytes] = {}
+
+    async def save(piece_id, body):
+        saved[piece_id] = body
+
+    async def load(piece_id):
+        return saved[piece_id]
+
+    def key() -> str:
+        return f"{rng.choice('abc')}/c/{rng.randrange(40)}"
+
+    async def stream(items):
+        for item in items:
+            yield item
+
+    model: dict[str, tuple[str, int]] = {}
+    pieces: list = []
+    for step in range(4):
+        changes = {
+            key(): (None if rng.random() < 0.25 else (f"s{step}", rng.randrange(99)))
+            for _ in range(rng.randrange(0, 25))
+        }
+        prefixes = {rng.choice(["a/", "b/c/1", "c/"])} if rng.random() < 0.3 else set()
+        for k in list(model):
+            if any(k.startswith(p) for p in prefixes):
+                del model[k]
+        for k, v in changes.items():
+            if v is None:
+                model.pop(k, None)
+            else:
+                model[k] = v
+        parent = ManifestReader(pieces, load)
+        pieces, stats = await merge_pieces(
+            parent, stream(sorted(changes.items())), prefixes, cap, save
+        )
+        merged = {}
+        for ref in pieces:
+            piece = await ManifestReader(pieces, load).piece(ref)
+            assert 0 < len(piece) <= cap and list(piece) == sorted(piece)
+            assert (ref.first, ref.last) == (min(piece), max(piece))
+            merged.update(piece)
+        assert [p.first for p in pieces] == sorted(p.first for p in pieces)
+        assert all(a.last < b.first for a, b in itertools.pairwise(pieces))
+        assert merged == dict(sorted(model.items()))
+        assert stats.keys == len(model)
+        for k, v in model.items():
+            assert await ManifestReader(pieces, load).lookup(k) == v

@@ -484,6 +484,17 @@ class Repository:
             return {n: (await self.read_head(n)).snapshot for n in names}
         return {n: await self.read_tag(n) for n in names}
 
+    def create_branch(self, name: str, snapshot_id: str) -> None:
+        """A new branch pointing at ``snapshot_id`` (``VersionedError`` if it exists)."""
+
+        async def go() -> None:
+            await self.read_snapshot(check_id(snapshot_id))
+            head = Head(snapshot_id, 0, time.time(), owner_name())
+            if not await self.put_new(branch_key(name), head.body()):
+                raise VersionedError(f"branch {name!r} already exists in {self}")
+
+        run(go())
+
     def tag(self, name: str, snapshot_id: str) -> None:
         """Name a snapshot for good (tags never move; ``VersionedError`` if it exists)."""
 
