@@ -643,3 +643,46 @@ async def test_manifest_merge_matches_a_dict_model(seed):
         assert stats.keys == len(model)
         for k, v in model.items():
             assert await ManifestReader(pieces, load).lookup(k) == v
+
+
+def test_ingest_workflow_commits_once_per_run(
+    swift_server, creds, container_name, tmp_path, monkeypatch
+):
+    """``versioned = true``: each run is one commit, made after the run verified; a run that
+    finds the branch leased exits 75 and commits nothing."""
+    xr = pytest.importorskip("xarray")
+    from test_workflows import expected, make_file, write_config
+
+    from swiftzarr_batch.workflows.common import EXIT_LOCKED
+    from swiftzarr_batch.workflows.ingest import run_from_config as ingest
+
+    for name, value in swift_server.env.items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        make_file(tmp_path / "in", i)
+    cfg = write_config(tmp_path, container_name, extra="", per_commit=2)
+    cfg.write_text(
+        cfg.read_text().replace("lock_ttl_seconds", "versioned = true\nlock_ttl_seconds")
+    )
+    assert ingest(cfg) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    repo = Repository.open(container_name, "ds.zarr", **creds)
+    assert summary["verified"] and summary["snapshot"] == repo.log()[0].id
+    assert len(repo.log()) == 2  # the empty first snapshot, then one commit for 3 files
+    first = summary["snapshot"]
+    got = xr.open_zarr(repo.readonly_session().store, consolidated=True).load()
+    xr.testing.assert_identical(got, expected(tmp_path, 3))
+
+    for i in range(3, 5):
+        make_file(tmp_path / "in", i)
+    with repo.writable_session(lease_ttl=30):  # another writer holds the branch
+        assert ingest(cfg) == EXIT_LOCKED
+    assert repo.log()[0].id == first
+    assert ingest(cfg) == 0
+    assert [e.message for e in repo.log()[:2]] == ["ingest: 2 files", "ingest: 3 files"]
+    xr.testing.assert_identical(
+        xr.open_zarr(repo.readonly_session().store).load(), expected(tmp_path, 5)
+    )
+    before = xr.open_zarr(repo.readonly_session(snapshot_id=first).store).load()
+    xr.testing.assert_identical(before, expected(tmp_path, 3))

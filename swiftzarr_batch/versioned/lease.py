@@ -103,6 +103,11 @@ class BranchLease:
     def __repr__(self) -> str:
         return f"BranchLease({self.branch!r}, fence={self.fence}, owner={self.owner!r})"
 
+    @property
+    def lost(self) -> str | None:
+        """Why the heartbeat found the lease lost (None while it is held)."""
+        return self._lost
+
     async def read(self) -> LeaseState | None:
         return parse_lease(await self._read_newest(self.key), self.key)
 

@@ -31,6 +31,7 @@ from swiftzarr_batch.versioned.errors import (
     BranchMovedError,
     CommitLostError,
     CorruptRecordError,
+    LeaseLostError,
     RefNotFoundError,
     RepositoryNotFoundError,
     SessionClosedError,
@@ -140,6 +141,12 @@ class WritableSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def check(self) -> None:
+        """Raise ``LeaseLostError`` if the heartbeat found the lease taken over (cheap, local:
+        for long jobs to stop early; ``commit`` checks at the server anyway)."""
+        if self.lease.lost:
+            raise LeaseLostError(self.lease.lost)
 
     def close(self) -> None:
         """Give the branch up without committing (what was written becomes garbage for gc)."""
