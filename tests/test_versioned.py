@@ -686,3 +686,35 @@ def test_ingest_workflow_commits_once_per_run(
     )
     before = xr.open_zarr(repo.readonly_session(snapshot_id=first).store).load()
     xr.testing.assert_identical(before, expected(tmp_path, 3))
+
+
+def test_mirror_workflow_from_and_into_repositories(
+    swift_server, creds, container_name, tmp_path, monkeypatch
+):
+    """``source_versioned``: the source repository's head, one snapshot, is copied;
+    ``versioned``: the target is a repository committed once per run."""
+    from test_workflows import write_mirror_config
+
+    from swiftzarr_batch.workflows.mirror import run_from_config as mirror
+
+    for name, value in swift_server.env.items():
+        monkeypatch.setenv(name, value)
+    src = _repo(creds, container_name, "src")
+    with src.writable_session() as s:
+        _write(s, 6)
+        head = s.commit("6")
+    with src.writable_session() as s:  # a commit in progress: the mirror must not see it
+        _write(s, 7)
+        extra = "source_versioned = true\nversioned = true\n"
+        cfg = write_mirror_config(
+            tmp_path, f"swift://{container_name}/src", f"swift://{container_name}/dst", extra
+        )
+        assert mirror(cfg) == 0
+    summary = json.loads((tmp_path / "mirror.json").read_text())
+    assert summary["source_snapshot"] == head and summary["verified"]
+    dst = Repository.open(container_name, "dst", **creds)
+    assert dst.log()[0].id == summary["snapshot"] and dst.log()[0].message.startswith("mirror")
+    assert (_read(dst.readonly_session()) == 6).all()
+    assert dst.diff(dst.log()[1].id, summary["snapshot"]).added == sorted(
+        zarr.core.sync.sync(_collect(src.readonly_session().store.list()))
+    )

@@ -203,7 +203,8 @@ class WritableSession:
 
     async def _commit(self, message: str) -> str:
         repo = self.repo
-        parent_reader = manifest_reader(repo.base, self.parent)
+        # the merge reads each touched piece once, in order: no cache worth keeping
+        parent_reader = manifest_reader(repo.base, self.parent, cache_pieces=1)
         prefixes = await self._deleted_prefixes()
         for attempt in range(4):
             seen: set[str] = set()

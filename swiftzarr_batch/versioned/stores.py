@@ -44,7 +44,7 @@ RECORD_LIMIT = 100_000
 listing holds them (beyond it the listing alone is trusted)."""
 
 
-def manifest_reader(base: SwiftStore, snapshot: Snapshot) -> ManifestReader:
+def manifest_reader(base: SwiftStore, snapshot: Snapshot, cache_pieces: int = 16) -> ManifestReader:
     async def load(piece_id: str) -> bytes | bytearray:
         buf = await base.get(piece_key(piece_id), PROTO)
         if buf is None:
@@ -53,7 +53,7 @@ def manifest_reader(base: SwiftStore, snapshot: Snapshot) -> ManifestReader:
             )
         return buf.to_bytes()
 
-    return ManifestReader(snapshot.pieces, load)
+    return ManifestReader(snapshot.pieces, load, cache_pieces)
 
 
 def _dir_prefix(prefix: str) -> str:

@@ -17,7 +17,12 @@ from zarr.abc.store import Store
 
 from swiftzarr_batch.errors import ConfigurationError
 from swiftzarr_batch.store.swift_store import SwiftStore
-from swiftzarr_batch.versioned import LeaseHeldError, Repository, WritableSession
+from swiftzarr_batch.versioned import (
+    LeaseHeldError,
+    ReadonlySession,
+    Repository,
+    WritableSession,
+)
 from swiftzarr_batch.workflows.common import LockHeldError
 
 log = logging.getLogger(__name__)
@@ -36,3 +41,10 @@ def versioned_session(store: Store, ttl: float, branch: str = "main") -> Iterato
         raise LockHeldError(str(exc)) from None
     with session:
         yield session
+
+
+def source_snapshot(store: Store, branch: str = "main") -> ReadonlySession:
+    """The head of the repository at ``store``, read-only: one whole commit."""
+    if not isinstance(store, SwiftStore):
+        raise ConfigurationError(f"{store}: a versioned source must be a swift:// location")
+    return Repository.from_store(store).readonly_session(branch)
