@@ -18,6 +18,7 @@ from swiftzarr_batch.versioned.errors import (
     SessionClosedError,
     VersionedError,
 )
+from swiftzarr_batch.versioned.maintenance import ExportReport, GCReport
 from swiftzarr_batch.versioned.records import LogEntry
 from swiftzarr_batch.versioned.repository import (
     Diff,
@@ -32,6 +33,8 @@ __all__ = [
     "CommitLostError",
     "CorruptRecordError",
     "Diff",
+    "ExportReport",
+    "GCReport",
     "LeaseHeldError",
     "LeaseLostError",
     "LogEntry",
