@@ -231,7 +231,7 @@ def _child(op: str, params: dict[str, Any], timeout: float = 3600) -> dict[str, 
     return {"ok": True, **json.loads(proc.stdout.strip().splitlines()[-1])}
 
 
-def run(quick: bool, reps: int) -> dict[str, Any]:
+def run(quick: bool, reps: int, skip_io: bool = False) -> dict[str, Any]:
     from swiftzarr_batch.testing.swift_server import LocalSwift
 
     chunks = 512 if quick else 4096
@@ -249,7 +249,9 @@ def run(quick: bool, reps: int) -> dict[str, Any]:
             rows.append(r)
             return r
 
-        for rep in range(reps):  # interleaved: plain, committed, plain, committed ...
+        for rep in range(
+            0 if skip_io else reps
+        ):  # interleaved: plain, committed, plain, committed ...
             for mode in ("plain", "versioned"):
                 prefix = f"{mode}-{rep}"
                 row(
@@ -319,7 +321,7 @@ def run(quick: bool, reps: int) -> dict[str, Any]:
         "summary": summarize(rows),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"w11-{'quick' if quick else 'full'}.json"
+    out = RESULTS / f"w11-{'quick' if quick else 'full'}{'-manifests' if skip_io else ''}.json"
     out.write_text(json.dumps(result, indent=1, default=str))
     print(table(result), flush=True)
     print(f"\nwrote {out}")
@@ -373,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.w11", description=__doc__)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument(
+        "--skip-io", action="store_true", help="only the commit and 1 M-key (manifest) cases"
+    )
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("params", nargs="?", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -381,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(OPS[args.child](json.loads(args.params)), default=str))
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    run(args.quick, args.reps)
+    run(args.quick, args.reps, args.skip_io)
     return 0
 
 

@@ -130,14 +130,29 @@ class MergeStats:
     keys: int = 0
 
 
+SAVES_IN_FLIGHT = 4
+
+
 class _PieceWriter:
-    """Collects merged entries and writes a piece every ``cap`` of them."""
+    """Collects merged entries and writes a piece every ``cap`` of them; up to
+    ``SAVES_IN_FLIGHT`` piece PUTs overlap with the merge (memory: that many bodies)."""
 
     def __init__(self, cap: int, save: SavePiece, stats: MergeStats) -> None:
         self.cap, self.save, self.stats = cap, save, stats
         self.buffer: list[tuple[str, Ref]] = []
         self.out: list[PieceRef] = []
         self.kept_last = False  # the last of ``out`` is a parent piece referenced unread
+        self.saving: list[asyncio.Task[None]] = []
+
+    async def finish(self) -> None:
+        """Flush and wait for every piece PUT (the first failure raises, the rest are
+        awaited so none is left running)."""
+        await self.flush()
+        results = await asyncio.gather(*self.saving, return_exceptions=True)
+        self.saving = []
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def add(self, key: str, ref: Ref) -> None:
         self.buffer.append((key, ref))
@@ -149,7 +164,9 @@ class _PieceWriter:
             return
         body = piece_body(self.buffer)
         piece_id = content_id(body)
-        await self.save(piece_id, body)
+        self.saving.append(asyncio.ensure_future(self.save(piece_id, body)))
+        if len(self.saving) >= SAVES_IN_FLIGHT:
+            await self.saving.pop(0)
         self.out.append(PieceRef(piece_id, self.buffer[0][0], self.buffer[-1][0], len(self.buffer)))
         self.stats.pieces_written += 1
         self.stats.keys += len(self.buffer)
@@ -204,43 +221,48 @@ async def merge_pieces(
     def touched_by_prefix(ref: PieceRef) -> bool:
         return any(overlaps(ref, *prefix_range(p)) for p in prefixes)
 
-    for ref in parent.pieces:
-        # changes before this piece
-        while (change := await peek()) is not None and change[0] < ref.first:
-            await take()
-            if change[1] is not None:
-                await writer.add(change[0], change[1])
-        change = await peek()
-        inside = change is not None and change[0] <= ref.last
-        small_buffer = writer.buffer and len(writer.buffer) + ref.count <= cap
-        if not inside and not touched_by_prefix(ref) and not small_buffer:
-            await writer.flush()
-            writer.keep(ref)
-            continue
-        stats.pieces_read += 1
-        for key, value in (await parent.piece(ref)).items():
-            while (change := await peek()) is not None and change[0] < key:
+    try:
+        for ref in parent.pieces:
+            # changes before this piece
+            while (change := await peek()) is not None and change[0] < ref.first:
                 await take()
                 if change[1] is not None:
                     await writer.add(change[0], change[1])
-            if change is not None and change[0] == key:
-                await take()
-                if change[1] is not None:
-                    await writer.add(key, change[1])
-            elif not dropped(key):
-                await writer.add(key, value)
-    while (change := await peek()) is not None:
-        await take()
-        if change[1] is not None:
-            if writer.kept_last and writer.out[-1].count + len(writer.buffer) < cap:
-                # a few keys after an unread piece: merge them into it rather than start a
-                # tiny piece of their own (appends would leave one per commit otherwise)
-                last = writer.out.pop()
-                writer.kept_last = False
-                stats.pieces_kept -= 1
-                stats.keys -= last.count
-                stats.pieces_read += 1
-                writer.buffer = [*(await parent.piece(last)).items(), *writer.buffer]
-            await writer.add(change[0], change[1])
-    await writer.flush()
+            change = await peek()
+            inside = change is not None and change[0] <= ref.last
+            small_buffer = writer.buffer and len(writer.buffer) + ref.count <= cap
+            if not inside and not touched_by_prefix(ref) and not small_buffer:
+                await writer.flush()
+                writer.keep(ref)
+                continue
+            stats.pieces_read += 1
+            for key, value in (await parent.piece(ref)).items():
+                while (change := await peek()) is not None and change[0] < key:
+                    await take()
+                    if change[1] is not None:
+                        await writer.add(change[0], change[1])
+                if change is not None and change[0] == key:
+                    await take()
+                    if change[1] is not None:
+                        await writer.add(key, change[1])
+                elif not dropped(key):
+                    await writer.add(key, value)
+        while (change := await peek()) is not None:
+            await take()
+            if change[1] is not None:
+                if writer.kept_last and writer.out[-1].count + len(writer.buffer) < cap:
+                    # a few keys after an unread piece: merge them into it rather than start a
+                    # tiny piece of their own (appends would leave one per commit otherwise)
+                    last = writer.out.pop()
+                    writer.kept_last = False
+                    stats.pieces_kept -= 1
+                    stats.keys -= last.count
+                    stats.pieces_read += 1
+                    writer.buffer = [*(await parent.piece(last)).items(), *writer.buffer]
+                await writer.add(change[0], change[1])
+        await writer.finish()
+    except BaseException:
+        for task in writer.saving:  # a failed merge leaves no PUT running behind it
+            task.cancel()
+        raise
     return writer.out, stats
