@@ -20,12 +20,8 @@ from swiftzarr_batch.versioned.errors import (
 )
 from swiftzarr_batch.versioned.maintenance import ExportReport, GCReport
 from swiftzarr_batch.versioned.records import LogEntry
-from swiftzarr_batch.versioned.repository import (
-    Diff,
-    ReadonlySession,
-    Repository,
-    WritableSession,
-)
+from swiftzarr_batch.versioned.repository import Diff, Repository
+from swiftzarr_batch.versioned.sessions import ReadonlySession, WritableSession
 from swiftzarr_batch.versioned.stores import SessionStore, SnapshotStore
 
 __all__ = [
