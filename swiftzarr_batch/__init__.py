@@ -1,8 +1,9 @@
 """zarr arrays and xarray datasets on OpenStack Swift, written, read and copied in parallel.
 
 The public API is what this module exports. The package is layered in rooms, each importing only
-the rooms below it: ``cli`` > ``workflows`` > ``transfer`` > ``jobs`` > ``store`` > ``auth`` >
-``swift``; ``testing`` (local servers, fault proxy) is for tests, benchmarks and ``serve``.
+the rooms below it: ``cli`` > ``workflows`` > ``transfer`` > ``jobs`` > ``versioned`` > ``store`` >
+``auth`` > ``swift`` > ``errors``; ``testing`` (local servers, fault proxy) is for tests,
+benchmarks and ``serve`` only.
 """
 
 from __future__ import annotations
@@ -74,6 +75,13 @@ if TYPE_CHECKING:  # what the names below are, for type checkers and IDEs (impor
         VerifyReport,
         verify_store,
     )
+    from swiftzarr_batch.versioned import (
+        LeaseHeldError,
+        ReadonlySession,
+        Repository,
+        VersionedError,
+        WritableSession,
+    )
 
 #: Public name -> the module that defines it. ``import swiftzarr_batch`` loads none of them (no
 #: zarr, dask, distributed or xarray): a name is imported on first use (PEP 562), so the CLI's
@@ -103,6 +111,11 @@ _LAZY: dict[str, str] = {
     "verify_store": "swiftzarr_batch.transfer.verify",
     "write_array": "swiftzarr_batch.jobs.write_array",
     "write_dataset": "swiftzarr_batch.jobs.write_dataset",
+    "LeaseHeldError": "swiftzarr_batch.versioned",
+    "ReadonlySession": "swiftzarr_batch.versioned",
+    "Repository": "swiftzarr_batch.versioned",
+    "VersionedError": "swiftzarr_batch.versioned",
+    "WritableSession": "swiftzarr_batch.versioned",
 }
 
 
@@ -140,9 +153,12 @@ __all__ = [
     "JobResult",
     "KeystoneApplicationCredential",
     "KeystonePassword",
+    "LeaseHeldError",
     "ListingNotAllowedError",
     "PermissionDeniedError",
     "ReadOnlyError",
+    "ReadonlySession",
+    "Repository",
     "RetryPolicy",
     "ServerError",
     "StorageURLOverride",
@@ -154,6 +170,8 @@ __all__ = [
     "TokenLifetimeWarning",
     "V1Password",
     "VerifyReport",
+    "VersionedError",
+    "WritableSession",
     "acquire_token",
     "check_token_lifetime",
     "consolidate",

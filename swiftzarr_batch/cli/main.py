@@ -1,5 +1,5 @@
 """The ``swiftzarr`` command line: token, ls, du, tree, copy, verify, consolidate, rm, share,
-serve, ingest, mirror.
+serve, ingest, mirror; log, tag, rollback, diff, gc, export (versioned repositories).
 
 Locations are ``swift://CONTAINER/PREFIX`` (credentials from the environment, as for
 SwiftStore: ST_AUTH/ST_USER/ST_KEY, Keystone OS_*, or OS_STORAGE_URL/OS_AUTH_TOKEN), local
@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from swiftzarr_batch.cli import commands, share
 from swiftzarr_batch.cli.cluster_options import add_cluster_options
 from swiftzarr_batch.cli.convert_options import add_convert_options
+from swiftzarr_batch.cli.versioned import add_versioned_commands
 from swiftzarr_batch.jobs.progress import display_for, progress_display
 from swiftzarr_batch.swift.concurrency import RATE_ENV
 from swiftzarr_batch.testing import serve as server
@@ -225,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("config", help="TOML configuration file")
         p.add_argument("--summary", metavar="FILE", help="write the JSON summary here too")
         _cluster_choice(p)  # given, they replace the config's [dask] section
+    add_versioned_commands(add)
     return parser
 
 

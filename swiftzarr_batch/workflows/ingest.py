@@ -19,7 +19,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import zarr
@@ -39,6 +39,7 @@ from swiftzarr_batch.workflows.common import (
     run_workflow,
 )
 from swiftzarr_batch.workflows.lock import DatasetLock
+from swiftzarr_batch.workflows.versioned_target import versioned_session
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ SCHEMA: Schema = {
         "consolidated": (bool, True),
         "lock_ttl_seconds": ((int, float), 3600),
         "drop_variables": (list, []),
+        "versioned": (bool, False),
     },
     "verify": {"content": (bool, False)},
     "dask": toml_section(),  # see jobs.clusters.ClusterConfig
@@ -121,7 +123,6 @@ def run_from_config(
 
 def ingest(config: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
     src, tgt, ing = config["source"], config["target"], config["ingest"]
-    dim = ing["append_dim"]
     if ing["files_per_commit"] < 1 or ing["zarr_format"] not in (2, 3):
         raise ValueError("[ingest] files_per_commit must be >= 1 and zarr_format 2 or 3")
     store = open_location(tgt)
@@ -142,46 +143,68 @@ def ingest(config: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
     cluster = ClusterConfig.from_mapping(config["dask"], where="[dask]")
     summary["cluster"] = cluster.kind
     before = cluster_counters()
-    with (
-        dask_context(cluster=cluster, stores=(store,)),
-        state.quiet_about_bookkeeping(),
-        DatasetLock(store, "ingest", ttl=float(ing["lock_ttl_seconds"])) as lock,
-    ):
-        record = _recover(store, dim, summary)
-        summary["length_before"] = record["length"]
-        done = {f["name"]: f for f in record["files"]}
-        for f in files:
-            if f.name in done and (done[f.name]["size"], done[f.name]["mtime"]) != (
-                f.size,
-                f.mtime,
-            ):
-                summary["files_changed_since_ingest"].append(f.name)
-                log.warning("%s changed after it was ingested; it is not ingested again", f.name)
-        new = [f for f in files if f.name not in done]
-        log.info("%d input files, %d new", len(files), len(new))
-        step = ing["files_per_commit"]
-        progress = Progress("ingest", len(new), unit="files")  # bytes: the input files' sizes
-        for start in range(0, len(new), step):
-            batch = new[start : start + step]
-            lock.check()
-            _append(store, batch, record, config)
-            lock.check()  # never commit under a lock that another run has taken over
-            state.write_record(store, record)
-            summary["files_ingested"] += [f.name for f in batch]
-            progress.advance(len(batch), sum(f.size for f in batch))
-            log.info(
-                "committed %d files; %s has %d entries along %s",
-                len(summary["files_ingested"]),
-                tgt["url"],
-                record["length"],
-                dim,
-            )
-        progress.finish()
-        if ing["consolidated"] and state.dataset_exists(store):
-            zarr.consolidate_metadata(store)
-        summary["length_after"] = record["length"]
-        _verify(store, dim, record, config, summary)
+    ttl = float(ing["lock_ttl_seconds"])
+    with dask_context(cluster=cluster, stores=(store,)), state.quiet_about_bookkeeping():
+        if ing["versioned"]:
+            # one commit per run, after the run verified: readers see all of it or none
+            with versioned_session(store, ttl) as session:
+                _ingest_into(session.store, session, files, config, summary)
+                if summary["verified"] and summary["files_ingested"]:
+                    message = f"ingest: {len(summary['files_ingested'])} files"
+                    summary["snapshot"] = session.commit(message)
+                    log.info("committed snapshot %s", summary["snapshot"])
+        else:
+            with DatasetLock(store, "ingest", ttl=ttl) as lock:
+                _ingest_into(store, lock, files, config, summary)
     summary["counters"] = counters_delta(before, cluster_counters())
+
+
+class _Guard(Protocol):
+    def check(self) -> None: ...
+
+
+def _ingest_into(
+    store: Any,
+    lock: _Guard,
+    files: Sequence[InputFile],
+    config: dict[str, dict[str, Any]],
+    summary: dict[str, Any],
+) -> None:
+    """Append the new files to ``store`` (a plain target under the dataset lock, or a
+    versioned target's writable session), then consolidate and verify."""
+    tgt, ing = config["target"], config["ingest"]
+    dim = ing["append_dim"]
+    record = _recover(store, dim, summary)
+    summary["length_before"] = record["length"]
+    done = {f["name"]: f for f in record["files"]}
+    for f in files:
+        if f.name in done and (done[f.name]["size"], done[f.name]["mtime"]) != (f.size, f.mtime):
+            summary["files_changed_since_ingest"].append(f.name)
+            log.warning("%s changed after it was ingested; it is not ingested again", f.name)
+    new = [f for f in files if f.name not in done]
+    log.info("%d input files, %d new", len(files), len(new))
+    step = ing["files_per_commit"]
+    progress = Progress("ingest", len(new), unit="files")  # bytes: the input files' sizes
+    for start in range(0, len(new), step):
+        batch = new[start : start + step]
+        lock.check()
+        _append(store, batch, record, config)
+        lock.check()  # never commit under a lock that another run has taken over
+        state.write_record(store, record)
+        summary["files_ingested"] += [f.name for f in batch]
+        progress.advance(len(batch), sum(f.size for f in batch))
+        log.info(
+            "committed %d files; %s has %d entries along %s",
+            len(summary["files_ingested"]),
+            tgt["url"],
+            record["length"],
+            dim,
+        )
+    progress.finish()
+    if ing["consolidated"] and state.dataset_exists(store):
+        zarr.consolidate_metadata(store)
+    summary["length_after"] = record["length"]
+    _verify(store, dim, record, config, summary)
 
 
 def _recover(store: Any, dim: str, summary: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,11 @@ The copy is verified key by key against the source listing, optionally followed 
 ``verify_store`` of the target. A source that an ingest run is writing right now (its lock is
 held) is left alone this time (exit 75): copying it mid-append would copy a half-grown dataset.
 Two mirror runs into one target exclude each other with a lock on the target.
+
+Versioned repositories (README, "Versioned datasets"): ``source_versioned = true`` copies the
+source repository's ``main`` head, one snapshot, never a commit in progress (no lock needed);
+``versioned = true`` mirrors into a target repository, one writable session committed once,
+after the copy verified (its branch lease replaces the target lock).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from swiftzarr_batch.workflows.common import (
     run_workflow,
 )
 from swiftzarr_batch.workflows.lock import DatasetLock
+from swiftzarr_batch.workflows.versioned_target import source_snapshot, versioned_session
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +57,8 @@ SCHEMA: Schema = {
         "lock_ttl_seconds": ((int, float), 3600),
         "batch_size": (int, 250),
         "concurrency": (int, 16),
+        "versioned": (bool, False),
+        "source_versioned": (bool, False),
     },
     "verify": {"structure": (bool, False), "allow_missing": (bool, True), "content": (bool, False)},
     "dask": toml_section(),  # see jobs.clusters.ClusterConfig
@@ -87,10 +95,14 @@ def mirror(config: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
     src, tgt, opt = config["source"], config["target"], config["mirror"]
     if opt["server_side"] not in SERVER_SIDE:
         raise ValueError(f"[mirror] server_side must be one of {sorted(SERVER_SIDE)}")
-    source = open_location(src, read_only=True)
+    source = source_store = open_location(src, read_only=True)
     dest = open_location(tgt)
     summary.update(source=src["url"], target=tgt["url"])
-    holder = _source_lock_holder(source, opt["respect_lock"])
+    lock_name = "" if opt["source_versioned"] else opt["respect_lock"]
+    if opt["source_versioned"]:
+        snapshot = source_snapshot(source)
+        source, summary["source_snapshot"] = snapshot.store, snapshot.snapshot_id
+    holder = _source_lock_holder(source, lock_name)
     if holder:
         raise LockHeldError(
             f"{src['url']} is being written ({opt['respect_lock']} lock held by "
@@ -99,41 +111,55 @@ def mirror(config: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
     cluster = ClusterConfig.from_mapping(config["dask"], where="[dask]")
     summary["cluster"] = cluster.kind
     before = cluster_counters()
-    with (
-        dask_context(cluster=cluster, stores=(source, dest)),
-        DatasetLock(dest, "mirror", ttl=float(opt["lock_ttl_seconds"])),
-    ):
-        try:
-            result = copy_store(
-                source,
-                dest,
-                if_exists=opt["if_exists"],
-                delete_extra=opt["delete_extra"],
-                verify=True,
-                server_side=SERVER_SIDE[opt["server_side"]],
-                batch_size=opt["batch_size"],
-                concurrency=opt["concurrency"],
-            )
-        except CopyError as exc:
-            summary["copy"] = exc.summary.as_dict()
-            raise
-        summary["copy"] = result.as_dict()
-        verified = bool(result.verified)
-        if config["verify"]["structure"]:
-            report = verify_store(
-                dest,
-                check_content=config["verify"]["content"],
-                allow_missing=config["verify"]["allow_missing"],
-            )
-            summary["verify"] = {k: v for k, v in report.as_dict().items() if k != "arrays"}
-            verified = verified and report.ok
-            if not report.ok:
-                log.error("the mirror did not verify:\n%s", report.format())
-    if _source_lock_holder(source, opt["respect_lock"]):
+    ttl = float(opt["lock_ttl_seconds"])
+    with dask_context(cluster=cluster, stores=(source_store, dest)):
+        if opt["versioned"]:
+            with versioned_session(dest, ttl) as session:
+                verified = _mirror_into(source, session.store, config, summary)
+                if verified:
+                    summary["snapshot"] = session.commit(f"mirror of {src['url']}")
+        else:
+            with DatasetLock(dest, "mirror", ttl=ttl):
+                verified = _mirror_into(source, dest, config, summary)
+    if _source_lock_holder(source, lock_name):
         log.warning("an ingest started at the source during the mirror; run again later")
         verified = False
     summary["verified"] = verified
     summary["counters"] = counters_delta(before, cluster_counters())
+
+
+def _mirror_into(
+    source: Any, dest: Any, config: dict[str, dict[str, Any]], summary: dict[str, Any]
+) -> bool:
+    """Copy and verify; True when the target verified."""
+    opt = config["mirror"]
+    try:
+        result = copy_store(
+            source,
+            dest,
+            if_exists=opt["if_exists"],
+            delete_extra=opt["delete_extra"],
+            verify=True,
+            server_side=SERVER_SIDE[opt["server_side"]],
+            batch_size=opt["batch_size"],
+            concurrency=opt["concurrency"],
+        )
+    except CopyError as exc:
+        summary["copy"] = exc.summary.as_dict()
+        raise
+    summary["copy"] = result.as_dict()
+    verified = bool(result.verified)
+    if config["verify"]["structure"]:
+        report = verify_store(
+            dest,
+            check_content=config["verify"]["content"],
+            allow_missing=config["verify"]["allow_missing"],
+        )
+        summary["verify"] = {k: v for k, v in report.as_dict().items() if k != "arrays"}
+        verified = verified and report.ok
+        if not report.ok:
+            log.error("the mirror did not verify:\n%s", report.format())
+    return verified
 
 
 def _source_lock_holder(source: Any, name: str) -> str | None:
