@@ -287,8 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
     p.add_argument(
         "--only",
-        help="comma-separated workloads, e.g. W1,W2; W7 (scale, simulated Swift) runs only when "
-        "named here",
+        help="comma-separated workloads, e.g. W1,W2; W7 (scale, simulated Swift), W8 and W12 "
+        "(W1/W2 2 and 20 ms away) run only when named here",
     )
     p.add_argument(
         "--contenders",
@@ -303,6 +303,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     only = set(args.only.split(",")) if args.only else set()
+    if "W12" in only:  # Swift 2 and 20 ms away: its own server, relay and table (w12.py)
+        from benchmarks import w12
+
+        w12.run(args)
+        only.discard("W12")
+        if not only:
+            return 0
+        args.only = ",".join(sorted(only))
     if "W8" in only:  # convert while copying: its own server and table (benchmarks/w8.py)
         from benchmarks import w8
 
