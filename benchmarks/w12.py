@@ -22,7 +22,6 @@ import logging
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -143,34 +142,36 @@ def run(args: argparse.Namespace) -> Path:
     rows: list[dict[str, Any]] = []
     printed: list[tuple[str, str | None, str, list[dict[str, Any]]]] = []
     loads = [os.getloadavg()]
-    data_dir = args.data_dir or tempfile.mkdtemp(prefix="swiftzarr-w12-")
-    with LocalSwift(data_dir, s3api=True) as server:
-        conn = Connection(authurl=server.auth_url, user=server.user, key=server.key)
-        conn.put_container(plan.C_ARRAYS)
-        for delay in DELAYS:
-            with DelayProxy(server.proxy_url, delay=delay) as relay:
-                log.info("W12: %s", relay)
-                env = {
-                    "BENCH_AUTH_URL": relay.url + server.auth_url[len(server.proxy_url) :],
-                    "BENCH_USER": server.user,
-                    "BENCH_KEY": server.key,
-                    "BENCH_PROXY_URL": relay.url,
-                    "BENCH_CONCURRENCY": str(sizes.concurrency),
-                    "BENCH_DASK_WORKERS": str(sizes.dask_workers),
-                    "PYTHONUNBUFFERED": "1",
-                }
-                pool = Pool(env, log_dir)  # new workers: their pools know only this relay
-                try:
-                    ok_labels: dict[tuple[str, str], bool] = {}
-                    for case in cases(sizes, delay, contenders):
-                        case_rows = run_case(case, sizes, pool, ok_labels)
-                        ref = report.add_ratios(case_rows, "raw-lean")
-                        rows += case_rows
-                        printed.append((case.title, ref, case.note, case_rows))
-                        print(report.table([printed[-1]]), flush=True)
-                        loads.append(os.getloadavg())
-                finally:
-                    pool.close()
+    for delay in DELAYS:
+        # a fresh Swift per delay: the new workers' warm-up writes its tiny array anew
+        with (
+            LocalSwift(None, s3api=True) as server,
+            DelayProxy(server.proxy_url, delay=delay) as relay,
+        ):
+            conn = Connection(authurl=server.auth_url, user=server.user, key=server.key)
+            conn.put_container(plan.C_ARRAYS)
+            log.info("W12: %s", relay)
+            env = {
+                "BENCH_AUTH_URL": relay.url + server.auth_url[len(server.proxy_url) :],
+                "BENCH_USER": server.user,
+                "BENCH_KEY": server.key,
+                "BENCH_PROXY_URL": relay.url,
+                "BENCH_CONCURRENCY": str(sizes.concurrency),
+                "BENCH_DASK_WORKERS": str(sizes.dask_workers),
+                "PYTHONUNBUFFERED": "1",
+            }
+            pool = Pool(env, log_dir)  # new workers: their pools know only this relay
+            try:
+                ok_labels: dict[tuple[str, str], bool] = {}
+                for case in cases(sizes, delay, contenders):
+                    case_rows = run_case(case, sizes, pool, ok_labels)
+                    ref = report.add_ratios(case_rows, "raw-lean")
+                    rows += case_rows
+                    printed.append((case.title, ref, case.note, case_rows))
+                    print(report.table([printed[-1]]), flush=True)
+                    loads.append(os.getloadavg())
+            finally:
+                pool.close()
     goals = targets(rows, sizes)
     print("\n" + "=" * 100 + f"\nW12 ({sizes.mode} run)" + report.table(printed))
     print("\nTARGETS (ratios within this run)")

@@ -519,16 +519,18 @@ class DelayProxy:
 
 
 class _Delayed:
-    """Bytes for one transport, each written ``delay`` s after it was queued, in order."""
+    """Bytes for one transport, each written ``delay`` s after it was queued, in order, and
+    none before ``not_before`` + ``delay``: a client cannot send before its connection's
+    handshake is done, which takes one round trip."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, delay: float) -> None:
-        self._loop, self._delay = loop, delay
+    def __init__(self, loop: asyncio.AbstractEventLoop, delay: float, not_before: float) -> None:
+        self._loop, self._delay, self._not_before = loop, delay, not_before
         self._queue: deque[tuple[float, bytes | None]] = deque()  # None: close after the rest
         self._timer: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None  # writes wait until it is set
 
     def put(self, data: bytes | None) -> None:
-        self._queue.append((self._loop.time() + self._delay, data))
+        self._queue.append((max(self._loop.time(), self._not_before) + self._delay, data))
         if self._timer is None and self.transport is not None:
             self._timer = self._loop.call_at(self._queue[0][0], self.flush)
 
@@ -564,7 +566,8 @@ class _ClientSide(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._upstream: _ServerSide | None = None
         self._loop = asyncio.get_running_loop()
-        self._to_server = _Delayed(self._loop, proxy.delay)
+        # the handshake's round trip: the connection is usable ``delay`` after the accept
+        self._to_server = _Delayed(self._loop, proxy.delay, self._loop.time() + proxy.delay)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = _cast_transport(transport)
