@@ -7,6 +7,9 @@ flight through three layers, interleaved: the bare ``http1`` pool, ``SwiftContai
 the median CPU per GET in µs of the event loop's thread (``time.thread_time``: the server's
 processes and the session's sweeper thread do not count) and of the whole process.
 
+``--size BYTES`` (e.g. ``--size 8388608``) measures GETs of that size instead of 64 KiB, with
+``--no-md5`` the store's layers without the MD5 check (``verify_reads=False``).
+
 ``--code DIR`` measures the package of another checkout (e.g. a ``git worktree`` of an older
 commit) the same way: DIR goes first on ``sys.path``, and the script finds either layout
 (``swiftzarr_batch.swift.http1`` now, ``swiftzarr_batch.http1`` before the rooms).
@@ -29,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 C = 16
-BODY = bytes(range(256)) * 256  # 64 KiB
+BODY = bytes(range(256)) * 256  # 64 KiB (``--size`` changes it)
 
 
 def _first(*names: str) -> Any:
@@ -121,14 +124,18 @@ async def _run(
 
 
 def main() -> None:
+    global BODY
     p = argparse.ArgumentParser(prog="python -m benchmarks.get_cpu")
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--profile", action="store_true")
     p.add_argument("--top", type=int, default=30, help="functions shown per profile")
     p.add_argument("--dump", help="with --profile: write PREFIX-<layer>.pstats files")
+    p.add_argument("--size", type=int, default=len(BODY), help="object size in bytes")
+    p.add_argument("--no-md5", action="store_true", help="verify_reads=False in the store")
     p.add_argument("--code", help="checkout whose swiftzarr_batch to measure (default: this one)")
     args = p.parse_args()
+    BODY = (bytes(range(256)) * (args.size // 256 + 1))[: args.size]
     if args.code:
         sys.path.insert(0, args.code)
     import swiftzarr_batch
@@ -138,7 +145,12 @@ def main() -> None:
     print(f"package: {swiftzarr_batch.__file__}")
     with server_mod.LocalSwift() as server:
         store = swiftzarr_batch.SwiftStore(
-            "getcpu", authurl=server.auth_url, user=server.user, key=server.key, max_connections=C
+            "getcpu",
+            authurl=server.auth_url,
+            user=server.user,
+            key=server.key,
+            max_connections=C,
+            verify_reads=not args.no_md5,
         )
         asyncio.run(_run(store, http1, args.n, args.rounds, args.profile, args.top, args.dump))
 

@@ -335,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--only",
         help="comma-separated workloads, e.g. W1,W2 (W9: files through fsspec); W7 (scale, "
-        "simulated Swift) runs only when named here",
+        "simulated Swift), W8, W10 (rate-limited) and W12 (W1/W2 2 and 20 ms away) run only "
+        "when named here",
     )
     p.add_argument(
         "--contenders",
@@ -360,6 +361,14 @@ def main(argv: list[str] | None = None) -> int:
 
         w10.run(args.quick, args.reps or 1)
         only.discard("W10")
+        if not only:
+            return 0
+        args.only = ",".join(sorted(only))
+    if "W12" in only:  # Swift 2 and 20 ms away: its own server, relay and table (w12.py)
+        from benchmarks import w12
+
+        w12.run(args)
+        only.discard("W12")
         if not only:
             return 0
         args.only = ",".join(sorted(only))

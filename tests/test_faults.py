@@ -113,12 +113,28 @@ def test_a_damaged_read_is_retried_and_never_handed_to_zarr(
     assert store.counters["retries"] >= 1
 
 
+def test_a_large_corrupted_read_is_retried_and_whole(swift_server, proxy, container_name):
+    """A body hashed while it arrives: the mismatch is caught and the read retried."""
+    clean = clean_store(swift_server, container_name)
+    payload = np.random.default_rng(4).bytes(6 << 20)
+    sync(clean.set("big", PROTO.buffer.from_bytes(payload)))
+    store = faulty_store(swift_server, proxy, container_name, read_only=True)
+    retries = store.counters["retries"]  # the session may be shared with earlier tests' stores
+    corrupted = proxy.counts.get("corrupt", 0)
+    proxy.inject("corrupt", 2, method="GET", path_contains="/big")
+    assert sync(store.get("big", PROTO)).to_bytes() == payload
+    assert proxy.counts["corrupt"] - corrupted == 2
+    assert store.counters["retries"] - retries == 2
+
+
+# 5 MiB: a body hashed while it arrives (swift.body_digest), not after
+@pytest.mark.parametrize("size", [100_000, 5 << 20], ids=["small", "hashed-while-arriving"])
 @pytest.mark.parametrize("kind", ["truncate", "corrupt"])
 def test_without_retries_a_damaged_body_raises_instead_of_returning(
-    swift_server, proxy, container_name, kind
+    swift_server, proxy, container_name, kind, size
 ):
     clean = clean_store(swift_server, container_name)
-    payload = np.random.default_rng(3).bytes(100_000)
+    payload = np.random.default_rng(3).bytes(size)
     sync(clean.set("blob", PROTO.buffer.from_bytes(payload)))
     store = faulty_store(
         swift_server, proxy, container_name, read_only=True, retry=RetryPolicy(attempts=1)

@@ -35,7 +35,11 @@ class RawHTTP(Contender):
 
     async def _session(self) -> aiohttp.ClientSession:
         return aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.server.concurrency, keepalive_timeout=30),
+            # the limit only caps: ``concurrency`` workers (W12 asks for up to 64) set how many
+            # requests are in flight
+            connector=aiohttp.TCPConnector(
+                limit=max(64, self.server.concurrency), keepalive_timeout=30
+            ),
             headers={"X-Auth-Token": self.token},
             auto_decompress=False,
         )
@@ -43,7 +47,12 @@ class RawHTTP(Contender):
     def _obj(self, container: str, name: str) -> str:
         return f"{self.url}/{quote(container)}/{quote(name)}"
 
-    def _run(self, items: Iterable[Any], fn: Callable[[Any], Awaitable[None]]) -> None:
+    def _run(
+        self,
+        items: Iterable[Any],
+        fn: Callable[[Any], Awaitable[None]],
+        concurrency: int | None = None,
+    ) -> None:
         async def main() -> None:
             it = iter(items)
 
@@ -51,7 +60,8 @@ class RawHTTP(Contender):
                 for item in it:
                     await fn(item)
 
-            await asyncio.gather(*(worker() for _ in range(self.server.concurrency)))
+            workers = concurrency or self.server.concurrency
+            await asyncio.gather(*(worker() for _ in range(workers)))
 
         self.loop.run_until_complete(main())
 
@@ -89,25 +99,41 @@ class RawHTTP(Contender):
             marker = page[-1]["name"]
 
     # -- workloads ---------------------------------------------------------------------------
-    def w1_write(self, case: dict[str, Any], container: str, path: str) -> dict[str, Any]:
+    def w1_write(
+        self, case: dict[str, Any], container: str, path: str, concurrency: int | None = None
+    ) -> dict[str, Any]:
         n = case["grid"][0] * case["grid"][1]
         body = bytes(case["chunk"][0] * case["chunk"][1] * 4)
         self._run(
             (self._obj(container, f"{path}/a/c/{i}") for i in range(n)),
             lambda url: self._put(url, body),
+            concurrency,
         )
         return {"objects": n, "bytes": n * len(body)}
 
-    def w2_read(self, case: dict[str, Any], container: str, path: str) -> dict[str, Any]:
+    def w2_read(
+        self,
+        case: dict[str, Any],
+        container: str,
+        path: str,
+        concurrency: int | None = None,
+        reuse: bool = True,
+    ) -> dict[str, Any]:
+        """GET every chunk object; ``concurrency``: requests in flight (default the run's);
+        ``reuse=False`` (W12, raw-lean only): a new connection for every request."""
         n = case["grid"][0] * case["grid"][1]
         want = case["chunk"][0] * case["chunk"][1] * 4
         bad = 0
+        self.reuse = reuse
 
         async def get(url: str) -> None:
             nonlocal bad
             bad += len(await self._get(url)) != want
 
-        self._run((self._obj(container, f"{path}/a/c/{i}") for i in range(n)), get)
+        try:
+            self._run((self._obj(container, f"{path}/a/c/{i}") for i in range(n)), get, concurrency)
+        finally:
+            self.reuse = True
         return {
             "objects": n,
             "bytes": n * want,
@@ -208,9 +234,12 @@ class RawLean(RawHTTP):
         from swiftzarr_batch.swift.http1 import Endpoint, Pool
 
         self.endpoint = Endpoint(self.url)
-        return Pool(
-            self.endpoint, limit=self.server.concurrency, connect_timeout=10, read_timeout=600
+        limit = max(64, self.server.concurrency)  # caps only, as for raw
+        # keepalive < 0: no connection is ever reused (W12's "what reuse is worth" row)
+        self.fresh = Pool(
+            self.endpoint, limit=limit, connect_timeout=10, read_timeout=600, keepalive=-1.0
         )
+        return Pool(self.endpoint, limit=limit, connect_timeout=10, read_timeout=600)
 
     async def _request(
         self,
@@ -220,7 +249,8 @@ class RawLean(RawHTTP):
         headers: dict[str, str] | None = None,
     ) -> tuple[int, bytes]:
         target = url[len(self.url) - len(self.endpoint.base_path) :]  # path + query
-        r = await self.session.request(
+        pool = self.session if getattr(self, "reuse", True) else self.fresh
+        r = await pool.request(
             method, target, {"X-Auth-Token": self.token, **(headers or {})}, body
         )
         return r.status, r.body

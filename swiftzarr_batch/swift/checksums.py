@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import re
 
+from swiftzarr_batch.swift.body_digest import BodyDigest
 from swiftzarr_batch.swift.http_messages import Headers
 from swiftzarr_batch.swift.retry import RetryableFailure
 
@@ -33,12 +34,15 @@ async def md5_hex(data: bytes | bytearray | memoryview) -> str:
     return hashlib.md5(data).hexdigest()
 
 
-async def check_body_md5(headers: Headers, data: bytes | bytearray) -> None:
+async def check_body_md5(
+    headers: Headers, data: bytes | bytearray, digest: BodyDigest | None = None
+) -> None:
     """Raise RetryableFailure if a plain object's body does not hash to its ETag.
 
     Large-object manifests (SLO/DLO) carry a different ETag: they are checked against the
     whole body's MD5 that ``large_objects`` stores as metadata, or skipped without it, as are
-    range reads.
+    range reads. ``digest``: the body's MD5 already under way since it started arriving
+    (``body_digest``), used instead of hashing ``data`` now.
     """
     if "Content-Range" in headers:
         return
@@ -47,5 +51,6 @@ async def check_body_md5(headers: Headers, data: bytes | bytearray) -> None:
         etag = headers.get(BODY_MD5_HEADER, "")
     if not _MD5_HEX.match(etag):
         return
-    if await md5_hex(data) != etag:
+    got = await digest.hexdigest() if digest is not None else await md5_hex(data)
+    if got != etag:
         raise RetryableFailure("MD5 mismatch")

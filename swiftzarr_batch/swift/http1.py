@@ -14,7 +14,9 @@ this module does the minimum, in one place:
   one that received anything while idle and one idle longer than ``keepalive`` seconds are not
   reused;
 * a request during which less than ``http_connection.PROGRESS_BYTES`` moved (read or written)
-  within ``read_timeout`` seconds fails, however long the whole transfer takes.
+  within ``read_timeout`` seconds fails, however long the whole transfer takes; one given a
+  ``deadline`` fails with ``TimeoutError`` when it passes. Both are checked by one watchdog
+  timer per pool, so a request that goes well sets no timer of its own.
 
 It knows no status meanings (``status`` does) and never retries (``retry`` does): every failure
 to get a complete, well-formed response is a ``ConnectionFailed``, a TLS handshake that fails is a
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import Mapping
 
 from swiftzarr_batch.swift.http_connection import Connection
@@ -51,6 +54,7 @@ __all__ = [
 ]
 
 _SCRATCH = 256 * 1024  # bytes per read before a body's length is known (asyncio's own default)
+_EARLY = time.get_clock_info("monotonic").resolution  # how early asyncio may run a timer
 
 
 class Pool:
@@ -78,6 +82,8 @@ class Pool:
         self._watch_every = max(read_timeout / 4, 0.01)
         self.loop = asyncio.get_running_loop()
         self.closed = False
+        # decided once, not per request: an http proxy takes absolute-form targets
+        self._forward = endpoint.proxy is not None and endpoint.ssl is None
 
     async def request(
         self,
@@ -87,27 +93,45 @@ class Pool:
         body: bytes | bytearray | memoryview | None = None,
         *,
         expect: int | None = None,
+        digest: bool = False,
+        deadline: float | None = None,
     ) -> HTTPResponse:
         """One request and its whole response. ``target`` is the percent-encoded path+query.
 
         ``expect``: the most body bytes the caller expects (an object's listed size, a range's
         length): the body buffer is pre-sized from Content-Length no larger than this (without
         it, no larger than ``http_connection.PRESIZE``) and grows with what arrives beyond.
+        ``digest``: hash a large 200 body while it arrives (``HTTPResponse.digest``).
+        ``deadline``: ``loop.time()`` by which the request must be done, waiting for a free
+        connection and connecting included, or it fails with ``TimeoutError``.
         """
         length = len(body) if body is not None else (0 if method in ("PUT", "POST") else None)
         if isinstance(body, memoryview):
             length = body.nbytes
-        forward = self.endpoint.proxy is not None and self.endpoint.ssl is None  # an http proxy
+        forward = self._forward
         if forward:
             target, headers = absolute_form(self.endpoint, target, headers)
         head = request_head(method, target, self.endpoint.host_header, headers, length)
-        async with self._limit:
-            conn = self._reuse() or await self._connect()
+        limit = self._limit
+        if deadline is not None and limit.locked():  # a wait for a free slot: bounded too
+            async with asyncio.timeout_at(deadline):
+                await limit.acquire()
+        else:
+            await limit.acquire()
+        try:
+            conn = self._reuse() or await self._connect(deadline)
             self._active.add(conn)
-            if self._watchdog is None:
-                self._watchdog = self.loop.call_later(self._watch_every, self._watch)
+            watchdog = self._watchdog
+            if watchdog is None:
+                when = self.loop.time() + self._watch_every
+                if deadline is not None and deadline < when:
+                    when = deadline
+                self._watchdog = self.loop.call_at(when, self._watch)
+            elif deadline is not None and deadline < watchdog.when():
+                watchdog.cancel()
+                self._watchdog = self.loop.call_at(deadline, self._watch)
             try:
-                response = await conn.roundtrip(method, head, body, expect)
+                response = await conn.roundtrip(method, head, body, expect, digest, deadline)
             except BaseException:  # failed or cancelled mid-request: the stream is unusable
                 conn.abort()
                 raise
@@ -117,18 +141,22 @@ class Pool:
                 self._idle.append(conn)
             else:
                 conn.abort()
-            if forward and response.status == 407:  # the proxy's answer, not Swift's
-                raise refused(self.endpoint, 407, response.reason, method)
-            return response
+        finally:
+            limit.release()
+        if forward and response.status == 407:  # the proxy's answer, not Swift's
+            raise refused(self.endpoint, 407, response.reason, method)
+        return response
 
     def _watch(self) -> None:
-        now = self.loop.time()
+        # call_at may run a timer up to one clock resolution early: count that as on time
+        now = self.loop.time() + _EARLY
+        when = now + self._watch_every
         for conn in list(self._active):
             conn.check_stall(now)
+            if conn.deadline is not None and not conn.closed and conn.deadline < when:
+                when = conn.deadline
         self._watchdog = (
-            self.loop.call_later(self._watch_every, self._watch)
-            if self._active and not self.closed
-            else None
+            self.loop.call_at(when, self._watch) if self._active and not self.closed else None
         )
 
     def _reuse(self) -> Connection | None:
@@ -144,7 +172,15 @@ class Pool:
             return conn
         return None
 
-    async def _connect(self) -> Connection:
+    async def _connect(self, deadline: float | None = None) -> Connection:
+        """A new connection, within ``connect_timeout`` and the request's ``deadline`` (a
+        TimeoutError when the deadline is what ran out)."""
+        if deadline is None:
+            return await self._connect_now()
+        async with asyncio.timeout_at(deadline):
+            return await self._connect_now()
+
+    async def _connect_now(self) -> Connection:
         ep = self.endpoint
         if ep.proxy is not None:  # swift.proxy's errors name the proxy (never its credentials)
             return await connect_via_proxy(

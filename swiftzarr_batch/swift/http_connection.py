@@ -11,6 +11,10 @@ server sends. A response is taken only when its framing is unambiguous (RFC 9112
   more than ``MAX_INTERIM`` interim (1xx) heads and heads over ``MAX_HEAD`` bytes;
 * a body of known length is still received straight into its final buffer (no copy between
   socket and zarr): the parser only sees what arrived together with the head;
+* the header lines are split by us, once per head, from the bytes llhttp has just accepted
+  (strict CRLF, no folding, valid names and values), not handed over one Python callback and
+  two decodes per header; a body the caller will check is hashed while it arrives
+  (``body_digest``);
 * every refusal is a ``ConnectionFailed`` naming what was wrong, and the connection is closed.
 
 Never out of step (desync): a connection is reused only when its response was consumed exactly,
@@ -19,7 +23,9 @@ to close. Memory follows what arrived: the body buffer is pre-sized from ``Conte
 up to what the caller expects (``expect``) or ``PRESIZE`` bytes, then grows with the data; a
 failed response drops its buffer at once. Time: a request fails when less than
 ``PROGRESS_BYTES`` moved (either way) within ``read_timeout``, so a server that trickles a byte
-now and then cannot hold a request forever; the retry budget is ``retry``'s.
+now and then cannot hold a request forever; a request given a ``deadline`` (the retry budget's,
+``retry``) fails with ``TimeoutError`` once it passes, checked by the same watchdog, so the
+success path sets no timer of its own.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from typing import cast
 
 import httptools
 
+from swiftzarr_batch.swift.body_digest import STEP as DIGEST_STEP
+from swiftzarr_batch.swift.body_digest import BodyDigest
 from swiftzarr_batch.swift.http_messages import ConnectionFailed, Headers, HTTPResponse
 
 try:  # bytes the kernel still holds for sending (Linux, BSD, macOS); progress of an upload
@@ -92,8 +100,11 @@ class Connection(asyncio.BufferedProtocol):
         self._head_only = False
         self._expect: int | None = None
         self._head_bytes = 0
+        self._head_buf = bytearray()  # head bytes given to the parser, not yet split by us
         self._interim = 0
-        self._items: list[tuple[str, str]] = []
+        self._digest_wanted = False
+        self._digest: BodyDigest | None = None
+        self.deadline: float | None = None  # loop time after which the request is cut
         self._status, self._reason, self._headers = 0, "", Headers([])
         self._body = bytearray()
         self._body_view: memoryview | None = None
@@ -148,6 +159,8 @@ class Connection(asyncio.BufferedProtocol):
             self._filled += nbytes
             if self._filled == self._size:
                 self._finish()
+            elif self._digest is not None:
+                self._digest.progress(self._filled)
             return
         if self._state == _IDLE:  # the server talks out of turn: never reuse this connection
             self.reusable = False
@@ -200,16 +213,15 @@ class Connection(asyncio.BufferedProtocol):
     def on_message_begin(self) -> None:
         if self._state == _IDLE:  # a second response after the one we asked for
             self.reusable = False
-        self._reason = ""
 
-    def on_status(self, reason: bytes) -> None:
-        self._reason += reason.decode("latin-1")  # in pieces when the line is split
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self._state == _IDLE:
-            self.reusable = False
-            return
-        self._items.append((name.decode("latin-1"), value.decode("latin-1")))
+    def _split_head(self) -> list[str]:
+        """The lines of the head llhttp has just completed, taken from ``_head_buf`` (the
+        bytes fed in this state, see ``_feed``); what follows it stays for the next head."""
+        buf = self._head_buf
+        end = buf.find(b"\r\n\r\n")
+        lines = buf[:end].decode("latin-1").split("\r\n")
+        del buf[: end + 4]
+        return lines
 
     def on_headers_complete(self) -> None:
         if self._state != _HEAD:
@@ -218,17 +230,22 @@ class Connection(asyncio.BufferedProtocol):
         parser = self._parser
         assert parser is not None
         status = parser.get_status_code()
+        lines = self._split_head()
         if 100 <= status < 200:  # an interim head: the real one follows
             if status == 101:
                 raise ConnectionFailed("unrequested protocol upgrade (101)")
             self._interim += 1
             if self._interim > MAX_INTERIM:
                 raise ConnectionFailed(f"more than {MAX_INTERIM} interim (1xx) responses")
-            self._items = []
             return
+        self._head_buf.clear()
         self._status = status
-        headers = Headers(self._items)
-        self._items = []
+        # "HTTP/1.1 200 OK": the reason is what follows the second space (maybe nothing)
+        self._reason = lines[0].partition(" ")[2].partition(" ")[2]
+        # llhttp accepted these lines: CRLF-terminated, "name:" without whitespace before the
+        # colon, leading whitespace of the value not part of it (trailing whitespace is).
+        fields = [line.partition(":") for line in lines[1:]]
+        headers = Headers([(name, value.lstrip(" \t")) for name, _, value in fields])
         if not parser.should_keep_alive():  # Connection: close, or HTTP/1.0 without keep-alive
             self.reusable = False
         codings: list[str] = []
@@ -270,14 +287,20 @@ class Connection(asyncio.BufferedProtocol):
         head: bytes,
         body: bytes | bytearray | memoryview | None,
         expect: int | None = None,
+        digest: bool = False,
+        deadline: float | None = None,
     ) -> HTTPResponse:
         """Send one request; return its response. ``expect``: the most body bytes the caller
-        expects (object size, range length), to pre-size the buffer no larger than that."""
+        expects (object size, range length), to pre-size the buffer no larger than that.
+        ``digest``: hash a large body of known length while it arrives (the response's
+        ``digest``). ``deadline``: loop time at which the request fails with TimeoutError."""
         assert self.transport is not None and self._state == _IDLE
         waiter: asyncio.Future[HTTPResponse] = self._loop.create_future()
         self._waiter = waiter
         self._state, self._head_only, self._expect = _HEAD, method == "HEAD", expect
-        self._parser, self._head_bytes, self._interim, self._items = None, 0, 0, []
+        self._parser, self._head_bytes, self._interim = None, 0, 0
+        self._head_buf.clear()
+        self._digest_wanted, self.deadline = digest, deadline
         self._activity, self._moved, self._write_left = self._loop.time(), 0, None
         try:
             if body is not None and len(body):
@@ -315,6 +338,11 @@ class Connection(asyncio.BufferedProtocol):
         moved (read, or taken by the peer from the upload) within ``read_timeout``."""
         if self._waiter is None or self._waiter.done() or self.transport is None:
             return
+        if self.deadline is not None and now >= self.deadline:
+            self.reusable = False
+            self.abort()
+            self._waiter.set_exception(TimeoutError("the request's deadline passed"))
+            return
         left = self._unsent()
         if self._write_left is not None and left < self._write_left:
             self._moved += self._write_left - left  # the upload moved since the last look
@@ -350,6 +378,8 @@ class Connection(asyncio.BufferedProtocol):
         if parser is None:
             parser = self._parser = httptools.HttpResponseParser(self)
         heading = self._state == _HEAD
+        if heading:
+            self._head_buf += data  # for _split_head: the lines are split once it completes
         try:
             parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -383,6 +413,14 @@ class Connection(asyncio.BufferedProtocol):
         self._state = _FIXED
         if size == 0:
             self._finish()
+        elif (
+            self._digest_wanted
+            and self._status == 200
+            and size >= 2 * DIGEST_STEP
+            and len(self._body) == size  # never resized: the digest's jobs may read it
+        ):
+            self._body_view = memoryview(self._body)
+            self._digest = BodyDigest(self._body_view)
 
     def _grow(self, need: int) -> None:
         """Make the body buffer hold at least ``need`` bytes (doubling, up to the announced
@@ -400,12 +438,14 @@ class Connection(asyncio.BufferedProtocol):
 
     # -- completion -------------------------------------------------------------------------
     def _finish(self) -> None:
-        body = self._body
-        self._state, self._parser = _IDLE, None
+        body, digest = self._body, self._digest
+        self._state, self._parser, self._digest = _IDLE, None, None
         self._body, self._body_view = bytearray(), None
         self.idle_since = self._loop.time()
         if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(HTTPResponse(self._status, self._reason, self._headers, body))
+            response = HTTPResponse(self._status, self._reason, self._headers, body)
+            response.digest = digest
+            self._waiter.set_result(response)
 
     def _fail(self, reason: str) -> None:
         self.reusable = False
@@ -415,7 +455,8 @@ class Connection(asyncio.BufferedProtocol):
 
     def _drop_buffers(self) -> None:
         """Let go of a partial body at once: a failed try must not hold memory into the next."""
-        self._state, self._parser, self._items = _IDLE, None, []
+        self._state, self._parser, self._digest = _IDLE, None, None
+        self._head_buf.clear()
         self._body, self._body_view = bytearray(), None
 
     def abort(self) -> None:

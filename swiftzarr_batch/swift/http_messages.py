@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TypeVar, overload
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
+    from swiftzarr_batch.swift.body_digest import BodyDigest
     from swiftzarr_batch.swift.proxy import Proxy
 
 __all__ = [
@@ -85,10 +86,14 @@ class Headers(Mapping[str, str]):
 
 
 class HTTPResponse:
-    __slots__ = ("body", "headers", "reason", "status")
+    """One response. ``digest``: the body's MD5 being computed as it arrived
+    (``body_digest.BodyDigest``), when the request asked for it and the body was large."""
+
+    __slots__ = ("body", "digest", "headers", "reason", "status")
 
     def __init__(self, status: int, reason: str, headers: Headers, body: bytes | bytearray):
         self.status, self.reason, self.headers, self.body = status, reason, headers, body
+        self.digest: BodyDigest | None = None
 
 
 class Endpoint:
@@ -133,19 +138,42 @@ class Endpoint:
 def request_head(
     method: str, target: str, host: str, headers: Mapping[str, str] | None, length: int | None
 ) -> bytes:
-    """The request line and headers; refuses CR/LF in any part (header injection)."""
-    parts = [f"{method} {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {USER_AGENT}\r\n"]
-    if headers:
-        for name, value in headers.items():
-            if name.lower() == "content-length":
-                continue  # always computed here
-            value = str(value)
-            if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
-                raise ValueError(f"header {name!r} has a line break or colon where none may be")
-            parts.append(f"{name}: {value}\r\n")
-    if length is not None:
-        parts.append(f"Content-Length: {length}\r\n")
-    parts.append("\r\n")
+    """The request line and headers; refuses CR/LF in any part (header injection).
+
+    Checked in C over all the header lines at once, not header by header (this runs for every
+    request of the data path): a line break smuggled into a name or value shows as more line
+    ends than lines; names are checked once each (``_checked_names``).
+    """
     if " " in target or "\r" in target or "\n" in target:
         raise ValueError(f"request target must be percent-encoded: {target!r}")
-    return "".join(parts).encode("utf-8")
+    fields = ""
+    if headers:
+        lines = [f"{name}: {value}\r\n" for name, value in headers.items() if name.lower() != _CL]
+        fields = "".join(lines)
+        if (
+            fields.count("\n") != len(lines)
+            or fields.count("\r") != len(lines)
+            or not _checked_names.issuperset(headers)
+        ):
+            _check_fields(headers)
+    if length is not None:
+        fields += f"Content-Length: {length}\r\n"
+    return (
+        f"{method} {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {USER_AGENT}\r\n{fields}\r\n"
+    ).encode()
+
+
+_CL = "content-length"  # always computed by request_head, whatever the caller gave
+_checked_names: set[str] = set()  # header names known to hold no line break and no colon
+_MAX_CHECKED_NAMES = 4096  # metadata names are the caller's: remember a bounded number
+
+
+def _check_fields(headers: Mapping[str, str]) -> None:
+    """Name the header that smuggles a line break (or a colon into its name); remember the
+    names that are fine."""
+    for name, value in headers.items():
+        value = str(value)
+        if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
+            raise ValueError(f"header {name!r} has a line break or colon where none may be")
+        if len(_checked_names) < _MAX_CHECKED_NAMES:
+            _checked_names.add(name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -20,6 +21,7 @@ from swiftzarr_batch.swift.status import retry_after_seconds
 
 T = TypeVar("T")
 RATE_LIMITED = frozenset({429, 498})
+_EARLY = time.get_clock_info("monotonic").resolution  # how early asyncio may run a timer
 
 
 class RetryableFailure(Exception):
@@ -87,6 +89,8 @@ async def call_with_retries(
     policy: RetryPolicy,
     attempt: Callable[[], Awaitable[T]],
     on_retry: Callable[[RetryableFailure], None] | None = None,
+    *,
+    deadline_to: Callable[[float], Awaitable[T]] | None = None,
 ) -> T:
     """Run ``await attempt()`` under ``policy``; return its result or raise its last failure.
 
@@ -106,6 +110,11 @@ async def call_with_retries(
     ``budget_spent`` set when the budget, not ``attempts``, ended the call. A failed try's
     traceback is dropped before the next one starts: it would keep that try's frames, and so
     its body buffers, alive through the retries.
+
+    ``deadline_to(deadline)``, given instead of ``attempt``'s own use: a try that enforces the
+    budget itself (it raises ``TimeoutError`` once ``loop.time()`` reaches ``deadline``, e.g.
+    ``http1.Pool.request(deadline=...)``, whose watchdog checks it). Then no timer is set per
+    try; the rest is the same.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + policy.budget
@@ -116,14 +125,18 @@ async def call_with_retries(
     async def bounded() -> T:
         nonlocal tries, refused
         tries += 1
-        timeout = asyncio.timeout_at(deadline)
+        timeout = None if deadline_to is not None else asyncio.timeout_at(deadline)
         try:
+            if timeout is None:
+                assert deadline_to is not None
+                return await deadline_to(deadline)
             async with timeout:
                 return await attempt()
         except RetryableFailure as exc:
             failure = exc
         except TimeoutError:
-            if not timeout.expired():
+            ours = timeout.expired() if timeout is not None else loop.time() + _EARLY >= deadline
+            if not ours:
                 raise  # not ours: the attempt's own timeout
             before = f"; the try before: {last[0].reason}" if last else ""
             failure = RetryableFailure(

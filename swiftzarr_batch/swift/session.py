@@ -242,19 +242,27 @@ class SwiftSession:
             send_headers["ETag"] = await md5_hex(body)
         reauthed = False
         container = path.split("/", 1)[0] if path else None  # its own limit (``concurrency``)
+        check = check_md5 and self.options.verify_reads  # a large body is hashed as it arrives
 
-        async def attempt() -> Response:
+        async def attempt(deadline: float | None = None) -> Response:
             nonlocal reauthed
             token = self.token
             if token.token:  # an anonymous store (public container) sends no token
                 send_headers["X-Auth-Token"] = token.token
             self.counters.requests += 1
             try:
+                # a wait for a slot ends when requests in flight end, each within its deadline
                 async with request_slot(
                     self.token.storage_url, container, self.options.max_requests_per_second
                 ) as slot:
                     resp = await self._pool().request(
-                        method, target, send_headers, body, expect=expect
+                        method,
+                        target,
+                        send_headers,
+                        body,
+                        expect=expect,
+                        digest=check,
+                        deadline=deadline,
                     )
                     slot.done(resp.status)
             except TLSFailure as exc:
@@ -292,8 +300,8 @@ class SwiftSession:
                 raise RetryableFailure(
                     resp.reason or "", status=status, retry_after=resp_headers.get("Retry-After")
                 )
-            if check_md5 and self.options.verify_reads and outcome is Outcome.OK:
-                await check_body_md5(resp_headers, data)
+            if check and outcome is Outcome.OK:
+                await check_body_md5(resp_headers, data, resp.digest)
             return Response(status, resp_headers, data)
 
         def on_retry(failure: RetryableFailure) -> None:
@@ -304,7 +312,10 @@ class SwiftSession:
                 )
 
         try:
-            response = await call_with_retries(self.options.retry, attempt, on_retry)
+            # the pool cuts a try at the budget's deadline: no timer per try
+            response = await call_with_retries(
+                self.options.retry, attempt, on_retry, deadline_to=attempt
+            )
         except RetryableFailure as failure:
             self.counters.errors += 1
             if failure.reason == "MD5 mismatch":
