@@ -23,6 +23,8 @@ def _repo(args: argparse.Namespace) -> Repository:
 
 
 def log_command(args: argparse.Namespace) -> int:
+    """``swiftzarr log``: the branch's snapshots, newest first, as text or ``--json`` rows. Reads
+    the head and then one snapshot record per line shown (``--limit`` bounds the walk)."""
     entries = _repo(args).log(args.branch, limit=args.limit)
     if args.json:
         rows = [
@@ -43,6 +45,8 @@ def log_command(args: argparse.Namespace) -> int:
 
 
 def tag_command(args: argparse.Namespace) -> int:
+    """``swiftzarr tag``: name a snapshot (id, tag or branch) for good. Fails with
+    ``VersionedError`` if the tag exists, since tags never move."""
     repo = _repo(args)
     snapshot = repo.resolve(args.snapshot)
     repo.tag(args.name, snapshot)
@@ -51,6 +55,9 @@ def tag_command(args: argparse.Namespace) -> int:
 
 
 def rollback_command(args: argparse.Namespace) -> int:
+    """``swiftzarr rollback``: point a branch back at a snapshot with one head PUT under the
+    branch's lease (``LeaseHeldError`` while a writer holds it); prints the snapshot it pointed to
+    before."""
     repo = _repo(args)
     snapshot = repo.resolve(args.snapshot)
     before = repo.rollback(args.branch, snapshot)
@@ -59,6 +66,8 @@ def rollback_command(args: argparse.Namespace) -> int:
 
 
 def diff_command(args: argparse.Namespace) -> int:
+    """``swiftzarr diff``: keys added (+), removed (-) and modified (M) from ``a`` to ``b``.
+    Modified means written again by a later session, even with the same bytes."""
     diff = _repo(args).diff(args.a, args.b)
     if args.json:
         print(
@@ -74,6 +83,8 @@ def diff_command(args: argparse.Namespace) -> int:
 
 
 def gc_command(args: argparse.Namespace) -> int:
+    """``swiftzarr gc``: delete what no branch or tag reaches and is older than ``--older-than``;
+    ``--dry-run`` only lists it. The grace period must outlast every writable session."""
     report = _repo(args).gc(args.older_than, dry_run=args.dry_run)
     verb = "would delete" if args.dry_run else "deleted"
     counts = ", ".join(f"{n} {kind}" for kind, n in sorted(report.counts().items())) or "nothing"
@@ -87,6 +98,8 @@ def gc_command(args: argparse.Namespace) -> int:
 
 
 def export_command(args: argparse.Namespace) -> int:
+    """``swiftzarr export``: copy one snapshot to ``dest`` as a plain zarr hierarchy (server-side
+    copies when the same token can write ``dest``, else through this machine)."""
     repo = _repo(args)
     dest = open_store(args.dest, insecure=args.insecure)
     report = repo.export(args.snapshot, dest)
@@ -96,6 +109,8 @@ def export_command(args: argparse.Namespace) -> int:
 
 
 def add_versioned_commands(add: Add) -> None:
+    """Register ``log``, ``tag``, ``rollback``, ``diff``, ``gc`` and ``export`` with the CLI's
+    parser through ``add`` (the CLI's own subcommand adder)."""
     p = add("log", "list a versioned repository's snapshots, newest first", log_command)
     p.add_argument("url", help="swift://CONTAINER/PREFIX of the repository")
     p.add_argument("--branch", default="main")

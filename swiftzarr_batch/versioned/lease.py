@@ -45,6 +45,8 @@ Run = Callable[[Any], Any]  # runs a coroutine to completion from a plain thread
 
 
 def owner_name() -> str:
+    """``host:pid`` of this process: what lease and head records show as their writer, so an
+    operator can find who holds a branch. Not an identity check (the lease's random id is)."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -56,10 +58,14 @@ class LeaseState:
     expires_at: float
 
     def live(self, now: float) -> bool:
+        """Held by someone and not yet expired at ``now`` (the writers' clocks must agree to well
+        within the ttl)."""
         return self.holder is not None and self.expires_at > now
 
 
 def parse_lease(body: bytes | bytearray | None, what: str) -> LeaseState | None:
+    """The lease record in ``body`` (None: no lease object yet). A body that is JSON but not a lease
+    counts as held forever, never as free; invalid JSON raises ``CorruptRecordError``."""
     if body is None:
         return None
     doc = decode(body, what)
@@ -109,6 +115,8 @@ class BranchLease:
         return self._lost
 
     async def read(self) -> LeaseState | None:
+        """The lease as the newest replica holds it (``X-Newest``), or None if the branch never had
+        one."""
         return parse_lease(await self._read_newest(self.key), self.key)
 
     def _body(self, holder: str | None) -> bytes:
@@ -166,6 +174,8 @@ class BranchLease:
             )
 
     async def renew(self) -> None:
+        """Push the expiry out by ``ttl`` if the lease is still ours with our fence; otherwise mark
+        it lost and raise ``LeaseLostError`` (the commit then refuses to move the head)."""
         current = await self.read()
         if current is None or current.holder != self.id or current.fence != self.fence:
             self._lost = f"the lease of branch {self.branch!r} was lost while writing"
@@ -173,16 +183,21 @@ class BranchLease:
         await self._write(self.key, self._body(self.id))
 
     async def release(self) -> None:
+        """Clear the holder (keeping the fence, so fencing numbers only grow) if the lease is still
+        ours; a lease someone else holds is left alone."""
         current = await self.read()
         if current is not None and current.holder == self.id:
             await self._write(self.key, self._body(None))
 
     # -- heartbeat --------------------------------------------------------------------------
     def start_heartbeat(self) -> None:
+        """Renew every ``ttl/3`` seconds from a daemon thread until ``stop_heartbeat``; a lost lease
+        stops it and is reported by ``lost`` and by the next ``check``."""
         self._thread = threading.Thread(target=self._beat, daemon=True, name=f"lease-{self.branch}")
         self._thread.start()
 
     def stop_heartbeat(self) -> None:
+        """Stop renewing (waits up to 10 s for a renewal in flight); call it before ``release``."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)

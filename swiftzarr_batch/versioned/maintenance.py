@@ -55,9 +55,13 @@ class GCReport:
 
     @property
     def deleted_snapshots(self) -> list[str]:
+        """Ids of the snapshots deleted (or that a dry run would delete): rolled back, or commits
+        that lost a head race."""
         return [k.split("/", 1)[1] for k in self.deleted if k.startswith(f"{SNAPSHOTS_DIR}/")]
 
     def counts(self) -> dict[str, int]:
+        """How many objects were deleted per kind (``snapshots``, ``manifests``, ``chunks``,
+        ``sessions``)."""
         out: dict[str, int] = {}
         for key in self.deleted:
             kind = key.split("/", 1)[0]
@@ -104,6 +108,9 @@ def _modified(entry: dict[str, object]) -> float:
 
 
 async def collect_garbage(repo: Repository, older_than: float, dry_run: bool = False) -> GCReport:
+    """What ``Repository.gc`` runs (see the module docstring): deletes chunks first and snapshots
+    last, so an interrupted run leaves no snapshot whose objects are gone. ``ValueError`` for a
+    negative ``older_than``; an object of unknown age is kept."""
     if older_than < 0:
         raise ValueError(f"older_than must be >= 0 seconds, got {older_than}")
     keep, snapshots = await reachable(repo)

@@ -34,6 +34,8 @@ _END = "\U0010ffff"
 
 
 def parse_piece(body: bytes | bytearray, piece_id: str) -> Piece:
+    """A manifest piece's entries, after checking its body hashes to ``piece_id``; anything
+    malformed is a ``CorruptRecordError``."""
     doc = decode_addressed(body, piece_id, "manifest piece")
     try:
         sessions = [str(s) for s in doc["sessions"]]
@@ -43,16 +45,20 @@ def parse_piece(body: bytes | bytearray, piece_id: str) -> Piece:
 
 
 def piece_body(entries: list[tuple[str, Ref]]) -> bytes:
+    """The body of a piece holding ``entries`` (already in key order); each session id is stored
+    once. Its ``content_id`` is the piece's id."""
     sessions: dict[str, int] = {}
     rows = [[k, sessions.setdefault(s, len(sessions)), n] for k, (s, n) in entries]
     return encode({"sessions": list(sessions), "entries": rows})
 
 
 def prefix_range(prefix: str) -> tuple[str, str]:
+    """The lowest and highest key starting with ``prefix``, for range checks against pieces."""
     return prefix, prefix + _END
 
 
 def overlaps(piece: PieceRef, low: str, high: str) -> bool:
+    """Whether ``piece``'s key range meets ``[low, high]`` (both ends included)."""
     return piece.first <= high and piece.last >= low
 
 
@@ -71,6 +77,9 @@ class ManifestReader:
         self._cache_pieces = cache_pieces
 
     async def piece(self, ref: PieceRef) -> Piece:
+        """The parsed piece, from the LRU cache or one GET shared by concurrent callers.
+        ``CorruptRecordError`` if it does not hash to its id or has another key count than its
+        snapshot says."""
         cached = self._cache.get(ref.id)
         if cached is not None:
             self._cache.move_to_end(ref.id)
@@ -99,12 +108,16 @@ class ManifestReader:
         return piece
 
     def piece_for(self, key: str) -> PieceRef | None:
+        """The piece whose range could hold ``key`` (a bisect, no I/O), or None when no piece covers
+        it."""
         i = bisect.bisect_right(self._firsts, key) - 1
         if i < 0 or key > self.pieces[i].last:
             return None
         return self.pieces[i]
 
     async def lookup(self, key: str) -> Ref | None:
+        """``(session, size)`` of ``key`` in this snapshot, or None if absent; reads at most one
+        piece."""
         ref = self.piece_for(key)
         return None if ref is None else (await self.piece(ref)).get(key)
 

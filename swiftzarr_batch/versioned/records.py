@@ -45,6 +45,8 @@ _ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def check_ref_name(name: str, what: str = "branch") -> str:
+    """``name`` if it is a valid branch or tag name (it becomes part of an object name), else
+    ``InvalidNameError`` naming ``what``."""
     if not isinstance(name, str) or not _NAME.match(name):
         raise InvalidNameError(
             f"{what} name {name!r}: use 1-100 letters, digits, '.', '_' or '-' "
@@ -54,40 +56,53 @@ def check_ref_name(name: str, what: str = "branch") -> str:
 
 
 def check_id(snapshot_id: str) -> str:
+    """``snapshot_id`` if it is 32 lowercase hex digits, else ``InvalidNameError``: ids from users
+    and from records are checked before they name an object."""
     if not isinstance(snapshot_id, str) or not _ID.match(snapshot_id):
         raise InvalidNameError(f"snapshot id {snapshot_id!r}: expected 32 lowercase hex digits")
     return snapshot_id
 
 
 def branch_key(name: str) -> str:
+    """Where the head of branch ``name`` lives (the name is checked)."""
     return f"{REFS_DIR}/branch.{check_ref_name(name)}.json"
 
 
 def lease_key(name: str) -> str:
+    """Where the lease of branch ``name`` lives (the name is checked)."""
     return f"{REFS_DIR}/lease.{check_ref_name(name)}.json"
 
 
 def tag_key(name: str) -> str:
+    """Where tag ``name`` lives (the name is checked)."""
     return f"{REFS_DIR}/tag.{check_ref_name(name, 'tag')}.json"
 
 
 def snapshot_key(snapshot_id: str) -> str:
+    """Where snapshot ``snapshot_id`` lives (the id is checked)."""
     return f"{SNAPSHOTS_DIR}/{check_id(snapshot_id)}"
 
 
 def piece_key(piece_id: str) -> str:
+    """Where manifest piece ``piece_id`` lives (the id is checked)."""
     return f"{MANIFESTS_DIR}/{check_id(piece_id)}"
 
 
 def chunk_key(session: str, key: str) -> str:
+    """Where ``session`` wrote ``key``. Neither is checked here: the session id is ours and the key
+    is zarr's."""
     return f"{CHUNKS_DIR}/{session}/{key}"
 
 
 def content_id(body: bytes) -> str:
+    """The id of a content-addressed record: the first 32 hex digits (128 bits) of its body's
+    SHA-256."""
     return hashlib.sha256(body).hexdigest()[:32]
 
 
 def encode(doc: Any) -> bytes:
+    """A record's body: compact JSON with sorted keys, so equal records get equal bodies and equal
+    ids."""
     return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
 
 
@@ -110,6 +125,7 @@ def decode_addressed(body: bytes | bytearray, record_id: str, what: str) -> Any:
 
 
 def utc(ts: float) -> datetime:
+    """A record's ``time`` (seconds since the epoch) as an aware UTC datetime."""
     return datetime.fromtimestamp(ts, UTC)
 
 
@@ -123,6 +139,7 @@ class PieceRef:
     count: int
 
     def as_list(self) -> list[Any]:
+        """The ``[id, first, last, count]`` row a snapshot record stores for this piece."""
         return [self.id, self.first, self.last, self.count]
 
 
@@ -139,16 +156,20 @@ class Snapshot:
 
     @property
     def written_at(self) -> datetime:
+        """When the snapshot was committed (the committing writer's clock), as an aware UTC
+        datetime."""
         return utc(self.time)
 
     @property
     def key_count(self) -> int:
+        """How many keys the snapshot holds, from its piece list (no piece is read)."""
         return sum(p.count for p in self.pieces)
 
     @staticmethod
     def body(
         parent: str | None, time: float, message: str, session: str, pieces: list[PieceRef]
     ) -> bytes:
+        """The body of a new snapshot record; its ``content_id`` is the snapshot's id."""
         return encode(
             {
                 "format": FORMAT,
@@ -163,6 +184,8 @@ class Snapshot:
 
     @classmethod
     def parse(cls, body: bytes | bytearray, snapshot_id: str) -> Snapshot:
+        """The snapshot in ``body``, after checking it hashes to ``snapshot_id``; anything malformed
+        (ids included) is a ``CorruptRecordError``."""
         doc = decode_addressed(body, snapshot_id, "snapshot")
         try:
             pieces = tuple(
@@ -191,6 +214,7 @@ class Head:
     writer: str
 
     def body(self) -> bytes:
+        """The body of the branch's head record (rewritten on every commit or rollback)."""
         return encode(
             {
                 "snapshot": self.snapshot,
@@ -202,6 +226,8 @@ class Head:
 
     @classmethod
     def parse(cls, body: bytes | bytearray, what: str) -> Head:
+        """The head record in ``body``; anything malformed, a bad snapshot id included, is a
+        ``CorruptRecordError`` naming ``what``."""
         doc = decode(body, what)
         try:
             return cls(

@@ -79,6 +79,7 @@ class Diff:
 
     @property
     def changed(self) -> list[str]:
+        """Every key that differs, in one sorted list."""
         return sorted([*self.added, *self.removed, *self.modified])
 
 
@@ -128,6 +129,9 @@ class Repository:
         create: bool = False,
         piece_entries: int = DEFAULT_PIECE_ENTRIES,
     ) -> Repository:
+        """Open (or with ``create``, create) the repository at ``base``'s prefix.
+        ``RepositoryNotFoundError`` if there is none and ``create`` is false; ``VersionedError`` if
+        ``repo.json`` is of another format or version."""
         return run(cls._open(base, settle, create, piece_entries))
 
     @classmethod
@@ -170,15 +174,23 @@ class Repository:
         return await container.put(self.base.object_name(key), body, if_none_match=True)
 
     async def put(self, key: str, body: bytes) -> None:
+        """Write ``key`` (relative to the repository), overwriting it: heads, leases and manifest
+        pieces (whose names are their content) go this way."""
         await self.base.set(key, PROTO.buffer.from_bytes(body))
 
     async def save_piece(self, piece_id: str, body: bytes) -> None:
+        """Store a manifest piece under its id; a piece already there has the same body, so
+        rewriting it is harmless."""
         await self.put(piece_key(piece_id), body)
 
     async def read_newest(self, key: str) -> bytes | bytearray | None:
+        """``key``'s body from the newest replica (``X-Newest``), or None on a 404: for records that
+        are rewritten (heads, leases, tags)."""
         return await self.objects.read_newest(key)
 
     async def read_head(self, branch: str) -> Head:
+        """Where ``branch`` points now (newest replica); ``RefNotFoundError`` if there is no such
+        branch."""
         key = branch_key(branch)
         body = await self.read_newest(key)
         if body is None:
@@ -186,12 +198,15 @@ class Repository:
         return Head.parse(body, key)
 
     async def read_snapshot(self, snapshot_id: str) -> Snapshot:
+        """The snapshot record, checked against its id; ``RefNotFoundError`` if it is absent,
+        ``CorruptRecordError`` if it does not match."""
         body = await self.base.get(snapshot_key(snapshot_id), PROTO)
         if body is None:
             raise RefNotFoundError(f"no snapshot {snapshot_id} in {self}")
         return Snapshot.parse(body.to_bytes(), snapshot_id)
 
     async def read_tag(self, name: str) -> str:
+        """The snapshot id that tag ``name`` names; ``RefNotFoundError`` if there is no such tag."""
         body = await self.read_newest(tag_key(name))
         if body is None:
             raise RefNotFoundError(f"no tag {name!r} in {self}")
@@ -227,6 +242,8 @@ class Repository:
             )
 
     async def take_lease(self, branch: str, ttl: float) -> tuple[BranchLease, Head]:
+        """Take ``branch``'s lease (``LeaseHeldError`` if another writer holds it) and return it
+        with the head read after taking it, the one a session must start from."""
         head = await self.read_head(branch)
         lease = BranchLease(branch, self.read_newest, self.put, run, ttl=ttl, settle=self.settle)
         await lease.take(head.fence)
@@ -291,6 +308,8 @@ class Repository:
         return run(self.ref_id(ref))
 
     async def ref_id(self, ref: str) -> str:
+        """The async form of ``resolve``: 32 hex digits are always taken as a snapshot id, then a
+        tag of that name, then a branch; ``RefNotFoundError`` if none."""
         if len(ref) == 32 and all(c in "0123456789abcdef" for c in ref):
             return (await self.read_snapshot(ref)).id
         if await self.read_newest(tag_key(ref)) is not None:
@@ -319,9 +338,12 @@ class Repository:
         return run(self.refs("branch"))
 
     def tags(self) -> dict[str, str]:
+        """Every tag with the snapshot it names (one listing, then one read per tag)."""
         return run(self.refs("tag"))
 
     async def refs(self, kind: str) -> dict[str, str]:
+        """Every branch or tag (``kind``: ``"branch"`` or ``"tag"``) with its snapshot id: one
+        listing of ``refs/``, then each record read from the newest replica."""
         container = await self.base.swift_container()
         base = self.base.listing_base + f"{REFS_DIR}/{kind}."
         names = [

@@ -57,6 +57,7 @@ class ReadonlySession:
 
     @property
     def snapshot_id(self) -> str:
+        """The id of the snapshot this session reads; it never changes, however the branch moves."""
         return self.snapshot.id
 
     def __repr__(self) -> str:

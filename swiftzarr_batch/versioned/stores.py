@@ -45,6 +45,9 @@ listing holds them (beyond it the listing alone is trusted)."""
 
 
 def manifest_reader(base: SwiftStore, snapshot: Snapshot, cache_pieces: int = 16) -> ManifestReader:
+    """A ``ManifestReader`` of ``snapshot`` loading pieces from ``base``; a missing piece is a
+    ``CorruptRecordError`` (a snapshot's pieces are never deleted while it is reachable)."""
+
     async def load(piece_id: str) -> bytes | bytearray:
         buf = await base.get(piece_key(piece_id), PROTO)
         if buf is None:
@@ -105,6 +108,9 @@ class SnapshotStore(Store):
         prototype: BufferPrototype | None = None,
         byte_range: ByteRequest | None = None,
     ) -> Buffer | None:
+        """``key`` as the snapshot holds it: found through the manifest (None if the snapshot has no
+        such key), then read from the object that held it at commit time. ``CorruptRecordError`` if
+        that object is gone."""
         ref = await self.manifest.lookup(key)
         if ref is None:
             return None
@@ -119,32 +125,45 @@ class SnapshotStore(Store):
     async def get_partial_values(
         self, prototype: BufferPrototype, key_ranges: Iterable[tuple[str, ByteRequest | None]]
     ) -> list[Buffer | None]:
+        """``get`` of every (key, range), concurrently, in order."""
         return list(await asyncio.gather(*(self.get(k, prototype, r) for k, r in key_ranges)))
 
     async def exists(self, key: str) -> bool:
+        """Whether the snapshot holds ``key``: answered by the manifest alone, no data object is
+        read."""
         return await self.manifest.lookup(key) is not None
 
     async def getsize(self, key: str) -> int:
+        """The size the manifest recorded for ``key`` (no data object is read);
+        ``FileNotFoundError`` if the snapshot has no such key."""
         ref = await self.manifest.lookup(key)
         if ref is None:
             raise FileNotFoundError(key)
         return ref[1]
 
     async def set(self, key: str, value: Buffer) -> None:
+        """Always ``ReadOnlyError``: a snapshot never changes (open a writable session)."""
         raise ReadOnlyError(f"snapshot {self.snapshot.id} (open a writable session to change it)")
 
     async def delete(self, key: str) -> None:
+        """Always ``ReadOnlyError``: a snapshot never changes (open a writable session)."""
         raise ReadOnlyError(f"snapshot {self.snapshot.id} (open a writable session to change it)")
 
     async def list(self) -> AsyncIterator[str]:
+        """Every key of the snapshot, in key order, from its manifest a piece at a time (no listing
+        of the container)."""
         async for key, _ in self.manifest.entries(""):
             yield key
 
     async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+        """The snapshot's keys starting with ``prefix``, from the manifest pieces whose range meets
+        it."""
         async for key, _ in self.manifest.entries(prefix):
             yield key
 
     async def list_dir(self, prefix: str) -> AsyncIterator[str]:
+        """The names directly under ``prefix`` in the snapshot, from its manifest (holds the keys
+        under ``prefix`` in memory)."""
         base = _dir_prefix(prefix)
         keys = [k async for k, _ in self.manifest.entries(base)]
         for child in _children(keys, base):
@@ -234,6 +253,8 @@ class SessionStore(Store):
         prototype: BufferPrototype | None = None,
         byte_range: ByteRequest | None = None,
     ) -> Buffer | None:
+        """This session's own write of ``key`` if there is one (None if it deleted it), else the
+        parent snapshot's, unless a ``delete_dir`` of this session covers it."""
         prototype = prototype or PROTO
         if byte_range is None:
             buf = await self.base.get(self._own(key), prototype)
@@ -252,9 +273,12 @@ class SessionStore(Store):
     async def get_partial_values(
         self, prototype: BufferPrototype, key_ranges: Iterable[tuple[str, ByteRequest | None]]
     ) -> list[Buffer | None]:
+        """``get`` of every (key, range), concurrently, in order."""
         return list(await asyncio.gather(*(self.get(k, prototype, r) for k, r in key_ranges)))
 
     async def exists(self, key: str) -> bool:
+        """Whether ``key`` is in this session's view: its own write or delete first (one HEAD), else
+        the parent's manifest."""
         state = await self._own_state(key)
         if state is not None:
             return state
@@ -266,6 +290,9 @@ class SessionStore(Store):
             self.written.add(key)
 
     async def set(self, key: str, value: Buffer) -> None:
+        """Write ``key`` to the session's own object (no snapshot sees it until ``commit``).
+        ``SessionClosedError`` after commit or close; zarr's ``ValueError`` on a read-only view;
+        ``TypeError`` unless ``value`` is a ``Buffer``."""
         self._check_open()
         if not isinstance(value, Buffer):
             raise TypeError(
@@ -281,6 +308,8 @@ class SessionStore(Store):
             await self.set(key, value)
 
     async def delete(self, key: str) -> None:
+        """Delete ``key`` in this session: an empty marker object under its own name, so the later
+        of a write and a delete wins; the parent snapshot is untouched. Raises like ``set``."""
         self._check_open()
         name = self.base.object_name(self._own(key))
         container = await self.base.swift_container()
@@ -302,6 +331,8 @@ class SessionStore(Store):
         self.written = {k for k in self.written if not k.startswith(prefix)}
 
     async def clear(self) -> None:
+        """Delete every key in this session's view (``delete_dir`` of the root); the parent snapshot
+        itself is untouched."""
         await self.delete_dir("")
 
     # -- listings ---------------------------------------------------------------------------
@@ -326,14 +357,20 @@ class SessionStore(Store):
         return sorted(keys)
 
     async def list(self) -> AsyncIterator[str]:
+        """Every key of this session's view: the parent's manifest merged with a listing of the
+        session's own objects, sorted. Holds every key in memory."""
         for key in await self._keys(""):
             yield key
 
     async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+        """The keys under ``prefix`` in this session's view (parent manifest plus the session's own
+        listing), sorted; holds them in memory."""
         for key in await self._keys(prefix):
             yield key
 
     async def list_dir(self, prefix: str) -> AsyncIterator[str]:
+        """The names directly under ``prefix`` in this session's view (holds the keys under
+        ``prefix`` in memory)."""
         base = _dir_prefix(prefix)
         for child in _children(await self._keys(base), base):
             yield child
