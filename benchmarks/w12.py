@@ -126,7 +126,7 @@ def targets(rows: list[dict[str, Any]], sizes: config.Sizes) -> list[report.Targ
 def run(args: argparse.Namespace) -> Path:
     from swiftclient.client import Connection
 
-    from swiftzarr_batch.testing.faultproxy import DelayProxy
+    from swiftzarr_batch.testing.delayproxy import DelayProxy
     from swiftzarr_batch.testing.swift_server import LocalSwift
 
     sizes = config.QUICK if args.quick else config.FULL

@@ -9,7 +9,7 @@ import time
 from swiftclient.client import Connection
 
 from swiftzarr_batch.swift.http1 import Endpoint, Pool
-from swiftzarr_batch.testing.faultproxy import DelayProxy
+from swiftzarr_batch.testing.delayproxy import DelayProxy
 
 DELAY = 0.05
 

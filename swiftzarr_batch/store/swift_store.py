@@ -26,12 +26,11 @@ from swiftzarr_batch.auth import (
     CredentialProvider,
     Token,
     cached_authenticate,
-    resolve_credentials,
 )
-from swiftzarr_batch.auth.providers import route_through
-from swiftzarr_batch.errors import ConfigurationError, ListingNotAllowedError, ReadOnlyError
+from swiftzarr_batch.errors import ListingNotAllowedError, ReadOnlyError
 from swiftzarr_batch.store.byte_ranges import upload_body
 from swiftzarr_batch.store.read_cache import ReadCache, ReadCacheOption, cache_bytes
+from swiftzarr_batch.store.store_auth import store_auth
 from swiftzarr_batch.store.sync_iter import iterate_pages
 from swiftzarr_batch.swift import large_objects
 from swiftzarr_batch.swift.bulk_stream import delete_streamed, listed_for_delete
@@ -43,12 +42,11 @@ from swiftzarr_batch.swift.names import (
     validate_container,
     validate_key,
 )
-from swiftzarr_batch.swift.proxy import ProxyOption, proxy_choice
+from swiftzarr_batch.swift.proxy import ProxyOption
 from swiftzarr_batch.swift.retry import RetryPolicy
 from swiftzarr_batch.swift.session import SwiftSession, TransportOptions, get_session
 from swiftzarr_batch.swift.swiftclient_conn import swiftclient_connection
 from swiftzarr_batch.swift.tempurl import parse_link
-from swiftzarr_batch.swift.tls import resolve_trust, trust_of
 from swiftzarr_batch.swift.write_options import WriteOptions
 
 log = logging.getLogger(__name__)
@@ -144,32 +142,18 @@ class SwiftStore(Store):
         self._writes = WriteOptions(storage_policy, delete_after)
         self._read_cache_option, self.read_cache = read_cache, ReadCache()
         self._cache_cap = cache_bytes(read_cache, self.read_only)
-        if anonymous:
-            if any((authurl, user, key, preauthtoken, credential_provider)) or not preauthurl:
-                raise ConfigurationError(
-                    "anonymous=True reads a public container with no credentials at all: give "
-                    "only preauthurl (the account's storage URL), no token, user or key"
-                )
-            self._provider: CredentialProvider | None = None
-            self._token: Token | None = Token(preauthurl.rstrip("/"), "")
-        elif credential_provider is not None:
-            self._provider = credential_provider
-            self._token = None
-        else:
-            resolved = resolve_credentials(
-                authurl=authurl,
-                user=user,
-                key=key,
-                preauthurl=preauthurl,
-                preauthtoken=preauthtoken,
-                verify_tls=verify_tls,
-                cacert=cacert,
-            )
-            self._provider, self._token = resolved.provider, resolved.token
-            route_through(self._provider, proxy_choice(proxy))  # auth goes where data goes
-        # the auth's trust, when no explicit choice overrides it: data goes where auth said
-        trust = trust_of(self._provider) if verify_tls and not cacert else None
-        trust = trust or resolve_trust(cacert, verify_tls=verify_tls)
+        self._provider, self._token, trust = store_auth(
+            authurl=authurl,
+            user=user,
+            key=key,
+            preauthurl=preauthurl,
+            preauthtoken=preauthtoken,
+            credential_provider=credential_provider,
+            anonymous=anonymous,
+            verify_tls=verify_tls,
+            cacert=cacert,
+            proxy=proxy,
+        )
         self._options = TransportOptions(
             max_connections=max_connections,
             connect_timeout=connect_timeout,

@@ -29,31 +29,24 @@ Everything listens on 127.0.0.1 only. The command line lives in ``serve``;
 from __future__ import annotations
 
 import atexit
-import base64
-import hashlib
 import http.client
 import logging
 import os
-import pwd
-import secrets
 import shlex
 import shutil
 import socket
-import struct
-import subprocess
-import tempfile
 import threading
 import time
-import urllib.parse
 from collections.abc import Collection, Mapping, Sequence
-from configparser import ConfigParser
 from pathlib import Path
 
 from swiftzarr_batch.errors import ServerError
 from swiftzarr_batch.testing import install
 from swiftzarr_batch.testing import swift_configs as cfg
 from swiftzarr_batch.testing.install import cache_root
-from swiftzarr_batch.testing.processes import ServerProcesses, free_ports
+from swiftzarr_batch.testing.processes import ServerProcesses
+from swiftzarr_batch.testing.swift_cluster_files import LAUNCHER, ClusterFiles, memcached_binary
+from swiftzarr_batch.testing.swift_nodes import ObjectNodes
 
 __all__ = [
     "DEFAULT_ADMINS",
@@ -78,8 +71,6 @@ DEFAULT_USERS: Mapping[str, str] = {
     "test:reader": "reading",
 }
 DEFAULT_ADMINS: tuple[str, ...] = ("test:tester", "test2:tester2")
-_LAUNCHER = Path(__file__).with_name("swift_launcher.py")
-_SERVERS = ("account", "container", "object", "proxy")
 #: User-Agent of the readiness probes (one auth each start): filter them out when counting.
 PROBE_USER_AGENT = "swiftzarr-localswift-probe"
 
@@ -87,32 +78,6 @@ PROBE_USER_AGENT = "swiftzarr-localswift-probe"
 def ensure_swift_installed() -> Path:
     """Install ``SWIFT_REQUIREMENT`` into its cached venv once; return that venv's python."""
     return install.ensure_swift_installed(SWIFT_REQUIREMENT)
-
-
-def _check_xattrs(directory: Path) -> None:
-    """ServerError unless ``directory`` keeps ``user.*`` xattrs: better now than at first PUT."""
-    probe = directory / ".xattr-probe"
-    probe.write_bytes(b"")
-    try:
-        os.setxattr(probe, "user.swiftzarr.probe", b"1")
-        if os.getxattr(probe, "user.swiftzarr.probe") != b"1":
-            raise OSError("xattr read back differs")
-    except OSError as e:
-        raise ServerError(
-            f"{directory} is on a file system without user extended attributes (xattrs), which "
-            f"Swift needs for object metadata ({e}); pass a data dir on ext4, xfs, btrfs or a "
-            f"recent tmpfs"
-        ) from None
-    finally:
-        probe.unlink(missing_ok=True)
-
-
-def _memcached_binary() -> str | None:
-    """memcached's path: on PATH, else Debian's /usr/bin/memcached (PATH may be minimal)."""
-    found = shutil.which("memcached")
-    if found:
-        return found
-    return "/usr/bin/memcached" if os.access("/usr/bin/memcached", os.X_OK) else None
 
 
 def _http(
@@ -137,7 +102,7 @@ def _http(
         conn.close()
 
 
-class LocalSwift:
+class LocalSwift(ClusterFiles, ObjectNodes):
     """A one-node Swift cluster on 127.0.0.1 with TempAuth; a context manager.
 
     ``LocalSwift(data_dir=None, *, token_life=86400, max_file_size=None,
@@ -244,45 +209,6 @@ class LocalSwift:
     def pids(self) -> dict[str, int]:
         """Process ids of the running servers ("account", ..., "proxy", maybe "memcached")."""
         return self._procs.pids
-
-    @property
-    def object_server_names(self) -> list[str]:
-        """Process names of the object servers, node 0 first (``object``, ``object2``...)."""
-        return cfg.object_port_names(self.replicas)
-
-    def object_server_url(self, node: int) -> str:
-        """``http://127.0.0.1:PORT`` of object server ``node`` (0-based), running or not."""
-        return f"http://127.0.0.1:{self._ports[self.object_server_names[node]]}"
-
-    @property
-    def part_power(self) -> int:
-        """The object ring's partition power (fewer partitions when replicated: faster passes)."""
-        return 10 if self.replicas == 1 else 8
-
-    def direct_object_urls(self, container: str, obj: str, account: str = "test") -> list[str]:
-        """Object-server URLs of each replica of ``container/obj`` (policy 0), node 0 first.
-
-        With as many devices as replicas every partition lives on every node, so replica ``i``
-        is on node ``i``'s device ``d<i+1>``. A plain GET there reads that replica alone
-        (no proxy, no failover): how tests check what each node holds.
-        """
-        s = self._settings
-        if s is None:
-            raise ServerError("the server was never started: call start() first")
-        path = f"/AUTH_{account}/{container}/{obj}"
-        digest = hashlib.md5(
-            (s.hash_prefix + path + s.hash_suffix).encode(), usedforsecurity=False
-        ).digest()
-        part = struct.unpack_from(">I", digest)[0] >> (32 - self.part_power)
-        quoted = urllib.parse.quote(f"/{part}{path}")
-        return [f"{self.object_server_url(i)}/d{i + 1}{quoted}" for i in range(self.replicas)]
-
-    def async_pending_count(self) -> int:
-        """Container updates waiting in the object nodes' async_pending dirs (not yet listed)."""
-        root = self.data_dir / "srv"
-        return sum(
-            1 for d in root.glob("node*/d*/async_pending*") for f in d.rglob("*") if f.is_file()
-        )
 
     @property
     def proxy_url(self) -> str:
@@ -406,27 +332,6 @@ class LocalSwift:
             self._spawn_server("proxy")
             self._wait_ready(time.monotonic())
 
-    def stop_object_server(self, node: int) -> None:
-        """Take object node ``node`` (0-based) down: its server and its daemons stop.
-
-        The proxy then writes at quorum to the others and reads from them; when the node is
-        started again, the other nodes' replicators push it what it missed.
-        """
-        with self._lock:
-            name = self.object_server_names[node]  # IndexError names a node that is not there
-            for proc in (name, f"replicator{node + 1}", f"updater{node + 1}"):
-                self._procs.stop(proc)
-
-    def start_object_server(self, node: int) -> None:
-        """Start object node ``node`` (0-based) again, on its port, with its daemons."""
-        with self._lock:
-            name = self.object_server_names[node]
-            if name in self._procs:
-                raise ServerError(f"object server {node} is running")
-            self._spawn_server(name)
-            self._wait_ready(time.monotonic())
-            self._spawn_daemons(node)
-
     def restart_proxy(self, downtime: float = 0.0) -> None:
         """Stop and start just the proxy on the same port; data and tokens stay valid."""
         self.stop_proxy()
@@ -434,122 +339,6 @@ class LocalSwift:
         self.start_proxy()
 
     # -- internals ---------------------------------------------------------------------------
-    def _prepare_data_dir(self) -> None:
-        if self._requested_dir is None:
-            try:
-                self._data_dir = Path(tempfile.mkdtemp(prefix="swiftzarr-swift-"))
-                self._made_dir = True
-                _check_xattrs(self._data_dir)
-            except ServerError:  # e.g. an old tmpfs /tmp: fall back to the cache dir
-                shutil.rmtree(self.data_dir, ignore_errors=True)
-                (cache_root() / "tmp").mkdir(parents=True, exist_ok=True)
-                self._data_dir = Path(
-                    tempfile.mkdtemp(prefix="swiftzarr-swift-", dir=cache_root() / "tmp")
-                )
-            self._procs.own_dir(self._data_dir)  # removed even if we die without stop()
-        else:
-            self._data_dir = self._requested_dir
-        nodes = [f"srv/node{i}/d{i}" for i in range(2, self.replicas + 1)]
-        for sub in ("etc", "etc/direct", "logs", "recon", "srv/node/d1", *nodes):
-            (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
-        _check_xattrs(self.data_dir / "srv" / "node" / "d1")
-
-    def _write_cluster(self) -> None:
-        etc = self.data_dir / "etc"
-        old = ConfigParser(interpolation=None)
-        old.read(etc / "swift.conf")  # a reused data dir must keep its hash path prefix/suffix
-        prefix = old.get("swift-hash", "swift_hash_path_prefix", fallback=secrets.token_hex(8))
-        suffix = old.get("swift-hash", "swift_hash_path_suffix", fallback=secrets.token_hex(8))
-        use_memcached = self.memcached
-        binary = _memcached_binary()
-        if use_memcached and binary is None:
-            raise ServerError("memcached=True but no memcached binary (apt-get install memcached)")
-        if use_memcached is None:
-            use_memcached = binary is not None
-        if self.ratelimit_writes is not None and not use_memcached:
-            raise ServerError("ratelimit_writes needs memcached (apt-get install memcached)")
-        names = [
-            *_SERVERS,
-            *self.object_server_names[1:],
-            *(["container-gate"] if self.deferred_listings is not None else []),
-            *(["memcached"] if use_memcached else []),
-        ]
-        self._ports = dict(zip(names, free_ports(len(names)), strict=True))
-        try:
-            run_user = pwd.getpwuid(os.geteuid()).pw_name
-        except KeyError:
-            raise ServerError(
-                f"uid {os.geteuid()} has no passwd entry; Swift needs a user name"
-            ) from None
-        self._settings = s = cfg.ClusterSettings(
-            swift_dir=str(etc),
-            devices=str(self.data_dir / "srv" / "node"),
-            run_user=run_user,
-            ports=self._ports,
-            users=self._users,
-            admins=self._admins,
-            fernet_key=base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-            token_life=self.token_life,
-            hash_prefix=prefix,
-            hash_suffix=suffix,
-            max_file_size=self.max_file_size,
-            container_listing_limit=self.container_listing_limit,
-            s3api=self.s3api,
-            proxy_workers=self.proxy_workers,
-            keystone=self.keystone,
-            without=self.without,
-            second_policy=self.second_policy,
-            memcache_server=f"127.0.0.1:{self._ports['memcached']}" if use_memcached else None,
-            object_servers=self.replicas,
-            replicator_interval=self.replicator_interval,
-            ratelimit_writes=self.ratelimit_writes,
-            ratelimit_max_sleep=self.ratelimit_max_sleep,
-            deferred_listings=self.deferred_listings,
-            recon_dir=str(self.data_dir / "recon"),
-        )
-        files = {"swift.conf": cfg.swift_conf(s), "proxy-server.conf": cfg.proxy_server_conf(s)}
-        for name in ("account", "container"):
-            files[f"{name}-server.conf"] = cfg.backend_server_conf(s, name)
-        for node in range(1, self.replicas + 1):
-            files[self._conf_name(cfg.object_port_names(self.replicas)[node - 1])] = (
-                cfg.object_server_conf(s, node)
-            )
-            if self.deferred_listings is not None:
-                files[f"object-updater-{node}.conf"] = cfg.object_updater_conf(
-                    s, node, str(etc / "direct")
-                )
-        for fname, text in files.items():
-            path = etc / fname
-            path.write_text(text)
-            path.chmod(0o600)  # holds keys
-        # Rings carry the backend ports, which change on every start: always rebuild them.
-        # (The same seed and devices: partitions map to the same devices, data stays valid.)
-        objects = ",".join(str(self._ports[n]) for n in self.object_server_names)
-        container = self._ports["container"]
-        # The proxy's ring names the gate when listings lag (it refuses the object servers'
-        # updates); the object-updaters' ring in etc/direct names the container server itself.
-        dirs = {etc: self._ports.get("container-gate", container)}
-        if self.deferred_listings is not None:
-            dirs[etc / "direct"] = container
-        for swift_dir, container_port in dirs.items():
-            argv = [
-                str(self._python),
-                "-I",
-                str(_LAUNCHER),
-                "rings",
-                str(swift_dir),
-                "d1",
-                f"account={self._ports['account']}",
-                f"container={container_port}",
-                f"object={objects}",
-                *([f"object-1={self._ports['object']}"] if self.second_policy else []),
-                "--part-power",
-                str(self.part_power),
-            ]
-            done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, check=False)
-            if done.returncode != 0:
-                raise ServerError(f"building rings failed: {done.stderr.decode(errors='replace')}")
-
     def _log_path(self, name: str) -> Path:
         return (
             self.data_dir
@@ -567,7 +356,7 @@ class LocalSwift:
 
     def _start_memcached(self) -> None:
         argv = [
-            str(_memcached_binary()),
+            str(memcached_binary()),
             "-l",
             "127.0.0.1",
             "-p",
@@ -593,33 +382,17 @@ class LocalSwift:
             return f"object-server-{name[len('object') :]}.conf"
         return f"{name}-server.conf"
 
-    def _spawn_daemons(self, node: int) -> None:
-        """Object node ``node``'s replicator (if replicated) and updater (if listings lag)."""
-        etc = self.data_dir / "etc"
-        conf = etc / self._conf_name(self.object_server_names[node])
-        daemons = []
-        if self.replicas > 1:
-            daemons.append((f"replicator{node + 1}", conf, "object-replicator"))
-        if self.deferred_listings is not None:
-            daemons.append(
-                (f"updater{node + 1}", etc / f"object-updater-{node + 1}.conf", "object-updater")
-            )
-        for name, path, section in daemons:
-            argv = [str(self._python), "-I", str(_LAUNCHER), "daemon", str(etc / "swift.conf")]
-            argv += [str(path), section, "--log", str(self._log_path(name))]
-            self._spawn(name, argv)
-
     def _spawn_server(self, name: str) -> None:
         etc = self.data_dir / "etc"
         if name == "container-gate":
-            argv = [str(self._python), "-I", str(_LAUNCHER), "gate"]
+            argv = [str(self._python), "-I", str(LAUNCHER), "gate"]
             argv += [str(self._ports[name]), str(self._ports["container"])]
             self._spawn(name, [*argv, "--log", str(self._log_path(name))])
             return
         argv = [
             str(self._python),
             "-I",
-            str(_LAUNCHER),
+            str(LAUNCHER),
             "server",
             str(etc / "swift.conf"),
             str(etc / self._conf_name(name)),
