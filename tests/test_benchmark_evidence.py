@@ -1,6 +1,6 @@
-"""The numbers the README shows are the ones committed next to them.
+"""The numbers the docs show are the ones committed next to them.
 
-The performance table must quote a committed results file of a *complete full* run, and every
+The performance table (``docs/performance.md``) must quote a committed results file of a *complete full* run, and every
 ratio in it (``0.98x``) must be one that file holds (a target's value or a row's speed against
 its reference, rounded as the table rounds). A quick or partial run writes a file of its own and
 cannot replace that evidence (``benchmarks.run.results_name``).
@@ -19,10 +19,10 @@ RATIO = re.compile(r"(\d+\.\d+)x")
 
 
 def _performance_section() -> str:
-    text = (REPO / "README.md").read_text()
-    start = text.index("\n## Performance")
-    end = text.find("\n### ", start + 1)  # the W7 part quotes its own files
-    return text[start : end if end > 0 else len(text)]
+    """The docs' performance page up to its first sub-section (the W1-W6 table and its text)."""
+    text = (REPO / "docs" / "performance.md").read_text()
+    end = text.find("\n## ")  # the later sections quote their own files
+    return text[: end if end > 0 else len(text)]
 
 
 def _table_and_cited_file() -> tuple[list[str], Path]:
