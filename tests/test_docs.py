@@ -79,7 +79,12 @@ PAGES_WITH_CODE = [p for p in pages() if blocks(p)] + [ROOT / "README.md"]
 
 def test_pages_are_found() -> None:
     names = {str(p.relative_to(ROOT)) for p in PAGES_WITH_CODE}
-    assert {"docs/getting-started.md", "docs/guide/writing.md", "docs/index.md", "README.md"} <= names
+    assert {
+        "docs/getting-started.md",
+        "docs/guide/writing.md",
+        "docs/index.md",
+        "README.md",
+    } <= names
 
 
 @pytest.mark.parametrize("page", PAGES_WITH_CODE, ids=lambda p: str(p.relative_to(ROOT)))
@@ -142,34 +147,34 @@ RENAMED = {
 #: The sections of the long README (985+ lines) before it shrank to a page: each must stay
 #: reachable in the site (under its own heading, or under another in ``RENAMED``).
 OLD_README_TOPICS = (
-    'The two commands',
-    'Quickstart (the original `zarrswift` notebook, on zarr 3)',
-    'Authentication',
-    'What the store guarantees',
-    'Local Swift server',
-    'Architecture',
-    'Distributed writes',
-    'Clusters',
-    'Copy, verify and the CLI',
-    'The `swiftzarr` command',
-    'Converting while copying',
-    'Faults and retries',
-    'Tokens and credential providers',
-    'Keystone',
-    'Large objects',
-    'Files on Swift (fsspec)',
-    'Sharing',
-    'Sites: proxies and certificates',
-    'Certificates',
-    'Proxies',
-    'Real clusters: markers, capabilities, policies, expiry',
-    'Replicas, failures, lagging listings, rate limits',
-    'Security',
-    'Versioned datasets',
-    'Performance',
+    "The two commands",
+    "Quickstart (the original `zarrswift` notebook, on zarr 3)",
+    "Authentication",
+    "What the store guarantees",
+    "Local Swift server",
+    "Architecture",
+    "Distributed writes",
+    "Clusters",
+    "Copy, verify and the CLI",
+    "The `swiftzarr` command",
+    "Converting while copying",
+    "Faults and retries",
+    "Tokens and credential providers",
+    "Keystone",
+    "Large objects",
+    "Files on Swift (fsspec)",
+    "Sharing",
+    "Sites: proxies and certificates",
+    "Certificates",
+    "Proxies",
+    "Real clusters: markers, capabilities, policies, expiry",
+    "Replicas, failures, lagging listings, rate limits",
+    "Security",
+    "Versioned datasets",
+    "Performance",
     "Reads (issue 28): the client's CPU per GET, before and after",
-    'W12: Swift far away (2 and 20 ms per round trip)',
-    'W7: a million objects and more (simulated Swift)',
+    "W12: Swift far away (2 and 20 ms per round trip)",
+    "W7: a million objects and more (simulated Swift)",
 )
 #: What only the short README has: it points into the site.
 README_ONLY = {"Example", "Features"}

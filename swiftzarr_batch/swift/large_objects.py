@@ -123,46 +123,23 @@ async def put_large(
     try:
         await asyncio.gather(*(upload(i) for i in range(count)))
         old = await segments_of(container, name)
-        manifest = json.dumps(
-            [
-                {
-                    "path": f"/{segments.name}/{n}",
-                    "etag": md5s[i],
-                    "size_bytes": min(seg, size - i * seg),
-                }
-                for i, n in enumerate(names)
-            ]
-        ).encode("utf-8")
-        headers = container.writes.object_headers(
-            {
-                "ETag": hashlib.md5("".join(md5s).encode("ascii")).hexdigest(),  # Swift checks
-                BODY_MD5_HEADER: await body_md5,
-                "Content-Type": "application/octet-stream",
-            }
+        entries = [
+            (f"/{segments.name}/{n}", md5s[i], min(seg, size - i * seg))
+            for i, n in enumerate(names)
+        ]
+        status = await put_manifest(
+            container,
+            name,
+            entries,
+            body_md5=await body_md5,
+            content_type="application/octet-stream",
+            if_none_match=if_none_match,
         )
-        if if_none_match:
-            headers["If-None-Match"] = "*"
-        resp = await session.request(
-            "PUT",
-            quote_path(container.name, name),
-            params={"multipart-manifest": "put"},
-            headers=headers,
-            body=manifest,
-            allow=(PRECONDITION_FAILED,),
-        )
-        if resp.status == NOT_FOUND:
-            raise SwiftHTTPError(
-                f"PUT {container.name}/{name} (manifest) answered 404: a "
-                "segment or the container is gone",
-                status=NOT_FOUND,
-                method="PUT",
-                path=name,
-            )
     except BaseException:
         body_md5.cancel()
         await delete_segments_quietly(segments, names)
         raise
-    if resp.status == PRECONDITION_FAILED:
+    if status == PRECONDITION_FAILED:
         await delete_segments_quietly(segments, names)
         return False
     stale = [p for p in old if p not in {f"/{segments.name}/{n}" for n in names}]
@@ -170,6 +147,50 @@ async def put_large(
         await delete_paths(session, stale)
     log.debug("wrote %s/%s as %d segments of %d bytes", container.name, name, count, seg)
     return True
+
+
+async def put_manifest(
+    container: SwiftContainer,
+    name: str,
+    entries: list[tuple[str, str, int]],
+    *,
+    body_md5: str,
+    content_type: str,
+    if_none_match: bool = False,
+) -> int:
+    """PUT the SLO manifest of ``name`` from ``(segment path, MD5, size)`` entries: the object
+    appears. Its ETag is the MD5 of the segments' MD5s (Swift checks it) and it carries the
+    whole body's MD5 (``BODY_MD5_HEADER``) for copies and verify. Returns 201, or 412 when
+    ``if_none_match`` found an object there; a 404 (a segment or the container gone) raises."""
+    manifest = json.dumps(
+        [{"path": path, "etag": md5, "size_bytes": size} for path, md5, size in entries]
+    ).encode("utf-8")
+    headers = container.writes.object_headers(
+        {
+            "ETag": hashlib.md5("".join(md5 for _, md5, _ in entries).encode("ascii")).hexdigest(),
+            BODY_MD5_HEADER: body_md5,
+            "Content-Type": content_type,
+        }
+    )
+    if if_none_match:
+        headers["If-None-Match"] = "*"
+    resp = await container.session.request(
+        "PUT",
+        quote_path(container.name, name),
+        params={"multipart-manifest": "put"},
+        headers=headers,
+        body=manifest,
+        allow=(PRECONDITION_FAILED,),
+    )
+    if resp.status == NOT_FOUND:
+        raise SwiftHTTPError(
+            f"PUT {container.name}/{name} (manifest) answered 404: a segment or the container "
+            "is gone",
+            status=NOT_FOUND,
+            method="PUT",
+            path=name,
+        )
+    return resp.status
 
 
 async def segments_of(container: SwiftContainer, name: str) -> list[str]:

@@ -16,24 +16,23 @@ deletes the segments written so far. A writer killed before either leaves its se
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from dataclasses import dataclass, field
 
-from swiftzarr_batch.errors import ConfigurationError, SwiftHTTPError
+from swiftzarr_batch.errors import ConfigurationError
 from swiftzarr_batch.swift.capabilities import Limits
-from swiftzarr_batch.swift.checksums import BODY_MD5_HEADER, md5_hex
+from swiftzarr_batch.swift.checksums import md5_hex
 from swiftzarr_batch.swift.container import SwiftContainer
 from swiftzarr_batch.swift.large_objects import (
     delete_paths,
     delete_segments_quietly,
+    put_manifest,
     segment_container,
     segments_of,
 )
-from swiftzarr_batch.swift.names import MAX_OBJECT_NAME_BYTES, quote_path
-from swiftzarr_batch.swift.status import NOT_FOUND, PRECONDITION_FAILED
+from swiftzarr_batch.swift.names import MAX_OBJECT_NAME_BYTES
+from swiftzarr_batch.swift.status import PRECONDITION_FAILED
 
 __all__ = ["SegmentedUpload"]
 
@@ -103,42 +102,18 @@ class SegmentedUpload:
         session = self.container.session
         try:
             old = await segments_of(self.container, self.name)
-            manifest = json.dumps(
-                [
-                    {"path": f"/{self._store.name}/{s.name}", "etag": s.md5, "size_bytes": s.size}
-                    for s in self.segments
-                ]
-            ).encode("utf-8")
-            etags = "".join(s.md5 for s in self.segments).encode("ascii")
-            headers = self.container.writes.object_headers(
-                {
-                    "ETag": hashlib.md5(etags).hexdigest(),  # Swift checks it
-                    BODY_MD5_HEADER: body_md5,
-                    "Content-Type": content_type,
-                }
+            status = await put_manifest(
+                self.container,
+                self.name,
+                [(f"/{self._store.name}/{s.name}", s.md5, s.size) for s in self.segments],
+                body_md5=body_md5,
+                content_type=content_type,
+                if_none_match=if_none_match,
             )
-            if if_none_match:
-                headers["If-None-Match"] = "*"
-            resp = await session.request(
-                "PUT",
-                quote_path(self.container.name, self.name),
-                params={"multipart-manifest": "put"},
-                headers=headers,
-                body=manifest,
-                allow=(PRECONDITION_FAILED,),
-            )
-            if resp.status == NOT_FOUND:
-                raise SwiftHTTPError(
-                    f"PUT {self.container.name}/{self.name} (manifest) answered 404: a "
-                    "segment or the container is gone",
-                    status=NOT_FOUND,
-                    method="PUT",
-                    path=self.name,
-                )
         except BaseException:
             await self.abort()
             raise
-        if resp.status == PRECONDITION_FAILED:
+        if status == PRECONDITION_FAILED:
             await self.abort()
             return False
         ours = {f"/{self._store.name}/{s.name}" for s in self.segments}
