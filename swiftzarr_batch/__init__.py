@@ -120,6 +120,8 @@ _LAZY: dict[str, str] = {
 
 
 def __getattr__(name: str) -> Any:
+    """PEP 562 lazy export: imports the submodule that defines ``name`` on first access
+    (``import swiftzarr_batch`` stays cheap: no zarr, dask or aiohttp), cached in the module."""
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'swiftzarr_batch' has no attribute {name!r}")
@@ -129,6 +131,8 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
+    """PEP 562: the lazy exports are listed too (tab completion, ``dir()``), though not
+    imported yet."""
     return sorted({*globals(), *_LAZY})
 
 

@@ -82,6 +82,8 @@ def _dask_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``swiftzarr`` argument parser: every subcommand with its options and handler
+    (``args.func``); also used by tests and the docs to check the commands users see."""
     parser = argparse.ArgumentParser(
         prog="swiftzarr", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -250,6 +252,8 @@ def _setup_logging(debug: bool, quiet: bool) -> None:
 
 
 def one_line(exc: BaseException) -> str:
+    """The error as one line for the terminal: whitespace folded, and the type named where
+    the text alone would be a bare key or path (``KeyError``, ``FileNotFoundError``)."""
     text = " ".join(str(exc).split())
     if isinstance(exc, (FileNotFoundError, KeyError)) and not text.startswith(type(exc).__name__):
         text = f"{type(exc).__name__}: {text}"
@@ -257,6 +261,8 @@ def one_line(exc: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """The ``swiftzarr`` command: parse, set up logging and progress, run the subcommand and
+    exit with its code; an error prints one line (a traceback with ``--debug``), Ctrl-C 130."""
     args = build_parser().parse_args(argv)
     _setup_logging(args.debug, args.quiet)
     if getattr(args, "rate", None) is not None:

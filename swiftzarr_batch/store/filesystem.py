@@ -433,6 +433,8 @@ class SwiftFileSystem(FileSystemWrites, AsyncFileSystem):  # type: ignore[misc] 
         return str(info["ETag"])
 
     def checksum(self, path: str) -> int:
+        """fsspec's change token: an ``int`` from the ETag (``ukey``), so it changes whenever
+        the content does; raises ``IsADirectoryError`` for a directory."""
         return int(self.ukey(path)[:16], 16)
 
     def modified(self, path: str) -> datetime:

@@ -178,8 +178,7 @@ class SwiftStore(Store):
 
         A signed link's signature goes with every request (and with the store's pickle to dask
         workers); it cannot list, so the dataset is read through its consolidated metadata.
-        ``options`` are the data path's (``max_connections``, ``retry``, ``verify_tls`` ...).
-        """
+        ``options`` are the data path's (``max_connections``, ``retry``, ``verify_tls`` ...)."""
         link = parse_link(url)
         store = cls(
             link.container, link.prefix, preauthurl=link.storage_url, anonymous=True, **options
@@ -206,8 +205,7 @@ class SwiftStore(Store):
         """The process's shared ``SwiftSession`` for this store's storage URL and token.
 
         Authenticates (once per process) on first use; blocking, so async code calls
-        ``asession()``.
-        """
+        ``asession()``."""
         if self._swift_session is None:
             if self._token is None:
                 assert self._provider is not None
@@ -232,6 +230,7 @@ class SwiftStore(Store):
 
     @property
     def storage_url(self) -> str:
+        """The account's storage URL (the first use of ``session`` authenticates, blocking)."""
         return self.session.storage_url
 
     def __str__(self) -> str:
@@ -295,6 +294,7 @@ class SwiftStore(Store):
         return clone
 
     def with_read_only(self, read_only: bool = False) -> Self:
+        """zarr's copy with ``read_only`` set: same container, credentials and read cache."""
         return self._with(read_only=read_only)
 
     def with_writes(self, writes: WriteOptions) -> Self:
@@ -335,8 +335,7 @@ class SwiftStore(Store):
         """A python-swiftclient ``Connection`` on this store's storage URL and token.
 
         For the CLI-like operations users know (``conn.url``, ``conn.token``,
-        ``conn.get_container``); not used by the store's own data path.
-        """
+        ``conn.get_container``); not used by the store's own data path."""
         if self._conn is None:  # the data path's trust and proxy
             self._conn = swiftclient_connection(self.session)
         return self._conn
@@ -356,6 +355,7 @@ class SwiftStore(Store):
         prototype: BufferPrototype | None = None,
         byte_range: ByteRequest | None = None,
     ) -> Buffer | None:
+        """The object (or byte range) of ``key`` via the read cache; ``None`` only on a 404."""
         prototype = prototype or default_buffer_prototype()
         name, container = self.object_name(key), await self.swift_container()
         body = await self.read_cache.read(container, name, byte_range, self._cache_cap)
@@ -366,12 +366,15 @@ class SwiftStore(Store):
         prototype: BufferPrototype,
         key_ranges: Iterable[tuple[str, ByteRequest | None]],
     ) -> list[Buffer | None]:
+        """``get`` of each (key, range) pair, concurrently; ``None`` for each missing key."""
         return list(await asyncio.gather(*(self.get(k, prototype, r) for k, r in key_ranges)))
 
     async def exists(self, key: str) -> bool:
+        """Whether the object of ``key`` exists (one HEAD; only a 404 means no)."""
         return await (await self.swift_container()).head(self.object_name(key)) is not None
 
     async def getsize(self, key: str) -> int:
+        """Size of the object of ``key`` in bytes (one HEAD); ``FileNotFoundError`` if absent."""
         resp = await (await self.swift_container()).head(self.object_name(key))
         if resp is None:
             raise FileNotFoundError(key)
@@ -389,6 +392,7 @@ class SwiftStore(Store):
 
     # -- Store ABC: writes ------------------------------------------------------------------
     async def set(self, key: str, value: Buffer) -> None:
+        """Write ``key`` (in segments above the limit); ``ReadOnlyError`` on a read-only store."""
         self._check_writable()
         if not isinstance(value, Buffer):
             raise TypeError(
@@ -419,6 +423,7 @@ class SwiftStore(Store):
         await asyncio.gather(*(self.set(k, v) for k, v in values))
 
     async def delete(self, key: str) -> None:
+        """Delete ``key`` and its segments (absent: no error); ``ReadOnlyError`` if read-only."""
         self._check_writable()
         name = self.object_name(key)
         container = await self.swift_container()
@@ -451,6 +456,7 @@ class SwiftStore(Store):
         log.debug("deleted %d objects under %s", deleted, base)
 
     async def clear(self) -> None:
+        """Delete every object under this store's prefix (``delete_dir("")``)."""
         await self.delete_dir("")
 
     # -- Store ABC: listings ----------------------------------------------------------------
@@ -460,10 +466,12 @@ class SwiftStore(Store):
         return self.listing_base + prefix
 
     async def list(self) -> AsyncIterator[str]:
+        """Every key, streamed from the container listing (may lag writes); not on a signed link."""
         async for key in self.list_prefix(""):
             yield key
 
     async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+        """Every key under ``prefix``, streamed from the listing; not on a signed link."""
         self._check_listable()
         cut = len(self.listing_base)
         async for page in (await self.swift_container()).list_pages(self._prefix_for(prefix)):
@@ -471,6 +479,7 @@ class SwiftStore(Store):
                 yield entry["name"][cut:]
 
     async def list_dir(self, prefix: str) -> AsyncIterator[str]:
+        """The direct children (keys, sub-directories) of ``prefix``; not on a signed link."""
         self._check_listable()
         base = self.listing_base
         if prefix.strip("/"):
@@ -495,8 +504,7 @@ class SwiftStore(Store):
         """Every key under ``path``, sorted, as a generator (a page of names at a time).
 
         Swift lists in UTF-8 byte order, which is ``sorted()``'s order for ``str``, so nothing
-        is collected to sort. ``store._walk()`` (the original zarrswift's) returns a list.
-        """
+        is collected to sort. ``store._walk()`` (the original zarrswift's) returns a list."""
         self._check_listable()  # now, not at the first next(): so is authentication
         self.session  # noqa: B018
         prefix = f"{path.strip('/')}/" if path.strip("/") else ""

@@ -116,6 +116,7 @@ class Connection(asyncio.BufferedProtocol):
 
     # -- asyncio callbacks ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """asyncio: the transport is up; on plain TCP, one poll object for the reuse checks."""
         self.transport = cast(asyncio.Transport, transport)  # a stream transport, always
         # Set up here, not per reuse: a poll object registered once makes the check before
         # each reuse one poll(2) call, not select's lists and fd sets built every time. TLS
@@ -129,6 +130,7 @@ class Connection(asyncio.BufferedProtocol):
             self._idle_poll = poller
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """asyncio: the socket closed: a response in flight fails, unless its body ends here."""
         self.closed = True
         if self._waiter is None or self._waiter.done():
             self._drop_buffers()
@@ -140,9 +142,12 @@ class Connection(asyncio.BufferedProtocol):
         self._fail(f"connection closed {what}" + (f" ({type(exc).__name__})" if exc else ""))
 
     def eof_received(self) -> bool:
+        """asyncio: the server half-closed; False closes our side (see ``connection_lost``)."""
         return False  # close our side too; connection_lost reports what was missing
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        """asyncio (``BufferedProtocol``): where the next read lands: straight into the body of a
+        Content-Length response (no copy), else the scratch buffer the parser reads."""
         if self._state == _FIXED:
             if self._filled == len(self._body):
                 self._grow(self._filled + 1)
@@ -152,6 +157,8 @@ class Connection(asyncio.BufferedProtocol):
         return self._scratch_view
 
     def buffer_updated(self, nbytes: int) -> None:
+        """asyncio: ``nbytes`` arrived in ``get_buffer``'s memory. Counts progress for the stall
+        deadline; bytes while no request is in flight make the connection unusable."""
         self._moved += nbytes
         if self._moved >= PROGRESS_BYTES:
             self._activity, self._moved = self._loop.time(), 0
@@ -211,6 +218,7 @@ class Connection(asyncio.BufferedProtocol):
 
     # -- the parser's callbacks (httptools calls these by name) -----------------------------
     def on_message_begin(self) -> None:
+        """httptools: a response begins; one nobody asked for makes the connection unusable."""
         if self._state == _IDLE:  # a second response after the one we asked for
             self.reusable = False
 
@@ -224,6 +232,8 @@ class Connection(asyncio.BufferedProtocol):
         return lines
 
     def on_headers_complete(self) -> None:
+        """httptools: a head is complete. Skips interim 1xx heads, refuses 101 and any coding but
+        chunked (``ConnectionFailed``), and decides how the body ends."""
         if self._state != _HEAD:
             self.reusable = False
             return
@@ -264,6 +274,7 @@ class Connection(asyncio.BufferedProtocol):
             self._start_fixed(int(length))  # llhttp checked: decimal digits, one value
 
     def on_body(self, data: bytes) -> None:
+        """httptools: body bytes (a Content-Length body's only with the head: see ``_heads``)."""
         state = self._state
         if state == _FIXED:  # only what arrived with the head; the rest goes straight in
             end = self._filled + len(data)
@@ -277,6 +288,7 @@ class Connection(asyncio.BufferedProtocol):
             self.reusable = False
 
     def on_message_complete(self) -> None:
+        """httptools: the response ended; completes a Content-Length or chunked response."""
         if self._state in (_FIXED, _CHUNKED):
             self._finish()
 

@@ -65,6 +65,7 @@ class Headers(Mapping[str, str]):
     @overload
     def get(self, name: str, default: str | _T) -> str | _T: ...
     def get(self, name: str, default: object = None) -> object:
+        """Case-insensitive lookup: the first value of ``name``, or ``default`` when absent."""
         return self._lower.get(name.lower(), default)
 
     def __contains__(self, name: object) -> bool:
@@ -79,6 +80,7 @@ class Headers(Mapping[str, str]):
     # A list, not Mapping's ItemsView: it keeps repeated names and their order, which a view
     # over the case-insensitive lookup would fold into one.
     def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
+        """Every (name, value) pair as received: repeated names and their order kept."""
         return list(self._items)
 
     def __repr__(self) -> str:  # names only: values may be tokens
@@ -132,6 +134,7 @@ class Endpoint:
                 self.ssl.verify_mode = ssl.CERT_NONE
 
     def same_server(self, other: Endpoint) -> bool:
+        """Whether ``other`` is the same scheme, host and port (the same connection pool)."""
         return (self.scheme, self.host, self.port) == (other.scheme, other.host, other.port)
 
 

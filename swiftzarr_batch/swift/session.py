@@ -101,6 +101,7 @@ class Counters:
     unavailable: int = 0  # 503 answers: overloaded or failing over
 
     def as_dict(self) -> dict[str, int]:
+        """The counters by name (for ``store.counters``, job summaries and JSON reports)."""
         return asdict(self)
 
 
@@ -136,6 +137,7 @@ class SwiftSession:
 
     @property
     def storage_url(self) -> str:
+        """The account's storage URL, as the current token gives it (no request)."""
         return self.token.storage_url
 
     # -- connection pools ------------------------------------------------------------------
@@ -225,8 +227,7 @@ class SwiftSession:
         more than that up front (``http1.Pool.request``).
 
         The retry budget is a deadline across tries: a try in flight when it passes is cut,
-        and the error says the budget was spent.
-        """
+        and the error says the budget was spent."""
         target = f"{self._endpoint.base_path}/{path}" if path else self._endpoint.base_path
         if self.token.query:  # a signed link: its signature goes with every request
             params = {**dict(self.token.query), **(params or {})}

@@ -77,6 +77,7 @@ class SignedLink:
 
     @property
     def signed(self) -> bool:
+        """Whether the link carries a TempURL signature (otherwise: a public-read container)."""
         return bool(self.query)
 
     @property
@@ -107,6 +108,8 @@ def parse_duration(value: str | float | timedelta) -> float:
 
 
 def expiry_text(expires_at: float) -> str:
+    """UNIX time ``expires_at`` as ISO 8601 UTC (``2026-01-31T12:00:00Z``), for messages
+    that tell users when a link expires."""
     return datetime.fromtimestamp(expires_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -186,6 +186,7 @@ class FaultProxy:
 
     @property
     def injected(self) -> int:
+        """How many faults were injected so far (all kinds), for tests that assert some were."""
         with self._lock:
             return sum(v for k, v in self._counts.items() if k in ALL_FAULTS)
 
@@ -195,12 +196,14 @@ class FaultProxy:
             return list(self._events)
 
     def reset_counts(self) -> None:
+        """Forget the counts and events so far (between phases of one test)."""
         with self._lock:
             self._counts.clear()
             self._events.clear()
 
     @property
     def url(self) -> str:
+        """The proxy's base URL on 127.0.0.1; ``RuntimeError`` before ``start()``."""
         if self.port is None:
             raise RuntimeError("FaultProxy is not started")
         return f"{'https' if self._ssl else 'http'}://127.0.0.1:{self.port}"
@@ -224,6 +227,8 @@ class FaultProxy:
         self.stop()
 
     def start(self) -> FaultProxy:
+        """Serve on a free port of 127.0.0.1 from a daemon thread; returns once it listens.
+        Raises ``RuntimeError`` if already started or if it did not come up within 30 s."""
         if self._thread is not None:
             raise RuntimeError("already started")
         ready = threading.Event()
@@ -248,6 +253,7 @@ class FaultProxy:
         return self
 
     def stop(self) -> None:
+        """Stop serving and join the thread (idempotent; a no-op if never started)."""
         if self._thread is None or self._loop is None or self._stopped is None:
             return
         self._loop.call_soon_threadsafe(self._stopped.set)

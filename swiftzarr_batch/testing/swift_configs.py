@@ -75,6 +75,8 @@ def check_user_name(user: str, key: str) -> tuple[str, str]:
 
 
 def swift_conf(s: ClusterSettings) -> str:
+    """``swift.conf``: the hash suffix, storage policies and the cluster's constraints
+    (object size, listing limit ...) that the tests rely on."""
     limits = {
         "max_file_size": s.max_file_size,
         "container_listing_limit": s.container_listing_limit,
@@ -165,6 +167,8 @@ def object_updater_conf(s: ClusterSettings, node: int, direct_swift_dir: str) ->
 
 
 def proxy_server_conf(s: ClusterSettings) -> str:
+    """``proxy-server.conf``: the middleware pipeline (cache, s3api or filters left out as
+    ``s`` says), TempAuth users and the operator settings the tests need."""
     pipeline = [name for name in PIPELINE.split() if name not in s.without]
     if s.memcache_server is None:
         pipeline.remove("cache")  # an empty memcache_servers would mean 127.0.0.1:11211

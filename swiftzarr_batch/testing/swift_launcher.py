@@ -240,6 +240,8 @@ def build_rings(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point under the Swift virtualenv's interpreter: run a server, a daemon or the
+    gate, or build rings; returns the exit status."""
     parser = argparse.ArgumentParser(prog="swift_launcher")
     sub = parser.add_subparsers(dest="command", required=True)
     srv = sub.add_parser("server")

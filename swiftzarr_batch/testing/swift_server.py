@@ -196,6 +196,8 @@ class LocalSwift(ClusterFiles, ObjectNodes):
     # -- public properties -------------------------------------------------------------------
     @property
     def data_dir(self) -> Path:
+        """Where this cluster keeps its devices, configs and logs; ``ServerError`` before
+        ``start()``."""
         if self._data_dir is None:
             raise ServerError("no data dir yet: call start() first")
         return self._data_dir
@@ -212,31 +214,39 @@ class LocalSwift(ClusterFiles, ObjectNodes):
 
     @property
     def proxy_url(self) -> str:
+        """The proxy's base URL on 127.0.0.1; ``ServerError`` if never started."""
         if "proxy" not in self._ports:
             raise ServerError("the server was never started: call start() first")
         return f"http://127.0.0.1:{self._ports['proxy']}"
 
     @property
     def auth_url(self) -> str:
+        """The TempAuth v1.0 URL (``ST_AUTH``) to authenticate against."""
         return f"{self.proxy_url}/auth/v1.0"
 
     def storage_url(self, account: str = "test") -> str:
+        """The storage URL of ``account`` (``AUTH_<account>``) on this proxy."""
         return f"{self.proxy_url}/v1/AUTH_{account}"
 
     @property
     def user(self) -> str:
+        """The first TempAuth user (``account:user``), the one tests use by default."""
         return next(iter(self._users))
 
     @property
     def key(self) -> str:
+        """The key (password) of ``user``; test credentials, never a real secret."""
         return self._users[self.user]
 
     @property
     def users(self) -> dict[str, str]:
+        """Every TempAuth user and key (a copy: changing it changes nothing)."""
         return dict(self._users)
 
     @property
     def env(self) -> dict[str, str]:
+        """``ST_AUTH``/``ST_USER``/``ST_KEY`` for the ``swift`` CLI or a subprocess to reach this
+        cluster as ``user``."""
         return {"ST_AUTH": self.auth_url, "ST_USER": self.user, "ST_KEY": self.key}
 
     @property

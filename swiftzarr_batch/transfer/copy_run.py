@@ -347,6 +347,9 @@ class CopyRun:
 
     # -- metadata -----------------------------------------------------------------------------
     def copy_metadata(self) -> None:
+        """Copy the metadata keys last (children before parents, consolidated last), so readers
+        never see an array whose chunks are not all there; ``CopyError``, with no metadata
+        written, if any key failed."""
         s = self.summary
         if s.keys_failed:
             raise CopyError(
@@ -375,6 +378,9 @@ class CopyRun:
 
     # -- delete -------------------------------------------------------------------------------
     def delete_extra(self) -> None:
+        """Delete the destination keys the source lacks: metadata first (no reader finds a node
+        whose chunks go), then chunks from the spilled list, but not those the source holds
+        unlisted."""
         meta = [k for tier in reversed(metadata_tiers(self.extra_meta)) for k in tier]
         progress = self._progress("delete", self.extra_count)
         dest_path = self.opts.dest_path
@@ -406,6 +412,8 @@ class CopyRun:
 
     # -- verify -------------------------------------------------------------------------------
     def verify(self, deleted_extra: bool) -> None:
+        """Compare source and destination listings after the copy, rechecking suspects by HEAD
+        (listings may lag); sets ``summary.verified`` and notes what is missing or different."""
         problems = 0
         suspects: list[ObjectInfo] = []
         s = self.summary

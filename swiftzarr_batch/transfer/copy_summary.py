@@ -50,9 +50,12 @@ class CopySummary:
     problems: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
+        """Every field by name, for the JSON summary (``--summary``) and job reports."""
         return asdict(self)
 
     def line(self) -> str:
+        """One human line: what was copied, skipped, left, deleted or failed (the CLI's final
+        message and the log line of workflows)."""
         what = "would copy" if self.dry_run else "copied"
         how = f" ({self.keys_server_side} server-side)" if self.keys_server_side else ""
         text = (

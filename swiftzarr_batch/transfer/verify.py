@@ -100,14 +100,18 @@ class VerifyReport:
 
     @property
     def unlisted_chunks(self) -> int:
+        """Chunks a HEAD found though the listing lacked them (listings lag): present, not lost."""
         return sum(a.unlisted_count for a in self.arrays)
 
     @property
     def missing_chunks(self) -> int:
+        """Chunks of the arrays' grids that neither the listing nor a HEAD found."""
         return sum(a.missing_count for a in self.arrays)
 
     @property
     def ok(self) -> bool:
+        """True when nothing is wrong: metadata valid, nothing corrupt, orphaned or stale, and
+        no chunk missing unless ``allow_missing`` (sparse arrays)."""
         return not (
             self.metadata_errors
             or self.corrupt
@@ -117,6 +121,7 @@ class VerifyReport:
         )
 
     def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready fields, with the derived totals and ``ok`` included."""
         return {
             **asdict(self),
             "missing_chunks": self.missing_chunks,

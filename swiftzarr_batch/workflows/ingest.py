@@ -122,6 +122,8 @@ def run_from_config(
 
 
 def ingest(config: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
+    """Run one ingest from a parsed config: find new input files, append them under the
+    dataset's lock (or one versioned commit), verify, and record the outcome in ``summary``."""
     src, tgt, ing = config["source"], config["target"], config["ingest"]
     if ing["files_per_commit"] < 1 or ing["zarr_format"] not in (2, 3):
         raise ValueError("[ingest] files_per_commit must be >= 1 and zarr_format 2 or 3")
@@ -393,6 +395,8 @@ def _verify(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m swiftzarr_batch.workflows.ingest CONFIG``: its exit code (0 only when the
+    dataset verified, 75 when another run holds the lock)."""
     return main_for("python -m swiftzarr_batch.workflows.ingest", run_from_config, argv)
 
 

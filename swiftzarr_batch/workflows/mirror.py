@@ -92,6 +92,9 @@ def run_from_config(
 
 
 def mirror(config: dict[str, dict[str, Any]], summary: dict[str, Any]) -> None:
+    """Run one mirror from a parsed config: copy the source dataset under the target's lock
+    (or one versioned commit), verify, and record the outcome in ``summary``; a source being
+    ingested is not mirrored (``LockHeldError``)."""
     src, tgt, opt = config["source"], config["target"], config["mirror"]
     if opt["server_side"] not in SERVER_SIDE:
         raise ValueError(f"[mirror] server_side must be one of {sorted(SERVER_SIDE)}")
@@ -179,6 +182,8 @@ def _source_lock_holder(source: Any, name: str) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m swiftzarr_batch.workflows.mirror CONFIG``: its exit code (0 only when the
+    mirror verified)."""
     return main_for("python -m swiftzarr_batch.workflows.mirror", run_from_config, argv)
 
 
