@@ -338,6 +338,22 @@ def test_fencing_refuses_a_writer_whose_lease_was_taken_over(creds, container_na
     assert (_read(repo.readonly_session()) == 7).all()
 
 
+def test_a_lease_near_its_end_is_neither_renewed_nor_cleared(creds, container_name, swift_conn):
+    """No conditional PUT in Swift: a read-then-write of the lease near its expiry could
+    overwrite a new holder's lease (and its higher fence), so it is not written then."""
+    from swiftzarr_batch.versioned.sessions import run
+
+    repo = _repo(creds, container_name)
+    session = repo.writable_session(lease_ttl=3)
+    session.lease.stop_heartbeat()
+    time.sleep(3 - (3 / 6 + SETTLE) + 0.2)  # inside the margin, before the end
+    with pytest.raises(LeaseLostError, match="not renewed in time"):
+        run(session.lease.renew())
+    run(session.lease.release())  # left to expire: still ours at the server
+    _, body = swift_conn.get_object(container_name, "ds/refs/lease.main.json")
+    assert json.loads(body)["holder"] == session.lease.id
+
+
 def test_racing_head_moves_lose_one_commit_detectably(creds, container_name, monkeypatch):
     """The race no lease prevents without compare-and-swap: two writers past their fence
     checks PUT the head at once. One head wins; the other writer learns it lost; both

@@ -180,14 +180,32 @@ class BranchLease:
         if current is None or current.holder != self.id or current.fence != self.fence:
             self._lost = f"the lease of branch {self.branch!r} was lost while writing"
             raise LeaseLostError(self._lost)
+        if current.expires_at - time.time() < self._margin:  # a takeover may land any moment:
+            self._lost = (  # writing now could overwrite it with our lower fence
+                f"the lease of branch {self.branch!r} was not renewed in time (it ends in "
+                f"{current.expires_at - time.time():.1f} s); nothing more is committed"
+            )
+            raise LeaseLostError(self._lost)
         await self._write(self.key, self._body(self.id))
+
+    @property
+    def _margin(self) -> float:
+        """How close to its end the lease is no longer written by us: Swift has no conditional
+        PUT, so a read-then-write near expiry could overwrite a new holder's lease (and its
+        higher fence) with ours."""
+        return min(self.ttl / 6, 60.0) + self.settle
 
     async def release(self) -> None:
         """Clear the holder (keeping the fence, so fencing numbers only grow) if the lease is still
-        ours; a lease someone else holds is left alone."""
+        ours and well inside its life; a lease someone else holds, or ours near its end, is left
+        alone (it expires by itself)."""
         current = await self.read()
-        if current is not None and current.holder == self.id:
-            await self._write(self.key, self._body(None))
+        if current is None or current.holder != self.id:
+            return
+        if current.expires_at - time.time() < self._margin:
+            log.info("lease of branch %s ends by itself (too close to expiry)", self.branch)
+            return  # clearing it now could overwrite a takeover with our lower fence
+        await self._write(self.key, self._body(None))
 
     # -- heartbeat --------------------------------------------------------------------------
     def start_heartbeat(self) -> None:
