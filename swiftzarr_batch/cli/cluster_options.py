@@ -35,7 +35,7 @@ _OPTIONS: tuple[tuple[str, str, Any, str], ...] = (
 def add_cluster_options(p: argparse.ArgumentParser) -> None:
     """Add ``--cluster`` and its per-kind options: one ``--slurm-*``/``--dask-*`` option per
     ``ClusterConfig`` field, stored as ``cluster_<field>`` for ``cluster_given`` to read back."""
-    g = p.add_argument_group("cluster (see README: Clusters)")
+    g = p.add_argument_group("cluster (see the docs: Clusters and Slurm)")
     g.add_argument(
         "--cluster",
         choices=KINDS,

@@ -2,7 +2,7 @@
 
 An icechunk-shaped API (``Repository``, writable and read-only sessions whose ``.store`` is a
 zarr store) built only from what Swift's native API guarantees: atomic single-object PUTs,
-newest-replica reads and server-side copies. The model and its guarantees are in the README's
+newest-replica reads and server-side copies. The model and its guarantees are in the docs'
 "Versioned datasets" section. This room sits above ``store`` (it uses ``SwiftStore`` and its
 object-level extras) and below ``jobs``/``workflows``, which may commit through it.
 """

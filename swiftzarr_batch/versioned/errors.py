@@ -41,7 +41,7 @@ class BranchMovedError(VersionedError):
 
 
 class CommitLostError(VersionedError):
-    """The head PUT of this commit was overwritten by a racing head PUT (see the README's
+    """The head PUT of this commit was overwritten by a racing head PUT (see the docs'
     guarantees: Swift has no compare-and-swap). The snapshot exists and is readable by its id;
     the branch points to the other writer's snapshot."""
 

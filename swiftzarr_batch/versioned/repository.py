@@ -1,4 +1,4 @@
-"""``Repository``: versioned zarr datasets on plain Swift (the model is in the README's
+"""``Repository``: versioned zarr datasets on plain Swift (the model is in the docs'
 "Versioned datasets" section; the records in ``records``, the lease in ``lease``).
 
 A writable session writes only objects no snapshot references (``stores.SessionStore``). Its

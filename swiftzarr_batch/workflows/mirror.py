@@ -9,7 +9,7 @@ The copy is verified key by key against the source listing, optionally followed 
 held) is left alone this time (exit 75): copying it mid-append would copy a half-grown dataset.
 Two mirror runs into one target exclude each other with a lock on the target.
 
-Versioned repositories (README, "Versioned datasets"): ``source_versioned = true`` copies the
+Versioned repositories (docs: "Versioned datasets"): ``source_versioned = true`` copies the
 source repository's ``main`` head, one snapshot, never a commit in progress (no lock needed);
 ``versioned = true`` mirrors into a target repository, one writable session committed once,
 after the copy verified (its branch lease replaces the target lock).
