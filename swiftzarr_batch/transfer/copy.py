@@ -129,7 +129,9 @@ def copy_store(
     run = CopyRun(source, dest, opts, summary, exclude, batch_size, progress, progress_interval)
     try:
         run.run(if_exists, delete_extra=delete_extra)  # data copied as the listings are merged
-        if not dry_run and probe_unlisted and swift_objects(source) is not None:
+        # After failed keys the copy ends in CopyError ("re-run to resume") anyway: the re-run
+        # probes. Probing now would meet the same outage and hide that message.
+        if not dry_run and probe_unlisted and not summary.keys_failed and swift_objects(source):
             probe = probe_unlisted_chunks(source, opts.source_path, concurrency=concurrency)
             summary.unlisted_probes = probe.probed
             run.copy_unlisted(probe.present)
